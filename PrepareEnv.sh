@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up segbench: a virtual environment (or --system), torch (an installed one is reused), the
+# pinned stack (mmengine 0.10.7, mmcv 2.1.0, mmsegmentation 1.2.2), and the data. Re-runnable.
+#   bash PrepareEnv.sh                       # .venv in the checkout + synthetic Cityscapes
+#   bash PrepareEnv.sh --system              # install into the current python3
+#   bash PrepareEnv.sh --dev                 # also pytest + hypothesis (the test command does this)
+#   bash PrepareEnv.sh --download-wheels DIR [--python-version 3.12 --platform manylinux2014_x86_64]
+#   bash PrepareEnv.sh --wheelhouse DIR      # offline: no index, no network
+# Environment: PYTHON (base interpreter), TORCH_VERSION, MMCV_FLAVOR (lite|full), CITYSCAPES_ROOT
+# (link a real Cityscapes instead of generating), DATA_ROOT, SYNTH_IMAGES (default 30).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+python="${PYTHON:-python3}"
+export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
+
+if [[ "${1:-}" == "--download-wheels" ]]; then
+    [[ $# -ge 2 ]] || { echo "PrepareEnv.sh: error: --download-wheels needs a directory" >&2; exit 2; }
+    dir="$2"
+    shift 2
+    exec "${python}" -m segbench.env download "${dir}" "$@"
+fi
+exec "${python}" -m segbench.env prepare "$@"

@@ -1,0 +1,70 @@
+"""segbench.env: the mmcv._ext stand-in, stack checks and environment collection."""
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segbench import env
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_standin_lets_mmseg_models_register_and_fails_clearly_when_an_op_is_called():
+    assert env.mmcv_flavour() in ("lite+standin", "full")
+    if env.mmcv_flavour() != "lite+standin":
+        pytest.skip("mmcv with compiled ops is installed")
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    assert {"FastSCNN", "HRNet", "OCRHead", "MixVisionTransformer", "SegformerHead"} <= set(MODELS.module_dict)
+    ext = importlib.import_module("mmcv._ext")
+    assert "none" in ext.get_compiler_version() and "none" in ext.get_compiling_cuda_version()
+    with pytest.raises(RuntimeError, match="mmcv compiled op 'nms' was called.*MMCV_FLAVOR=full"):
+        ext.nms()
+    from mmcv.ops import point_sample  # pure PyTorch op: still works
+    assert callable(point_sample)
+
+
+def test_stack_is_complete_here_and_check_command_agrees():
+    assert env.stack_problems() == []
+    r = subprocess.run([sys.executable, "-m", "segbench.env", "check"], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode == 0 and "mmseg 1.2.2" in r.stdout and "mmengine 0.10.7" in r.stdout
+
+
+def test_stack_problems_name_what_is_missing(monkeypatch):
+    real = env.installed_version
+    monkeypatch.setattr(env, "installed_version",
+                        lambda d: None if d == "mmsegmentation" else ("0.10.6" if d == "mmengine" else real(d)))
+    problems = env.stack_problems()
+    assert "mmsegmentation is not installed" in problems
+    assert "mmengine 0.10.6 is installed, segbench needs 0.10.7" in problems
+
+
+def test_collect_describes_the_environment():
+    info = env.collect()
+    for key in ("python", "torch", "mmengine", "mmsegmentation", "mmcv_flavour", "host_cpus",
+                "cuda_available", "segbench_commit"):
+        assert key in info
+    assert info["mmengine"] == "0.10.7"
+
+
+def test_spec_renders_pins():
+    assert env._spec("mmengine", "0.10.7") == "mmengine==0.10.7"
+    assert env._spec("setuptools", "<81") == "setuptools<81"
+    assert env._spec("ftfy", None) == "ftfy"
+
+
+def test_download_wheels_needs_a_dir():
+    r = subprocess.run(["bash", str(REPO / "PrepareEnv.sh"), "--download-wheels"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "needs a directory" in r.stderr
+
+
+def test_bad_flavour_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "segbench.env", "prepare", "--venv", str(tmp_path / "v"),
+                        "--no-data"], capture_output=True, text=True, cwd=REPO,
+                       env={"PATH": "/usr/bin:/bin", "MMCV_FLAVOR": "medium"})
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "MMCV_FLAVOR" in r.stderr
