@@ -1,0 +1,16 @@
+# segbench: Fast-SCNN on Cityscapes, mmseg's own config, set up to measure training speed.
+# Crop, batch size, workers, iterations, precision and data root are set by the harness
+# (segbench.configs), not here. Plain mmseg tools/train.py runs this file unchanged.
+_base_ = 'mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py'
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=500, val_interval=500)
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=-1, save_last=False))
+env_cfg = dict(cudnn_benchmark=True)

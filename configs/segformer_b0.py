@@ -1,0 +1,17 @@
+# segbench: SegFormer MiT-B0 on Cityscapes 1024x1024, mmseg's own config, set up to measure
+# training speed. Crop, batch size, workers, iterations, precision and data root are set by the
+# harness (segbench.configs), not here. Plain mmseg tools/train.py runs this file unchanged.
+_base_ = 'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py'
+
+model = dict(backbone=dict(init_cfg=None))  # random init: no ImageNet download
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=500, val_interval=500)
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=-1, save_last=False))
+env_cfg = dict(cudnn_benchmark=True)

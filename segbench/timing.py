@@ -1,0 +1,190 @@
+"""An mmengine Hook that records every training iteration (docs/FORMATS.md, per-iteration file).
+
+Registered in mmengine's HOOKS registry and put in the config's ``custom_hooks``: the trainer is
+mmengine's own, unchanged. At each iteration boundary the device is synchronised, so ``time`` is the
+wall time of one whole iteration (data wait + step + every hook), not of queued kernels.
+Optionally it counts FLOPs once (torch.utils.flop_counter, on a copy of the real model and a real
+batch) and captures a torch.profiler trace for a window of iterations.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+from mmengine.dist import get_rank, get_world_size
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def count_step_flops(model: torch.nn.Module, data_batch: dict) -> float:
+    """Forward + backward FLOPs of one training step of ``model`` on ``data_batch``.
+
+    Counts on a deep copy in eval mode (BN/SyncBN then use running stats, so no collective runs and
+    the real model's statistics and gradients are untouched). Convolutions and matmuls are what the
+    counter counts; normalisation is not counted either way.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    probe = copy.deepcopy(model).eval()
+    try:
+        data = probe.data_preprocessor(data_batch, True)
+        with FlopCounterMode(display=False) as counter:
+            losses = probe(**data, mode="loss")
+            loss, _ = probe.parse_losses(losses)
+            loss.backward()
+        return float(counter.get_total_flops())
+    finally:
+        del probe
+
+
+@HOOKS.register_module()
+class SegbenchTimerHook(Hook):
+    """Writes ``<prefix>.rank<R>.jsonl``: a meta line, then one line per training iteration."""
+
+    priority = "VERY_LOW"  # after every other hook's after_train_iter: the boundary is the last
+
+    def __init__(self, out_prefix: str, precision: str = "fp32", count_flops: bool = True,
+                 profile_window: tuple[int, int] | None = None, profile_dir: str | None = None):
+        self.out_prefix = out_prefix
+        self.precision = precision
+        self.count_flops = count_flops
+        self.profile_window = tuple(profile_window) if profile_window else None
+        self.profile_dir = profile_dir
+        self._buf: list[str] = []
+        self._fh = None
+        self._t_prev = 0.0
+        self._data_time = 0.0
+        self._profiler = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _write(self, obj: dict) -> None:
+        self._buf.append(json.dumps(obj))
+        if len(self._buf) >= FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._fh and self._buf:
+            self._fh.write("\n".join(self._buf) + "\n")
+            self._fh.flush()
+            self._buf.clear()
+
+    # -- mmengine hook points --------------------------------------------------------------------
+    def before_train(self, runner) -> None:
+        self.rank = get_rank()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        path = Path(f"{self.out_prefix}.rank{self.rank}.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "w")
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        _sync(self.device)
+        self._t_prev = time.perf_counter()
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        it = runner.iter + 1
+        if it == 1:
+            self._write_meta(runner, data_batch)
+            _sync(self.device)
+            if self.device == "cuda":  # the probe's memory is not the training's peak
+                torch.cuda.reset_peak_memory_stats()
+            self._t_prev = time.perf_counter()  # the FLOP count is not part of any iteration
+        self._data_time = time.perf_counter() - self._t_prev
+        if self.profile_window and it == self.profile_window[0]:
+            self._start_profiler()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        _sync(self.device)
+        now = time.perf_counter()
+        it = runner.iter + 1
+        loss = None
+        if isinstance(outputs, dict) and "loss" in outputs:
+            v = outputs["loss"]
+            loss = float(v.item() if hasattr(v, "item") else v)
+        mem = (torch.cuda.max_memory_allocated() / 2**20) if self.device == "cuda" else None
+        self._write({"kind": "iter", "iter": it, "rank": self.rank, "time": now - self._t_prev,
+                     "data_time": self._data_time, "loss": loss,
+                     "mem_mb": None if mem is None else round(mem, 1), "t": time.time()})
+        if self._profiler is not None and it >= self.profile_window[1]:
+            self._stop_profiler(runner)
+        self._t_prev = now
+
+    def after_train(self, runner) -> None:
+        if self._profiler is not None:
+            self._stop_profiler(runner)
+        self._flush()
+        if self._fh:
+            self._fh.close()
+            self._fh = None
+
+    # -- meta, FLOPs, profiler ---------------------------------------------------------------------
+    def _write_meta(self, runner, data_batch) -> None:
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        inputs = data_batch.get("inputs") if isinstance(data_batch, dict) else None
+        shape = None
+        if isinstance(inputs, (list, tuple)) and inputs:
+            shape = [len(inputs), *inputs[0].shape]
+        flops, err = None, None
+        if self.count_flops:
+            try:
+                flops = count_step_flops(model, data_batch)
+                shape = list(model.data_preprocessor(data_batch, True)["inputs"].shape)
+            except Exception as exc:  # counting is evidence, never a reason to stop training
+                err = f"{type(exc).__name__}: {exc}"[:300]
+        meta = {"kind": "meta", "rank": self.rank, "world_size": get_world_size(),
+                "device": self.device,
+                "device_name": torch.cuda.get_device_name() if self.device == "cuda" else "cpu",
+                "batch_size": shape[0] if shape else None, "input_shape": shape,
+                "precision": self.precision, "flops_per_iter": flops, "flops_error": err}
+        self._write(meta)
+        self._flush()
+
+    def _start_profiler(self) -> None:
+        acts = [torch.profiler.ProfilerActivity.CPU]
+        if self.device == "cuda":
+            acts.append(torch.profiler.ProfilerActivity.CUDA)
+        self._profiler = torch.profiler.profile(activities=acts, record_shapes=True)
+        self._profiler.__enter__()
+
+    def _stop_profiler(self, runner) -> None:
+        prof, self._profiler = self._profiler, None
+        prof.__exit__(None, None, None)
+        out_dir = Path(self.profile_dir or Path(self.out_prefix).parent)
+        trace = out_dir / f"{Path(self.out_prefix).name}.rank{self.rank}.trace.json"
+        prof.export_chrome_trace(str(trace))
+        table = prof.key_averages().table(sort_by="self_cuda_time_total" if self.device == "cuda"
+                                          else "self_cpu_time_total", row_limit=25)
+        runner.logger.info(f"[segbench] profiler trace: {trace}\n{table}")
+
+
+@HOOKS.register_module()
+class SegbenchFaultHook(Hook):
+    """Fault injection for segbench's own tests (``SEGBENCH_FAULT=KIND@ITER[@RANK]``): at iteration
+    ITER (on RANK only, if given) raise a crash (RuntimeError), an OOM (torch.OutOfMemoryError) or
+    hang (sleep far past any timeout)."""
+
+    def __init__(self, spec: str):
+        parts = spec.split("@")
+        if len(parts) not in (2, 3) or parts[0] not in ("crash", "oom", "hang"):
+            raise ValueError(f"SEGBENCH_FAULT must be crash|oom|hang@ITER[@RANK], not {spec!r}")
+        self.kind, self.at_iter = parts[0], int(parts[1])
+        self.at_rank = int(parts[2]) if len(parts) == 3 else None
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.iter + 1 != self.at_iter or self.at_rank not in (None, get_rank()):
+            return
+        msg = f"segbench fault injection at iteration {self.at_iter} on rank {get_rank()}"
+        if self.kind == "oom":
+            raise torch.OutOfMemoryError(msg)
+        if self.kind == "hang":
+            time.sleep(3600)
+        raise RuntimeError(msg)

@@ -1,0 +1,86 @@
+"""configs/: each model's config inherits mmseg's shipped Cityscapes config; the harness's settings
+are cfg-options that reach the built config (and plain mmseg's --cfg-options parser) intact."""
+import argparse
+
+import pytest
+from mmengine.config import DictAction
+
+from segbench import configs
+
+
+@pytest.mark.parametrize("model, base, crop", [
+    ("fastscnn", "fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py", (512, 1024)),
+    ("ocrnet_hrnetw48", "ocrnet/ocrnet_hr48_4xb2-40k_cityscapes-512x1024.py", (512, 1024)),
+    ("segformer_b0", "segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py", (1024, 1024)),
+])
+def test_config_inherits_mmseg_and_measures_training_only(model, base, crop):
+    text = configs.config_path(model).read_text()
+    assert f"_base_ = 'mmseg::{base}'" in text
+    cfg = configs.load(model)
+    assert cfg.train_dataloader.dataset.type == "CityscapesDataset"
+    heads = cfg.model.decode_head if isinstance(cfg.model.decode_head, list) else [cfg.model.decode_head]
+    assert all(h["num_classes"] == 19 for h in heads)
+    assert cfg.val_dataloader is None and cfg.val_cfg is None and cfg.test_dataloader is None
+    assert cfg.default_hooks.logger.interval == 10
+    assert cfg.default_hooks.checkpoint.interval == -1 and cfg.default_hooks.checkpoint.save_last is False
+    assert cfg.env_cfg.cudnn_benchmark is True
+    assert tuple(cfg.model.data_preprocessor.size) == crop == configs.MODELS[model]
+    assert cfg.model.get("pretrained") is None
+    assert cfg.model.backbone.get("init_cfg") is None
+
+
+def test_options_reach_the_config():
+    s = configs.TrainSettings("segformer_b0", batch_size=3, max_iters=70, num_workers=4,
+                              precision="bf16", crop=(256, 512), data_root="/d", work_dir="/w",
+                              log_interval=7)
+    cfg = configs.build(s)
+    crop_t = [t for t in cfg.train_dataloader.dataset.pipeline if t["type"] == "RandomCrop"][0]
+    assert tuple(crop_t["crop_size"]) == (256, 512) == tuple(cfg.model.data_preprocessor.size)
+    assert (cfg.train_dataloader.batch_size, cfg.train_dataloader.num_workers) == (3, 4)
+    assert cfg.train_cfg.max_iters == 70 and cfg.default_hooks.logger.interval == 7
+    assert cfg.train_dataloader.dataset.data_root == "/d" and cfg.work_dir == "/w"
+    assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.dtype == "bfloat16"
+    assert cfg.optim_wrapper.optimizer.type == "AdamW"  # the model's own optimizer is kept
+    assert cfg.launcher == "none"
+
+
+def test_fp32_keeps_plain_optimizer_and_fp16_scales_loss():
+    assert configs.build(configs.TrainSettings("fastscnn", 2, 50, 1)).optim_wrapper.type == "OptimWrapper"
+    fp16 = configs.build(configs.TrainSettings("fastscnn", 2, 50, 1, precision="fp16"))
+    assert fp16.optim_wrapper.dtype == "float16" and fp16.optim_wrapper.loss_scale == "dynamic"
+
+
+def test_cpu_distributed_swaps_syncbn_and_ddp_device_ids():
+    gpu = configs.build(configs.TrainSettings("ocrnet_hrnetw48", 2, 50, 1, distributed=True))
+    assert gpu.model.backbone.norm_cfg.type == "SyncBN" and "model_wrapper_cfg" not in gpu
+    cpu = configs.build(configs.TrainSettings("ocrnet_hrnetw48", 2, 50, 1, device="cpu",
+                                              distributed=True))
+    assert "SyncBN" not in cpu.pretty_text
+    assert cpu.model_wrapper_cfg.device_ids is None and cpu.env_cfg.dist_cfg.backend == "gloo"
+    assert cpu.launcher == "pytorch"
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(model="unet"), "unknown model"), (dict(precision="fp8"), "precision"),
+    (dict(batch_size=0), "batch_size"), (dict(crop=(16, 16)), "crop"),
+    (dict(device="cpu", precision="fp16"), "needs a GPU"),
+])
+def test_invalid_settings(bad, match):
+    kw = dict(model="fastscnn", batch_size=2, max_iters=50, num_workers=1) | bad
+    with pytest.raises(ValueError, match=match):
+        configs.TrainSettings(**kw).validate()
+
+
+def test_as_cli_round_trips_through_mmengine_dictaction():
+    """The fidelity benchmark hands these strings to plain mmseg tools/train.py."""
+    s = configs.TrainSettings("fastscnn", 2, 500, 5, precision="fp16", crop=(256, 512),
+                              data_root="data/cityscapes")
+    opts = configs.options(configs.load("fastscnn"), s)
+    p = argparse.ArgumentParser()
+    p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    parsed = p.parse_args(["--cfg-options", *configs.as_cli(opts)]).cfg_options
+    assert parsed == opts
+    cfg = configs.load("fastscnn")
+    cfg.merge_from_dict(parsed)
+    assert tuple(cfg.model.data_preprocessor.size) == (256, 512)
+    assert cfg.train_dataloader.persistent_workers is True
