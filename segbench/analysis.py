@@ -1,0 +1,835 @@
+"""Turn a training log into the contract's speed file and the stats sidecar.
+
+The headline figure keeps the 2021 seed's formula exactly::
+
+    FINAL_RESULT = round(batch_size * gpu_num / mean(window time), 3)
+
+over the *training* log windows of one run, skipping the first ``SKIP_WINDOWS`` (4) of them.
+A window is one training log line (every ``log_interval`` iterations); its ``time`` is the
+logger's running mean over the window. See ``docs/FORMATS.md`` for the file formats.
+
+Log formats understood (line by line, so mixed files work):
+
+* mmengine stdout / file log: ``... - mmengine - INFO - Iter(train) [ 10/500]  ... time: 0.2``
+  and ``Epoch(train) [1][ 10/100] ...``; ``Iter(val)``, ``Iter(test)``, ``Epoch(val)`` never count;
+* mmengine ``vis_data/scalars.json``: a line that parses as a JSON object is a training window
+  when it has a numeric ``time`` and an ``lr`` or ``loss`` key (validation objects have neither);
+* mmseg 0.x / mmcv 1.x: ``... - mmseg - INFO - Iter [50/320000]\\tlr: ..., time: 0.745, ...`` and
+  ``Epoch [1][50/100]\\t...``.
+
+The first ``SKIP_WINDOWS`` windows are skipped by position, whatever their value; of the rest, a
+window whose time is not a finite positive number is ignored and counted (``ignored_bad``). The
+run fails (FINAL_RESULT 0, JOB_FAIL_FLAG 1, reason in the sidecar) when its result record says so
+(a reason or a non-zero exit code; the figure is kept as ``partial_images_per_s``), when it has a
+``case:`` record but no ``result:`` record, when no window is left, when the batch size is unknown,
+or when the figure rounds to 0 or is not finite.
+
+``time:`` is matched with a word boundary, so ``data_time:`` never counts. ANSI colour codes, CR
+line ends and torchrun's ``[rank0]:`` / ``[default0]:`` line prefixes are stripped first. A final
+line without a newline is dropped when it does not parse completely (a cut JSON object, a record
+whose JSON is cut, a training line whose ``time`` value runs into the end of the file).
+
+Runs. A ``[segbench] case:`` line always starts a new run. An mmengine ``System environment:``
+header or an mmseg 0.x ``Environment info:`` header starts a new run when the current run already
+has training windows or a result record (so the header that follows a ``case:`` line belongs to
+that case). A training iteration key (``(0, iter)`` or ``(epoch, iter)``) that goes backwards
+starts a new run too, which keeps the launch's record and config evidence (it has no header of its
+own) -- except that a key equal to one of the last ``RANK_LAG_WINDOWS`` keys of the run is another
+rank's copy of a window already counted: each iteration counts once per run (first copy wins),
+tolerating ranks whose output lags a few windows behind. The LAST run with training windows is
+analysed; when no run has any, the last run (its record explains the failure).
+
+Batch size (per process): the run's ``case:`` record > ``batch_size`` argument > ``batch_size=``
+directly inside the config dump's ``train_dataloader = dict(...)`` > mmseg 0.x ``samples_per_gpu=``
+directly inside ``data = dict(...)``; unknown fails the analysis.
+GPU count (world size): record > argument > mmengine header ``GPU number: N`` > mmseg 0.x
+``gpu_ids = range(0, N)`` unless ``Distributed training: True`` > 1 with a warning.
+Run mode: record > argument > ``sp`` when the GPU count is 1, else ``mp``.
+
+Statistics. Per-iteration files (``<log basename>_iters.rank<R>.jsonl`` next to the log) give the
+sidecar's ``per_iter`` block, from the lowest rank present (rank 0 normally), warm-up = the first
+``4 * log_interval`` iterations (by position). In such a file a ``meta`` line or an iteration
+number that does not increase starts over (the latest run wins). Spread is the sample standard
+deviation (ddof=1). The 95% confidence interval of the mean iteration time uses two-sided
+Student-t quantiles from a table (exact to 3 decimals for df <= 30; above that the quantile of the
+largest tabulated df not above the real one, which is conservative; the normal 1.960 beyond
+df 1000), and is mapped to images/s: [bs*gpus / (mean + h), bs*gpus / (mean - h)].
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PROG = "analysis_log.py"
+SKIP_WINDOWS = 4
+DEFAULT_LOG_INTERVAL = 10
+WARMUP_LOG_INTERVALS = 4
+STEADY_THRESHOLD = 0.05
+RANK_LAG_WINDOWS = 4
+MISSION_NAME = "图像分割"
+UNIT = "images/s"
+SPEED_KEYS = ("log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
+              "gpu_num", "FINAL_RESULT", "JOB_FAIL_FLAG", "UNIT")
+STATS_SCHEMA = 1
+
+# Two-sided 95% Student-t quantiles (the 0.975 quantile) by degrees of freedom.
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
+        17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064,
+        25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000,
+        80: 1.990, 100: 1.984, 120: 1.980, 200: 1.972, 500: 1.965, 1000: 1.962}
+_Z95 = 1.960
+
+# Dense datasheet peaks in TFLOP/s: (name pattern, basis label, {precision class: peak}).
+# fp32 runs use the TF32 figure where the GPU has one (cuDNN convolutions use TF32 by default).
+_PEAKS: tuple[tuple[re.Pattern[str], str, dict[str, float]], ...] = (
+    (re.compile(r"\bH(?:100|200)\b(?!.*\b(?:PCIe|NVL)\b)", re.I), "H100/H200 SXM datasheet",
+     {"tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    (re.compile(r"\bA100\b", re.I), "A100 datasheet",
+     {"tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
+    (re.compile(r"\bV100\b(?!.*\bPCIe\b)", re.I), "V100 SXM2 datasheet",
+     {"fp32": 15.7, "fp16": 125.0}),
+)
+_PEAK_LABELS = {"tf32": "dense TF32 (cuDNN convs use TF32 by default)", "bf16": "dense BF16",
+                "fp16": "dense FP16", "fp32": "FP32"}
+
+_NUM = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
+_RECORD = re.compile(r"\[segbench\] (case|result):\s*(.*)$")
+_ITER_MARK = re.compile(r"\bIter(?:\(train\))?\s*\[\s*(\d{1,12})\s*/\s*\d{1,12}\s*\]")
+_EPOCH_MARK = re.compile(
+    r"\bEpoch(?:\(train\))?\s*\[\s*(\d{1,12})\s*\]\s*\[\s*(\d{1,12})\s*/\s*\d{1,12}\s*\]")
+_TIME = re.compile(rf"\btime:\s*({_NUM})(?=[\s,]|$)")
+_LOSS = re.compile(rf"(?<![\w.])loss:\s*({_NUM})(?=[\s,]|$)")
+_HEADER = re.compile(r"(?:^|\s)(?:System environment|Environment info):\s*$")
+_GPU_NUMBER = re.compile(r"\bGPU number:\s*(\d{1,6})\b")
+_DISTRIBUTED = re.compile(r"\bDistributed training:\s*(True|False)\b")
+_GPU_IDS = re.compile(
+    r"^\s*gpu_ids\s*=\s*(?:range\(\s*(\d{1,6})\s*(?:,\s*(\d{1,6})\s*)?\)|\[([\d,\s]*)\])")
+_TRAIN_LOADER = re.compile(r"^[ \t]*train_dataloader\s*=\s*dict\(", re.M)
+_DATA_DICT = re.compile(r"^[ \t]*data\s*=\s*dict\(", re.M)
+_CONFIG_SCAN_LIMIT = 200_000
+_RANK_FILE = re.compile(r"_iters\.rank(\d{1,6})\.jsonl$")
+
+
+@dataclass(frozen=True)
+class Result:
+    """Outcome of :func:`analyze`.
+
+    ``speed`` is the 10-key speed dict, ``stats`` the sidecar dict, ``reason`` why the run failed
+    (None when it passed), ``exit_code`` what the CLI exits with (0 passed, 1 failed analysis,
+    2 unreadable log) and ``warnings`` one-line notes about guesses made (also in ``stats``).
+    """
+
+    speed: dict[str, Any]
+    stats: dict[str, Any]
+    reason: str | None
+    exit_code: int
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the run passed and FINAL_RESULT holds its figure."""
+        return self.reason is None
+
+
+@dataclass
+class _Window:
+    key: tuple[int, int] | None
+    time: float
+    loss: float | None
+
+
+@dataclass
+class _Run:
+    """One run of a log: its record lines, training windows and evidence lines."""
+
+    case: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    result_malformed: bool = False
+    windows: list[_Window] = field(default_factory=list)
+    keys: list[tuple[int, int]] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    gpu_number: int | None = None
+    distributed: bool | None = None
+    gpu_ids: int | None = None
+
+    def continuation(self) -> _Run:
+        """A run started by the iteration counter going backwards inside one launch."""
+        return _Run(case=self.case, text=list(self.text), gpu_number=self.gpu_number,
+                    distributed=self.distributed, gpu_ids=self.gpu_ids)
+
+    def add_window(self, window: _Window) -> _Run:
+        """Add a window; return the run it landed in (a new one when the counter restarted)."""
+        key = window.key
+        if key is None or not self.keys or key > self.keys[-1]:
+            self.windows.append(window)
+            if key is not None:
+                self.keys.append(key)
+            return self
+        if key in self.keys[-RANK_LAG_WINDOWS:]:
+            return self  # another rank's copy of a window already counted
+        run = self.continuation()
+        return run.add_window(window)
+
+
+@dataclass
+class _RankFile:
+    """The latest run of one ``_iters.rank<R>.jsonl`` file, as parallel per-iteration lists."""
+
+    rank: int
+    meta: dict[str, Any]
+    times: list[float] = field(default_factory=list)
+    data_times: list[float | None] = field(default_factory=list)
+    losses: list[float | None] = field(default_factory=list)
+    mems: list[float | None] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+def _pos_int(value: Any) -> int | None:
+    """``value`` when it is a positive int (bools excluded), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float when it is a JSON number (bools excluded; huge ints become +-inf)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None (keeps NaN out of JSON)."""
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _good_time(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "unknown failure"
+
+
+def _t95(df: int) -> float:
+    """Two-sided 95% Student-t quantile for ``df`` >= 1 degrees of freedom (see module doc)."""
+    if df > max(_T95):
+        return _Z95
+    return _T95[max(k for k in _T95 if k <= df)]
+
+
+def _parse_json(text: str, *, drop_constants: bool) -> Any:
+    """``json.loads`` that returns None instead of raising; NaN/Infinity become None if asked."""
+    try:
+        if drop_constants:
+            return json.loads(text, parse_constant=lambda _: None)
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _clean_line(raw: str) -> str:
+    line = raw.rstrip("\r")
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
+    if line.startswith("["):
+        line = _RANK_PREFIX.sub("", line, count=1)
+    return line
+
+
+# ----------------------------------------------------------------------------- log parsing
+
+def _read_log(path: str | os.PathLike[str]) -> str:
+    with open(path, "rb") as handle:
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _json_window(obj: dict[str, Any]) -> _Window | None:
+    """The training window a scalars.json object stands for, if it is one."""
+    time = _number(obj.get("time"))
+    if time is None or not ("lr" in obj or "loss" in obj):
+        return None
+    iteration = _pos_int(obj.get("iter")) or _pos_int(obj.get("step"))
+    return _Window(key=None if iteration is None else (0, iteration), time=time,
+                   loss=_finite(obj.get("loss")))
+
+
+def _text_window(line: str, partial: bool) -> _Window | None:
+    """The training window of a text line, if it is one (a ``partial`` line's time must end)."""
+    mark = _ITER_MARK.search(line)
+    if mark is not None:
+        key = (0, int(mark.group(1)))
+    else:
+        mark = _EPOCH_MARK.search(line)
+        if mark is None:
+            return None
+        key = (int(mark.group(1)), int(mark.group(2)))
+    rest = line[mark.end():]
+    time = _TIME.search(rest)
+    if time is None or (partial and time.end(1) == len(rest)):
+        return None
+    loss = _LOSS.search(rest)
+    return _Window(key=key, time=float(time.group(1)),
+                   loss=_finite(float(loss.group(1))) if loss else None)
+
+
+class _LogParser:
+    """Feeds cleaned lines into a list of runs (see the module doc for the splitting rules)."""
+
+    def __init__(self) -> None:
+        self.runs: list[_Run] = [_Run()]
+
+    @property
+    def current(self) -> _Run:
+        return self.runs[-1]
+
+    def feed(self, line: str, partial: bool) -> None:
+        if "[segbench]" in line and self._record(line, partial):
+            return
+        stripped = line.strip()
+        if stripped.startswith("{"):
+            obj = _parse_json(stripped, drop_constants=False)
+            if isinstance(obj, dict):
+                window = _json_window(obj)
+                if window is not None:
+                    self._add_window(window)
+                return
+            if partial:
+                return
+        if _HEADER.search(line) and (self.current.windows or self.current.result is not None
+                                     or self.current.result_malformed):
+            self.runs.append(_Run())
+        if "time:" in line:
+            window = _text_window(line, partial)
+            if window is not None:
+                self._add_window(window)
+        self._evidence(line)
+        self.current.text.append(line)
+
+    def _record(self, line: str, partial: bool) -> bool:
+        match = _RECORD.search(line)
+        if match is None:
+            return False
+        obj = _parse_json(match.group(2).strip(), drop_constants=True)
+        if not isinstance(obj, dict):
+            obj = None
+        if obj is None and partial:
+            return True
+        if match.group(1) == "case":
+            self.runs.append(_Run(case=obj or {}))
+        else:
+            self.current.result = obj
+            self.current.result_malformed = obj is None
+        return True
+
+    def _add_window(self, window: _Window) -> None:
+        run = self.current.add_window(window)
+        if run is not self.current:
+            self.runs.append(run)
+
+    def _evidence(self, line: str) -> None:
+        run = self.current
+        if "GPU number" in line and (match := _GPU_NUMBER.search(line)):
+            run.gpu_number = _pos_int(int(match.group(1))) or run.gpu_number
+        if "Distributed training" in line and (match := _DISTRIBUTED.search(line)):
+            run.distributed = match.group(1) == "True"
+        if "gpu_ids" in line and (match := _GPU_IDS.match(line)):
+            if match.group(3) is not None:
+                count = len(re.findall(r"\d+", match.group(3)))
+            elif match.group(2) is not None:
+                count = int(match.group(2)) - int(match.group(1))
+            else:
+                count = int(match.group(1))
+            run.gpu_ids = _pos_int(count) or run.gpu_ids
+
+
+def _split_runs(text: str) -> list[_Run]:
+    parser = _LogParser()
+    lines = text.split("\n")
+    ends_cut = lines[-1] != ""
+    if not ends_cut:
+        lines.pop()
+    for index, raw in enumerate(lines):
+        parser.feed(_clean_line(raw), partial=ends_cut and index == len(lines) - 1)
+    return parser.runs
+
+
+def _dict_key_in_config(text: str, start: re.Pattern[str], key: str) -> int | None:
+    """``key=<int>`` directly inside the last ``name = dict(...)`` that ``start`` finds."""
+    starts = list(start.finditer(text))
+    if not starts:
+        return None
+    body = text[starts[-1].end():starts[-1].end() + _CONFIG_SCAN_LIMIT]
+    token = re.compile(r"'(?:\\.|[^'\\\n])*'|\"(?:\\.|[^\"\\\n])*\"|[()\[\]{}]"
+                       rf"|(?<![\w.]){key}\s*=\s*(\d{{1,9}})\b")
+    depth = 1
+    for match in token.finditer(body):
+        piece = match.group(0)
+        if piece in ("(", "[", "{"):
+            depth += 1
+        elif piece in (")", "]", "}"):
+            depth -= 1
+            if depth == 0:
+                return None
+        elif match.group(1) is not None and depth == 1:
+            return _pos_int(int(match.group(1)))
+    return None
+
+
+def _config_batch_size(run: _Run) -> int | None:
+    text = "\n".join(run.text)
+    return (_dict_key_in_config(text, _TRAIN_LOADER, "batch_size")
+            or _dict_key_in_config(text, _DATA_DICT, "samples_per_gpu"))
+
+
+def _log_gpu_num(run: _Run) -> tuple[int, str | None]:
+    """GPU count from the log's own evidence, and a warning when it had to be guessed."""
+    if run.gpu_number is not None:
+        return run.gpu_number, None
+    if run.gpu_ids is not None and run.distributed is not True:
+        return run.gpu_ids, None
+    if run.distributed:
+        return 1, ("gpu count unknown: distributed mmseg 0.x log names no GPU count; "
+                   "assuming 1 (pass --gpu-num)")
+    return 1, "gpu count unknown: no record, --gpu-num or log evidence; assuming 1"
+
+
+# ----------------------------------------------------------------------------- per-iteration files
+
+def _read_rank_file(path: str, rank: int) -> _RankFile | None:
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    data = _RankFile(rank=rank, meta={})
+    last_iter = 0
+    for line in text.splitlines():
+        obj = _parse_json(line, drop_constants=True)
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("kind") == "meta":
+            data = _RankFile(rank=rank, meta=obj)
+            last_iter = 0
+            continue
+        iteration, time = _pos_int(obj.get("iter")), _number(obj.get("time"))
+        if obj.get("kind") != "iter" or iteration is None or time is None:
+            continue
+        if iteration <= last_iter:  # a re-run appended without its own meta line
+            data = _RankFile(rank=rank, meta=data.meta)
+        last_iter = iteration
+        data.times.append(time)
+        data.data_times.append(_finite(obj.get("data_time")))
+        data.losses.append(_finite(obj.get("loss")))
+        data.mems.append(_finite(obj.get("mem_mb")))
+    return data
+
+
+def _rank_files(log_path: str) -> list[_RankFile]:
+    pattern = glob.escape(os.path.basename(log_path)) + "_iters.rank*.jsonl"
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(os.path.dirname(log_path)), pattern)):
+        match = _RANK_FILE.search(path)
+        if match is not None and (data := _read_rank_file(path, int(match.group(1)))):
+            found.append(data)
+    return sorted(found, key=lambda data: data.rank)
+
+
+def _precision_class(precision: Any) -> str | None:
+    if not isinstance(precision, str):
+        return None
+    text = precision.lower()
+    if "bf16" in text or "bfloat16" in text:
+        return "bf16"
+    if "fp16" in text or "float16" in text or "half" in text or "amp" in text:
+        return "fp16"
+    if "fp32" in text or "float32" in text or "tf32" in text:
+        return "fp32"
+    return None
+
+
+def _peak_tflops(device_name: Any, precision: Any) -> tuple[float | None, str | None]:
+    """Datasheet dense peak (TFLOP/s) and its basis for a GPU name and precision, or Nones."""
+    cls = _precision_class(precision)
+    if not isinstance(device_name, str) or cls is None:
+        return None, None
+    for pattern, basis, peaks in _PEAKS:
+        if pattern.search(device_name):
+            column = "tf32" if cls == "fp32" and "tf32" in peaks else cls
+            if column not in peaks:
+                return None, None
+            return peaks[column], f"{basis}, {_PEAK_LABELS[column]}"
+    return None, None
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def iteration_stats(times: Sequence[float], data_times: Sequence[float | None] | None,
+                    warmup: int, batch_size: int, gpu_num: int) -> dict[str, Any]:
+    """Statistics of per-iteration times after dropping the first ``warmup`` iterations.
+
+    Times that are not finite and positive are left out (with their ``data_times`` entry).
+    ``images_per_s`` = batch_size * gpu_num / mean time; ``images_per_s_ci95`` maps the 95% CI of
+    the mean time (mean +- t * std / sqrt(n)) to images/s, its upper end None when mean - half
+    width <= 0; ``std`` is the sample std (ddof=1), None for one iteration, as are ``cv``, the CI
+    and ``steady``. The images/s figures are None when batch_size * gpu_num is not positive. Raises ValueError when no iteration is left or the
+    arguments do not fit together.
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    if data_times is not None and len(data_times) != len(times):
+        raise ValueError("times and data_times differ in length")
+    waits = list(data_times) if data_times is not None else [None] * len(times)
+    pairs = [(t, d) for t, d in list(zip(times, waits))[warmup:] if _good_time(t)]
+    if not pairs:
+        raise ValueError("no iteration left after warm-up")
+    arr = np.array([t for t, _ in pairs], dtype=float)
+    n = int(arr.size)
+    images = batch_size * gpu_num
+    with np.errstate(all="ignore"):
+        mean = float(np.mean(arr))
+        p10, median, p90 = (float(v) for v in np.percentile(arr, [10, 50, 90]))
+        std = float(np.std(arr, ddof=1)) if n >= 2 else None
+        halves = (float(np.mean(arr[:n // 2])), float(np.mean(arr[n // 2:]))) if n >= 2 else None
+    ci95 = None
+    if std is not None and images > 0:
+        half = _t95(n - 1) * std / math.sqrt(n)
+        ci95 = [_finite(images / (mean + half)),
+                _finite(images / (mean - half)) if mean - half > 0 else None]
+    waited = [(t, d) for t, d in pairs if d is not None and math.isfinite(d) and d >= 0]
+    share = sum(d for _, d in waited) / sum(t for t, _ in waited) if waited else None
+    steady = None
+    if halves is not None:
+        drift = _finite((halves[1] - halves[0]) / halves[0])
+        steady = {"first_half_mean": _finite(halves[0]), "second_half_mean": _finite(halves[1]),
+                  "drift": drift, "threshold": STEADY_THRESHOLD,
+                  "ok": drift is not None and abs(drift) <= STEADY_THRESHOLD}
+    return {"n": n, "warmup": warmup, "mean": _finite(mean), "median": _finite(median),
+            "p10": _finite(p10), "p90": _finite(p90), "std": _finite(std),
+            "cv": _finite(std / mean) if std is not None else None,
+            "images_per_s": _finite(images / mean) if images > 0 else None,
+            "images_per_s_ci95": ci95, "data_wait_share": _finite(share), "steady": steady}
+
+
+def summarize_repeats(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Summary of ``REPEAT=N`` runs, each a speed dict or a stats dict (both carry FINAL_RESULT).
+
+    ``runs`` lists every run's FINAL_RESULT in order; the statistics cover the passed runs only
+    (JOB_FAIL_FLAG 0 and FINAL_RESULT > 0; ``failed`` counts the others). ``median`` is the
+    FINAL_RESULT of the median run (the lower middle one for an even count), ``median_index`` its
+    position in ``results``, so the caller can take that run's files. ``cv`` is the sample
+    std / mean (None below two passed runs). All statistics are None when no run passed.
+    """
+    if not results:
+        raise ValueError("no runs to summarize")
+    runs = [_finite(r.get("FINAL_RESULT")) or 0.0 for r in results]
+    passed = sorted((value, index) for index, (r, value) in enumerate(zip(results, runs))
+                    if r.get("JOB_FAIL_FLAG") == 0 and value > 0)
+    summary: dict[str, Any] = {"runs": runs, "median": None, "mean": None, "min": None,
+                               "max": None, "cv": None, "median_index": None,
+                               "failed": len(runs) - len(passed)}
+    if passed:
+        values = np.array([value for value, _ in passed])
+        median, median_index = passed[(len(passed) - 1) // 2]
+        summary.update(median=median, median_index=median_index, mean=float(values.mean()),
+                       min=float(values.min()), max=float(values.max()),
+                       cv=float(values.std(ddof=1) / values.mean()) if len(passed) > 1 else None)
+    return summary
+
+
+# ----------------------------------------------------------------------------- analysis
+
+def _record_failure(run: _Run) -> str | None:
+    """Why the run's harness record says it failed, or None."""
+    if run.result_malformed:
+        return "malformed result record"
+    if run.result is None:
+        return "incomplete run: no result record" if run.case is not None else None
+    exit_code, reason = run.result.get("exit_code"), run.result.get("reason")
+    if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+        return "malformed result record"
+    if reason is not None:
+        return _one_line(str(reason))
+    if exit_code:
+        return f"exit code {exit_code}"
+    return None
+
+
+def _window_block(run: _Run, images: int | None) -> tuple[dict[str, Any], float | None]:
+    """The sidecar's ``window`` block and the window images/s figure (None if unknown)."""
+    counted = run.windows[SKIP_WINDOWS:]
+    good = np.array([w.time for w in counted if _good_time(w.time)], dtype=float)
+    block: dict[str, Any] = {"n": int(good.size), "skipped": len(run.windows) - len(counted),
+                             "ignored_bad": len(counted) - int(good.size), "mean_time": None,
+                             "median_time": None, "images_per_s": None,
+                             "images_per_s_median": None}
+    if not good.size:
+        return block, None
+    with np.errstate(all="ignore"):
+        mean, median = float(np.mean(good)), float(np.median(good))
+    block.update(mean_time=_finite(mean), median_time=_finite(median))
+    if images is None or not mean > 0:
+        return block, None
+    ips = images / mean
+    block.update(images_per_s=_finite(ips), images_per_s_median=_finite(images / median))
+    return block, ips
+
+
+def _per_iter_block(ranks: list[_RankFile], warmup: int, images: tuple[int, int] | None,
+                    window_ips: float | None) -> dict[str, Any] | None:
+    if not ranks:
+        return None
+    first = ranks[0]
+    try:
+        stats = iteration_stats(first.times, first.data_times, warmup, *(images or (0, 0)))
+    except ValueError:
+        return None
+    ratio = None
+    if window_ips is not None and stats["images_per_s"]:
+        ratio = _finite(window_ips / stats["images_per_s"])
+    return {"n": stats.pop("n"), "warmup": stats.pop("warmup"), "rank_files": len(ranks),
+            **stats, "window_vs_per_iter": ratio}
+
+
+def _flops_block(meta: Mapping[str, Any], gpu_num: int, mean_time: float | None,
+                 device: Any, precision: Any) -> dict[str, Any] | None:
+    per_process = _finite(meta.get("flops_per_iter"))
+    if per_process is None or per_process <= 0:
+        return None
+    total = _finite(per_process * gpu_num)
+    achieved = _finite(total / mean_time / 1e12) if total and mean_time else None
+    peak, basis = (None, None) if device == "cpu" else _peak_tflops(meta.get("device_name"),
+                                                                    precision)
+    return {"per_iter_per_process": per_process, "per_iter_total": total,
+            "tflops_achieved": achieved, "peak_tflops": peak, "peak_basis": basis,
+            "fraction_of_peak": _finite(achieved / peak) if achieved and peak else None}
+
+
+def _peak_memory(ranks: list[_RankFile]) -> list[float | None] | None:
+    peaks = [max((m for m in r.mems if m is not None), default=None) for r in ranks]
+    return peaks if any(p is not None for p in peaks) else None
+
+
+def _last_loss(ranks: list[_RankFile], run: _Run) -> float | None:
+    losses = [loss for loss in ranks[0].losses if loss is not None] if ranks else []
+    losses = losses or [w.loss for w in run.windows if w.loss is not None]
+    return losses[-1] if losses else None
+
+
+def _speed(log_name: str, model_name: str, run_mode: str, gpu_num: int,
+           final: float | None) -> dict[str, Any]:
+    """The speed file's 10 keys, in order; ``final`` None marks a failed run."""
+    return {"log_file": log_name, "model_name": model_name, "mission_name": MISSION_NAME,
+            "direction_id": 0, "run_mode": run_mode, "index": 1, "gpu_num": gpu_num,
+            "FINAL_RESULT": 0.0 if final is None else final,
+            "JOB_FAIL_FLAG": 1 if final is None else 0, "UNIT": UNIT}
+
+
+def _check_argument(name: str, value: int | None) -> None:
+    if value is not None and _pos_int(value) is None:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: int | None = None,
+            gpu_num: int | None = None, run_mode: str | None = None) -> Result:
+    """Analyse one log: the speed dict, the stats sidecar dict and the failure reason if any.
+
+    ``batch_size`` (per process), ``gpu_num`` (world size) and ``run_mode`` (``sp``|``mp``) are the
+    command-line values; the log's ``[segbench] case:`` record overrides them. Never raises for
+    any log content; an unreadable log gives a failed Result with ``exit_code`` 2. Raises
+    ValueError only for invalid arguments.
+    """
+    _check_argument("batch_size", batch_size)
+    _check_argument("gpu_num", gpu_num)
+    if run_mode not in (None, "sp", "mp"):
+        raise ValueError(f"run_mode must be 'sp' or 'mp', got {run_mode!r}")
+    log_path = os.fspath(log_path)
+    log_name = os.path.basename(log_path)
+    try:
+        runs, read_error = _split_runs(_read_log(log_path)), None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        runs, read_error = [_Run()], f"cannot read log: {getattr(exc, 'strerror', None) or exc}"
+    run = next((r for r in reversed(runs) if r.windows), runs[-1])
+    case = run.case or {}
+    warnings: list[str] = []
+
+    bs = _pos_int(case.get("batch_size")) or batch_size or _config_batch_size(run)
+    gpus = _pos_int(case.get("gpu_num")) or gpu_num
+    if gpus is None:
+        gpus, warning = _log_gpu_num(run)
+        if warning:
+            warnings.append(warning)
+    mode = case.get("run_mode") if case.get("run_mode") in ("sp", "mp") else run_mode
+    mode = mode or ("sp" if gpus == 1 else "mp")
+    log_interval = _pos_int(case.get("log_interval")) or DEFAULT_LOG_INTERVAL
+
+    window, window_ips = _window_block(run, bs * gpus if bs else None)
+    reason = read_error or _record_failure(run)
+    if reason is None and not run.windows:
+        reason = "no training windows"
+    if reason is None and not window["n"]:
+        reason = (f"no usable training window after skipping the first {SKIP_WINDOWS} "
+                  f"({len(run.windows)} found, {window['ignored_bad']} ignored as bad)")
+    if reason is None and bs is None:
+        reason = ("unknown batch size: no case record, --batch-size, train_dataloader batch_size "
+                  "or samples_per_gpu in the log")
+    final = round(window_ips, 3) if window_ips is not None and math.isfinite(window_ips) else None
+    if reason is None and not final:
+        reason = (f"implausible throughput {window_ips!r} images/s "
+                  f"(mean window time {window['mean_time']} s)")
+
+    ranks = [] if read_error else _rank_files(log_path)
+    meta = ranks[0].meta if ranks else {}
+    per_iter = _per_iter_block(ranks, WARMUP_LOG_INTERVALS * log_interval,
+                               (bs, gpus) if bs else None, window_ips)
+    device = case.get("device") or meta.get("device")
+    mean_time = per_iter["mean"] if per_iter else window["mean_time"]
+    precision = meta.get("precision") or case.get("fp_item")
+    flops = _flops_block(meta, gpus, mean_time, device, precision)
+
+    speed = _speed(log_name, model_name, mode, gpus, final if reason is None else None)
+    case_name = case.get("case") if isinstance(case.get("case"), str) else None
+    stats = {"schema": STATS_SCHEMA, "case": case_name or log_name, "model": model_name,
+             "run_mode": mode, "fp_item": case.get("fp_item"), "batch_size": bs, "gpu_num": gpus,
+             "device": device, "profile": case.get("profile"),
+             "FINAL_RESULT": speed["FINAL_RESULT"], "JOB_FAIL_FLAG": speed["JOB_FAIL_FLAG"],
+             "reason": reason, "partial_images_per_s": final if reason is not None else None,
+             "window": window, "per_iter": per_iter,
+             "memory": {"peak_mb_per_rank": _peak_memory(ranks)}, "flops": flops,
+             "last_loss": _last_loss(ranks, run), "env": case.get("env"),
+             "command": case.get("command"), "log_file": log_name, "warnings": warnings}
+    exit_code = 0 if reason is None else 2 if read_error else 1
+    return Result(speed=speed, stats=stats, reason=reason, exit_code=exit_code,
+                  warnings=tuple(warnings))
+
+
+# ----------------------------------------------------------------------------- output
+
+def speed_path_to_stats_path(speed_path: str | os.PathLike[str]) -> str:
+    """``<dir>/<case>_stats.json`` for ``<dir>/<case>_speed`` (no ``_speed`` suffix: whole name)."""
+    directory, name = os.path.split(os.fspath(speed_path))
+    case = name[:-len("_speed")] if name.endswith("_speed") and name != "_speed" else name
+    return os.path.join(directory, case + "_stats.json")
+
+
+def _discard(path: str | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as one line of UTF-8 JSON (non-ASCII kept) to ``path`` atomically.
+
+    The text goes to a temporary file in the same directory, is flushed to disk and renamed over
+    ``path``; readers see the old file or the whole new one. Mode 0644. On failure the temporary
+    file is removed and OSError is raised with ``filename`` = ``path`` (ValueError for NaN or
+    infinite numbers in ``obj``).
+    """
+    path = os.fspath(path)
+    data = (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode(
+        "utf-8", errors="backslashreplace")
+    directory, name = os.path.split(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def write_outputs(result: Result, speed_path: str | os.PathLike[str]) -> None:
+    """Write ``result``'s speed file to ``speed_path`` and its stats sidecar beside it.
+
+    Both are written atomically; raises OSError whose ``filename`` is the file not written.
+    """
+    write_json_atomic(speed_path, result.speed)
+    write_json_atomic(speed_path_to_stats_path(speed_path), result.stats)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Write the speed file and stats sidecar for one training log.")
+    parser.add_argument("model_name", metavar="MODEL_NAME")
+    parser.add_argument("log_file", metavar="LOG_FILE")
+    parser.add_argument("speed_file", metavar="SPEED_FILE")
+    parser.add_argument("--batch-size", type=_positive_int, help="per-process batch size")
+    parser.add_argument("--gpu-num", type=_positive_int, help="world size")
+    parser.add_argument("--run-mode", choices=("sp", "mp"))
+    return parser
+
+
+def _print_json(obj: Any) -> None:
+    try:
+        print(json.dumps(obj, ensure_ascii=False))
+    except UnicodeEncodeError:
+        print(json.dumps(obj))
+
+
+def main(argv: Sequence[str]) -> int:
+    """CLI entry: analyse, write the speed file and sidecar; exit 0 passed, 1 failed, 2 I/O error.
+
+    On success the speed JSON goes to stdout (warnings to stderr); on failure one line
+    ``analysis_log.py: <model> <log>: <reason>`` goes to stderr.
+    """
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    result = analyze(args.log_file, args.model_name, batch_size=args.batch_size,
+                     gpu_num=args.gpu_num, run_mode=args.run_mode)
+    label = _one_line(f"{args.model_name} {args.log_file}")
+    if result.reason is not None:
+        print(f"{PROG}: {label}: {result.reason}", file=sys.stderr)
+    try:
+        write_outputs(result, args.speed_file)
+    except OSError as exc:
+        print(f"{PROG}: cannot write {_one_line(str(exc.filename))}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    if result.ok:
+        for warning in result.warnings:
+            print(f"{PROG}: warning: {label}: {warning}", file=sys.stderr)
+        _print_json(result.speed)
+    return result.exit_code

@@ -1,0 +1,721 @@
+"""Tests for segbench.analysis and the analysis_log.py CLI.
+
+Expected FINAL_RESULT values are worked out by hand next to each test from the canned logs in
+tests/logs (window times listed in the comments; the first 4 windows are always skipped).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from segbench import analysis
+from segbench.analysis import (Result, analyze, iteration_stats, main, speed_path_to_stats_path,
+                               summarize_repeats, write_json_atomic, write_outputs)
+
+REPO = Path(__file__).resolve().parents[1]
+LOGS = Path(__file__).parent / "logs"
+CLI = REPO / "analysis_log.py"
+SPEED_KEYS = ["log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
+              "gpu_num", "FINAL_RESULT", "JOB_FAIL_FLAG", "UNIT"]
+HYPOTHESIS = settings(max_examples=60, deadline=None,
+                      suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_result(result: Result) -> None:
+    """The invariants every Result must hold, whatever the input."""
+    speed = result.speed
+    assert list(speed) == SPEED_KEYS
+    assert isinstance(speed["log_file"], str) and isinstance(speed["model_name"], str)
+    assert speed["mission_name"] == "图像分割" and speed["UNIT"] == "images/s"
+    assert speed["direction_id"] == 0 and speed["index"] == 1
+    assert speed["run_mode"] in ("sp", "mp")
+    assert type(speed["gpu_num"]) is int and speed["gpu_num"] >= 1
+    assert type(speed["FINAL_RESULT"]) is float and type(speed["JOB_FAIL_FLAG"]) is int
+    json.dumps(result.stats, allow_nan=False)  # the sidecar is valid JSON (no NaN/inf)
+    assert result.stats["FINAL_RESULT"] == speed["FINAL_RESULT"]
+    if result.ok:
+        assert speed["JOB_FAIL_FLAG"] == 0 and speed["FINAL_RESULT"] > 0
+        assert result.exit_code == 0 and result.stats["reason"] is None
+    else:
+        assert speed["JOB_FAIL_FLAG"] == 1 and speed["FINAL_RESULT"] == 0.0
+        assert result.exit_code in (1, 2)
+        assert result.reason and "\n" not in result.reason
+        assert result.reason == result.stats["reason"]
+
+
+def run(name: str, **kwargs: object) -> Result:
+    result = analyze(LOGS / name, "fastscnn", **kwargs)
+    check_result(result)
+    return result
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def mmengine_line(iteration: int, time: str, total: int = 500, loss: float = 1.5) -> str:
+    return (f"11/29 02:52:31 - mmengine - INFO - Iter(train) [{iteration:>3}/{total}]  base_lr: "
+            f"1.2000e-01 lr: 1.1999e-01  eta: 0:00:09  time: {time}  data_time: 0.0106  "
+            f"memory: 1210  loss: {loss:.4f}  decode.loss_ce: {loss:.4f}  "
+            "decode.acc_seg: 10.0000\n")
+
+
+# ----------------------------------------------------------------------------- formats
+
+def test_mmengine_stdout_single_gpu() -> None:
+    # windows 3.0991 0.5012 0.3 0.25 | 0.2 0.2 0.25 0.15 0.2 0.2 -> mean 0.2; bs 2 (train loader,
+    # not test/val's 1), GPU number 1 -> 2 * 1 / 0.2; val lines (time 0.05) do not count.
+    result = run("mmengine_stdout_1gpu.log")
+    assert result.ok and result.speed["FINAL_RESULT"] == 10.0
+    assert result.speed["gpu_num"] == 1 and result.speed["run_mode"] == "sp"
+    assert result.speed["log_file"] == "mmengine_stdout_1gpu.log"
+    stats = result.stats
+    assert stats["batch_size"] == 2 and stats["last_loss"] == 2.0 and stats["warnings"] == []
+    assert stats["window"]["n"] == 6 and stats["window"]["skipped"] == 4
+    assert stats["window"]["median_time"] == 0.2 and stats["window"]["images_per_s_median"] == 10.0
+    assert stats["per_iter"] is None and stats["flops"] is None
+    assert stats["memory"] == {"peak_mb_per_rank": None}
+
+
+def test_mmengine_file_log_epoch_based_two_gpus() -> None:
+    # Epoch(train) [1][10..40] then [2][10..40]: the per-epoch counter restarting is not a new run.
+    # windows 1.8124 0.6221 0.5003 0.4518 | 0.4 0.5 0.4 0.3 -> mean 0.4; bs 4, GPU number 2 -> 20.
+    result = run("mmengine_filelog_2gpu.log")
+    assert result.speed["FINAL_RESULT"] == 20.0
+    assert result.speed["gpu_num"] == 2 and result.speed["run_mode"] == "mp"
+    assert result.stats["window"]["n"] == 4 and result.stats["last_loss"] == 2.15
+
+
+def test_scalars_json() -> None:
+    # train objects time 1.2 0.5 0.45 0.3 | 0.25 0.3 0.2 -> mean 0.25; --batch-size 8, no GPU
+    # evidence -> 1 with a warning -> 32; validation objects (time 0.05, no lr/loss) ignored.
+    result = run("scalars.json", batch_size=8)
+    assert result.speed["FINAL_RESULT"] == 32.0 and result.speed["gpu_num"] == 1
+    assert len(result.warnings) == 1 and "gpu count unknown" in result.warnings[0]
+    assert result.stats["warnings"] == list(result.warnings)
+    assert result.stats["last_loss"] == 2.3
+
+
+def test_scalars_json_without_batch_size_fails() -> None:
+    result = run("scalars.json")
+    assert result.reason is not None and result.reason.startswith("unknown batch size")
+    assert result.exit_code == 1 and result.stats["window"]["mean_time"] == 0.25
+
+
+def test_scalars_validation_objects_never_count(tmp_path: Path) -> None:
+    objs = [{"lr": 0.1, "loss": 1.0, "time": 0.25, "iter": 10 * (i + 1), "step": 10 * (i + 1)}
+            for i in range(8)]
+    objs.append({"aAcc": 80.0, "mIoU": 40.0, "data_time": 0.01, "time": 0.05, "step": 500})
+    path = write(tmp_path / "scalars.json", "".join(json.dumps(o) + "\n" for o in objs))
+    result = analyze(path, "m", batch_size=2)
+    assert result.speed["FINAL_RESULT"] == 8.0 and result.stats["window"]["n"] == 4
+
+
+def test_mmseg0x_log() -> None:
+    # Iter [50..350]: 0.912 0.803 0.798 0.801 | 0.745 0.755 0.750 -> mean 0.75; samples_per_gpu 2
+    # (not test_dataloader's 1), gpu_ids range(0, 1) -> 2 / 0.75 = 2.6667; Iter(val) lines ignored.
+    result = run("mmseg0x_1gpu.log")
+    assert result.speed["FINAL_RESULT"] == 2.667 and result.speed["gpu_num"] == 1
+    assert result.stats["batch_size"] == 2 and result.stats["window"]["n"] == 3
+    assert result.warnings == ()
+
+
+def test_mmseg0x_gpu_ids_when_not_distributed(tmp_path: Path) -> None:
+    text = (LOGS / "mmseg0x_1gpu.log").read_text().replace("gpu_ids = range(0, 1)",
+                                                          "gpu_ids = range(0, 4)")
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    assert result.speed["gpu_num"] == 4 and result.speed["run_mode"] == "mp"
+    assert result.speed["FINAL_RESULT"] == 10.667  # 2 * 4 / 0.75
+
+
+def test_mmseg0x_distributed_gpu_count_unknown(tmp_path: Path) -> None:
+    text = (LOGS / "mmseg0x_1gpu.log").read_text().replace("Distributed training: False",
+                                                          "Distributed training: True")
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    assert result.speed["gpu_num"] == 1 and result.speed["FINAL_RESULT"] == 2.667
+    assert len(result.warnings) == 1 and "distributed" in result.warnings[0]
+
+
+def test_mmseg0x_epoch_style(tmp_path: Path) -> None:
+    lines = ["2021-09-29 10:00:00,000 - mmseg - INFO - Distributed training: False\n",
+             "data = dict(samples_per_gpu=3, workers_per_gpu=2)\n", "gpu_ids = [0]\n"]
+    times = ["0.9", "0.8", "0.7", "0.6", "0.3", "0.3", "0.3", "0.3"]
+    for i, time in enumerate(times):
+        epoch, it = 1 + i // 2, 50 * (i % 2 + 1)
+        lines.append(f"2021-09-29 10:00:{i:02d},000 - mmseg - INFO - Epoch [{epoch}][{it}/100]\t"
+                     f"lr: 9.997e-03, eta: 0:10:00, time: {time}, data_time: 0.010, memory: 3000, "
+                     f"decode.loss_ce: 1.2, decode.acc_seg: 60.1, loss: 1.2\n")
+    lines.append("2021-09-29 10:01:00,000 - mmseg - INFO - Epoch(val) [4][500]\taAcc: 0.9, "
+                 "mIoU: 0.5, time: 0.010\n")
+    result = analyze(write(tmp_path / "x", "".join(lines)), "fastscnn")
+    assert result.speed["FINAL_RESULT"] == 10.0  # 3 * 1 / 0.3
+
+
+def test_train_loader_batch_size_only_at_its_top_level(tmp_path: Path) -> None:
+    config = ("auto_scale_lr = dict(base_batch_size=16, enable=False)\n"
+              "val_dataloader = dict(batch_size=1, num_workers=4)\n"
+              "train_dataloader = dict(\n"
+              "    dataset=dict(data_root='data/(odd) batch_size=7', pipeline=[\n"
+              "        dict(type='Pack', batch_size=9),\n"
+              "    ]),\n"
+              "    batch_size=6,\n"
+              "    num_workers=5)\n"
+              "test_dataloader = dict(batch_size=1)\n")
+    text = config + "".join(mmengine_line(10 * (i + 1), "0.2000") for i in range(6))
+    result = analyze(write(tmp_path / "x", text), "m")
+    assert result.stats["batch_size"] == 6 and result.speed["FINAL_RESULT"] == 30.0  # 6 / 0.2
+
+
+# ----------------------------------------------------------------------------- several runs
+
+def test_two_runs_last_with_training_lines() -> None:
+    # run 1: bs 2, 1 GPU, all 0.5 (-> 4.0); run 2 (torchrun [rankN]: prefixes, both ranks print,
+    # rank 1 lags and says 0.99): rank-0 copies 2.0 1.0 0.9 0.9 | 0.8 0.8 0.8 0.8, bs 4, GPU
+    # number 2 -> 4 * 2 / 0.8 = 10; run 3 crashed before training and is not analysed.
+    result = run("two_runs.log")
+    assert result.speed["FINAL_RESULT"] == 10.0 and result.speed["gpu_num"] == 2
+    assert result.stats["batch_size"] == 4 and result.stats["window"]["n"] == 4
+
+
+def test_counter_going_backwards_starts_new_run(tmp_path: Path) -> None:
+    objs = [{"lr": 0.1, "loss": 1.0, "time": 0.5, "iter": 10 * (i + 1), "step": 10 * (i + 1)}
+            for i in range(8)]
+    objs += [{"lr": 0.1, "loss": 0.5, "time": 0.25, "iter": 10 * (i + 1), "step": 10 * (i + 1)}
+             for i in range(8)]
+    path = write(tmp_path / "scalars.json", "".join(json.dumps(o) + "\n" for o in objs))
+    result = analyze(path, "m", batch_size=2)
+    assert result.speed["FINAL_RESULT"] == 8.0  # 2 / 0.25: only the second run
+    assert result.stats["last_loss"] == 0.5
+
+
+def test_rerun_appended_after_record_runs(tmp_path: Path) -> None:
+    text = (LOGS / "segbench_timeout.log").read_text() + (LOGS / "segbench_success.log").read_text()
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    assert result.ok and result.speed["FINAL_RESULT"] == 20.0
+
+
+def test_last_launch_without_training_lines_is_skipped(tmp_path: Path) -> None:
+    crash = ('[segbench] case: {"case": "c", "batch_size": 2, "gpu_num": 1}\n'
+             "Traceback (most recent call last):\nRuntimeError: boom\n"
+             '[segbench] result: {"exit_code": 1, "reason": "crash", "elapsed_s": 3.0}\n')
+    text = (LOGS / "segbench_success.log").read_text() + crash
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    assert result.ok and result.speed["FINAL_RESULT"] == 20.0
+
+
+# ----------------------------------------------------------------------------- damaged input
+
+def test_truncated_last_line_dropped() -> None:
+    # 8 windows of 0.2 -> n 4 -> 10.0; the cut final "time: 0.1" would give 2 / 0.18 = 11.111.
+    result = run("truncated.log")
+    assert result.speed["FINAL_RESULT"] == 10.0 and result.stats["window"]["n"] == 4
+
+
+@pytest.mark.parametrize("tail, n", [
+    ("11/29 04:00:18 - mmengine - INFO - Iter(train) [ 90/500]  eta: 0:00:09  time:", 4),
+    ("11/29 04:00:18 - mmengine - INFO - Iter(train) [ 90/500]  eta: 0:00:09  time: 0.2000  "
+     "data_time: 0.0106  memory: 1210  loss: 1.0000", 5),
+    ('{"lr": 0.1, "loss": 1.0, "time": 0.1, "it', 4),
+    ('[segbench] result: {"exit_code": 0, "rea', 4),
+])
+def test_final_line_without_newline(tmp_path: Path, tail: str, n: int) -> None:
+    text = (LOGS / "truncated.log").read_text()
+    text = text[:text.rindex("\n") + 1] + tail
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    assert result.stats["window"]["n"] == n and result.speed["FINAL_RESULT"] == 10.0
+
+
+def test_crlf_and_ansi() -> None:
+    # 1.0 0.6 0.5 0.45 | 0.25 x4 -> 2 / 0.25 = 8; the 'time' key itself is wrapped in colour codes.
+    result = run("crlf_ansi.log")
+    assert result.speed["FINAL_RESULT"] == 8.0 and result.stats["window"]["n"] == 4
+
+
+def test_bad_times_ignored_and_counted() -> None:
+    # 2.0 1.0 nan 0.5 | 0.2 nan 0.2 inf -0.1 0.0 0.2 -> 4 bad ignored, mean 0.2 -> 10.
+    result = run("nan_times.log")
+    assert result.speed["FINAL_RESULT"] == 10.0
+    assert result.stats["window"]["ignored_bad"] == 4 and result.stats["window"]["n"] == 3
+
+
+@pytest.mark.parametrize("name", ["val_only.log", "empty.log"])
+def test_no_training_windows(name: str) -> None:
+    result = run(name)
+    assert result.reason == "no training windows" and result.exit_code == 1
+
+
+def test_too_few_windows(tmp_path: Path) -> None:
+    text = "".join(mmengine_line(10 * (i + 1), "0.2") for i in range(4))
+    result = analyze(write(tmp_path / "x", text), "m", batch_size=2)
+    assert result.reason is not None and "after skipping the first 4" in result.reason
+
+
+def test_only_the_total_loss_is_last_loss(tmp_path: Path) -> None:
+    line = ("2021-09-29 10:00:01,234 - mmseg - INFO - Iter [{i}/320000]\tlr: 9.997e-03, "
+            "time: 0.200, data_time: 0.010, distill.loss: 0.5, aux_loss: 0.7, loss: 1.2\n")
+    text = "".join(line.format(i=50 * (i + 1)) for i in range(6))
+    result = analyze(write(tmp_path / "x", text), "m", batch_size=2)
+    assert result.stats["last_loss"] == 1.2 and result.speed["FINAL_RESULT"] == 10.0
+
+
+def test_data_time_never_counts(tmp_path: Path) -> None:
+    line = ("11/29 02:52:31 - mmengine - INFO - Iter(train) [{i:>3}/500]  lr: 1.0e-01  "
+            "eta: 0:00:09  data_time: 0.0106  memory: 1210  loss: 2.9000\n")
+    text = "".join(line.format(i=10 * (i + 1)) for i in range(8))
+    result = analyze(write(tmp_path / "x", text), "m", batch_size=2)
+    assert result.reason == "no training windows"
+
+
+def test_missing_log() -> None:
+    result = analyze(LOGS / "does_not_exist.log", "m")
+    check_result(result)
+    assert result.exit_code == 2 and result.reason.startswith("cannot read log")
+    assert result.speed["log_file"] == "does_not_exist.log"
+
+
+# ----------------------------------------------------------------------------- harness records
+
+def test_record_success_wins_over_arguments() -> None:
+    # record: bs 4, gpu_num 2, mp; windows 2.0 0.9 0.5 0.45 | 0.4 0.35 0.45 0.4 -> 4 * 2 / 0.4.
+    result = run("segbench_success.log", batch_size=1, gpu_num=3, run_mode="sp")
+    assert result.ok and result.speed["FINAL_RESULT"] == 20.0
+    assert result.speed["gpu_num"] == 2 and result.speed["run_mode"] == "mp"
+    stats = result.stats
+    assert stats["case"] == "fastscnn_mp_bs4_fp32_2" and stats["fp_item"] == "fp32"
+    assert stats["device"] == "cuda" and stats["profile"] == "gpu"
+    assert stats["env"]["torch"] == "2.13.0" and stats["command"].startswith("torchrun")
+
+
+def test_record_timeout_keeps_partial_figure() -> None:
+    # windows ... | 0.25 0.25 0.2 0.3 -> 2 * 1 / 0.25 = 8, kept only as partial_images_per_s.
+    result = run("segbench_timeout.log")
+    assert result.reason == "timeout" and result.exit_code == 1
+    assert result.stats["partial_images_per_s"] == 8.0 and result.speed["FINAL_RESULT"] == 0.0
+
+
+def test_record_without_result() -> None:
+    result = run("segbench_no_result.log")
+    assert result.reason == "incomplete run: no result record"
+    assert result.stats["partial_images_per_s"] == 8.0
+
+
+@pytest.mark.parametrize("record, reason", [
+    ('{"exit_code": 137, "reason": null, "elapsed_s": 1.0}', "exit code 137"),
+    ('{"exit_code": 1, "reason": "bad input:\\nmissing data", "elapsed_s": 1.0}',
+     "bad input: missing data"),
+    ("{not json", "malformed result record"),
+])
+def test_record_failure_reasons(tmp_path: Path, record: str, reason: str) -> None:
+    text = (LOGS / "segbench_no_result.log").read_text() + f"[segbench] result: {record}\n"
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    check_result(result)
+    assert result.reason == reason
+
+
+def test_record_missing_keys_fall_back(tmp_path: Path) -> None:
+    text = (LOGS / "segbench_success.log").read_text()
+    text = text.replace('"batch_size": 4, ', "").replace('"run_mode": "mp", ', "")
+    result = analyze(write(tmp_path / "x", text), "fastscnn", batch_size=8, run_mode="sp")
+    assert result.speed["FINAL_RESULT"] == 40.0 and result.speed["run_mode"] == "sp"  # 8 * 2 / 0.4
+
+
+# ----------------------------------------------------------------------------- precedence
+
+def test_arguments_win_over_log_evidence() -> None:
+    result = run("mmengine_stdout_1gpu.log", batch_size=4, gpu_num=2)
+    assert result.speed["FINAL_RESULT"] == 40.0  # 4 * 2 / 0.2
+    assert result.speed["gpu_num"] == 2 and result.speed["run_mode"] == "mp"
+    assert run("mmengine_stdout_1gpu.log", gpu_num=2, run_mode="sp").speed["run_mode"] == "sp"
+
+
+def test_gpu_num_never_from_file_name(tmp_path: Path) -> None:
+    text = "".join(mmengine_line(10 * (i + 1), "0.2") for i in range(6))
+    result = analyze(write(tmp_path / "fastscnn_mp_bs2_fp32_8", text), "m", batch_size=2)
+    assert result.speed["gpu_num"] == 1 and result.speed["FINAL_RESULT"] == 10.0
+
+
+def test_invalid_arguments_raise() -> None:
+    with pytest.raises(ValueError):
+        analyze(LOGS / "empty.log", "m", batch_size=0)
+    with pytest.raises(ValueError):
+        analyze(LOGS / "empty.log", "m", run_mode="dp")
+
+
+# ----------------------------------------------------------------------------- per-iteration stats
+
+def iters_files(directory: Path, case: str, rank0_times: list[float], *, device_name: str,
+                precision: str, flops: float | None = 1e12) -> None:
+    for rank, mem_peak in ((0, 1000.0), (1, 1100.0)):
+        meta = {"kind": "meta", "rank": rank, "world_size": 2, "device": "cuda",
+                "device_name": device_name, "batch_size": 4, "input_shape": [4, 3, 512, 1024],
+                "precision": precision, "flops_per_iter": flops, "flops_error": None}
+        lines = [json.dumps(meta)]
+        for i, time in enumerate(rank0_times if rank == 0 else [0.5] * len(rank0_times)):
+            lines.append(json.dumps({"kind": "iter", "iter": i + 1, "rank": rank, "time": time,
+                                     "data_time": 0.02, "loss": 3.0 - 0.1 * i,
+                                     "mem_mb": mem_peak - len(rank0_times) + i + 1,
+                                     "t": 1.7e9 + i}))
+        (directory / f"{case}_iters.rank{rank}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def record_log_with_interval(tmp_path: Path, log_interval: int) -> Path:
+    text = (LOGS / "segbench_success.log").read_text().replace(
+        '"log_interval": 10', f'"log_interval": {log_interval}')
+    return write(tmp_path / "fastscnn_mp_bs4_fp32_2", text)
+
+
+def test_sidecar_per_iteration_block(tmp_path: Path) -> None:
+    log = record_log_with_interval(tmp_path, 2)  # warm-up = 4 * 2 = 8 iterations
+    times = [1.0] * 8 + [0.1] * 5 + [0.3] * 5
+    iters_files(tmp_path, log.name, times, device_name="NVIDIA H100 80GB HBM3", precision="fp32")
+    stats = analyze(log, "fastscnn").stats
+    per_iter = stats["per_iter"]
+    assert per_iter["n"] == 10 and per_iter["warmup"] == 8 and per_iter["rank_files"] == 2
+    assert per_iter["mean"] == pytest.approx(0.2) and per_iter["median"] == pytest.approx(0.2)
+    assert per_iter["p10"] == pytest.approx(0.1) and per_iter["p90"] == pytest.approx(0.3)
+    std = math.sqrt(10 * 0.1 ** 2 / 9)  # sample std: every time is 0.1 away from the mean
+    assert per_iter["std"] == pytest.approx(std) and per_iter["cv"] == pytest.approx(std / 0.2)
+    assert per_iter["images_per_s"] == pytest.approx(40.0)  # 4 * 2 / 0.2
+    half = 2.262 * std / math.sqrt(10)  # t(0.975, df 9)
+    lo, hi = per_iter["images_per_s_ci95"]
+    assert lo == pytest.approx(8 / (0.2 + half)) and hi == pytest.approx(8 / (0.2 - half))
+    assert lo < per_iter["images_per_s"] < hi
+    assert per_iter["data_wait_share"] == pytest.approx(0.1)  # 0.2 s of 2.0 s
+    steady = per_iter["steady"]
+    assert steady["first_half_mean"] == pytest.approx(0.1)
+    assert steady["second_half_mean"] == pytest.approx(0.3)
+    assert steady["drift"] == pytest.approx(2.0) and steady["ok"] is False
+    assert per_iter["window_vs_per_iter"] == pytest.approx(20.0 / 40.0)
+    assert stats["memory"]["peak_mb_per_rank"] == [1000.0, 1100.0]
+    assert stats["last_loss"] == pytest.approx(3.0 - 0.1 * 17)
+    flops = stats["flops"]
+    assert flops["per_iter_per_process"] == 1e12 and flops["per_iter_total"] == 2e12
+    assert flops["tflops_achieved"] == pytest.approx(10.0)  # 2e12 / 0.2 s / 1e12
+    assert flops["peak_tflops"] == 494.7 and "TF32" in flops["peak_basis"]
+    assert flops["fraction_of_peak"] == pytest.approx(10.0 / 494.7)
+
+
+def test_default_warmup_is_40_iterations(tmp_path: Path) -> None:
+    log = record_log_with_interval(tmp_path, 10)
+    iters_files(tmp_path, log.name, [1.0] * 40 + [0.25] * 4, device_name="x", precision="fp32")
+    per_iter = analyze(log, "fastscnn").stats["per_iter"]
+    assert per_iter["n"] == 4 and per_iter["mean"] == 0.25
+
+
+@pytest.mark.parametrize("device_name, precision, peak", [
+    ("NVIDIA H200", "bf16", 989.4),
+    ("NVIDIA A100-SXM4-80GB", "fp32", 156.0),
+    ("NVIDIA A100-SXM4-80GB", "fp16", 312.0),
+    ("Tesla V100-SXM2-32GB", "fp32", 15.7),
+    ("Tesla V100-SXM2-32GB", "fp16", 125.0),
+    ("Tesla V100-SXM2-32GB", "bf16", None),
+    ("NVIDIA RTX A1000", "fp32", None),
+    ("NVIDIA H100 PCIe", "fp32", None),
+])
+def test_peak_table(tmp_path: Path, device_name: str, precision: str, peak: float | None) -> None:
+    log = record_log_with_interval(tmp_path, 1)
+    iters_files(tmp_path, log.name, [0.2] * 10, device_name=device_name, precision=precision)
+    flops = analyze(log, "fastscnn").stats["flops"]
+    assert flops["peak_tflops"] == peak
+    assert (flops["fraction_of_peak"] is None) == (peak is None)
+
+
+def test_flops_null_when_not_counted(tmp_path: Path) -> None:
+    log = record_log_with_interval(tmp_path, 1)
+    iters_files(tmp_path, log.name, [0.2] * 10, device_name="NVIDIA H100", precision="fp32",
+                flops=None)
+    assert analyze(log, "fastscnn").stats["flops"] is None
+
+
+def test_iteration_stats_steady_and_filters() -> None:
+    times = [9.0, 9.0, 0.2, 0.21, 0.2, 0.21, float("nan"), -1.0, 0.2, 0.21]
+    stats = iteration_stats(times, None, 2, 2, 1)
+    assert stats["n"] == 6 and stats["data_wait_share"] is None
+    assert stats["steady"]["ok"] is True and abs(stats["steady"]["drift"]) < 0.05
+    assert stats["mean"] == pytest.approx(0.205)
+    single = iteration_stats([0.5], [0.1], 0, 1, 1)
+    assert single["std"] is None and single["images_per_s_ci95"] is None
+    assert single["steady"] is None
+    with pytest.raises(ValueError):
+        iteration_stats([0.1, 0.2], None, 2, 1, 1)
+    with pytest.raises(ValueError):
+        iteration_stats([0.1, 0.2], [0.0], 0, 1, 1)
+
+
+@HYPOTHESIS
+@given(st.lists(st.floats(min_value=1e-4, max_value=1e3), min_size=2, max_size=60),
+       st.integers(1, 64), st.integers(1, 8))
+def test_iteration_stats_ordering(times: list[float], batch_size: int, gpu_num: int) -> None:
+    stats = iteration_stats(times, [0.0] * len(times), 0, batch_size, gpu_num)
+    assert stats["p10"] <= stats["median"] <= stats["p90"]
+    assert min(times) <= stats["mean"] * (1 + 1e-9) and stats["mean"] <= max(times) * (1 + 1e-9)
+    lo, hi = stats["images_per_s_ci95"]
+    assert lo <= stats["images_per_s"] * (1 + 1e-9)
+    assert hi is None or hi >= stats["images_per_s"] * (1 - 1e-9)
+    assert stats["cv"] >= 0 and stats["data_wait_share"] == 0.0
+
+
+# ----------------------------------------------------------------------------- repeats and paths
+
+def test_summarize_repeats() -> None:
+    runs = [{"FINAL_RESULT": 10.0, "JOB_FAIL_FLAG": 0}, {"FINAL_RESULT": 12.0, "JOB_FAIL_FLAG": 0},
+            {"FINAL_RESULT": 0.0, "JOB_FAIL_FLAG": 1}, {"FINAL_RESULT": 11.0, "JOB_FAIL_FLAG": 0}]
+    summary = summarize_repeats(runs)
+    assert summary["runs"] == [10.0, 12.0, 0.0, 11.0] and summary["failed"] == 1
+    assert summary["median"] == 11.0 and summary["median_index"] == 3
+    assert summary["mean"] == 11.0 and summary["min"] == 10.0 and summary["max"] == 12.0
+    assert summary["cv"] == pytest.approx(1.0 / 11.0)
+    even = summarize_repeats(runs[:2])
+    assert even["median"] == 10.0 and even["median_index"] == 0  # the lower middle run
+    none = summarize_repeats(runs[2:3])
+    assert none["median"] is None and none["failed"] == 1
+    with pytest.raises(ValueError):
+        summarize_repeats([])
+
+
+@pytest.mark.parametrize("speed, stats", [
+    ("/d/fastscnn_sp_bs2_fp32_1_speed", "/d/fastscnn_sp_bs2_fp32_1_stats.json"),
+    ("/d/result.json", "/d/result.json_stats.json"),
+    ("x_speed", "x_stats.json"),
+    ("/d/_speed", "/d/_speed_stats.json"),
+])
+def test_speed_path_to_stats_path(speed: str, stats: str) -> None:
+    assert speed_path_to_stats_path(speed) == stats
+
+
+def test_write_json_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "c_speed"
+    path.write_text("old")
+    write_json_atomic(path, {"mission_name": "图像分割", "x": 1.5})
+    assert "图像分割" in path.read_bytes().decode("utf-8")
+    assert json.loads(path.read_text(encoding="utf-8")) == {"mission_name": "图像分割", "x": 1.5}
+    assert os.listdir(tmp_path) == ["c_speed"]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(NotADirectoryError) as info:
+        write_json_atomic(blocker / "c_speed", {})
+    assert info.value.filename == str(blocker / "c_speed")
+
+
+def test_write_outputs(tmp_path: Path) -> None:
+    result = run("segbench_timeout.log")
+    write_outputs(result, tmp_path / "fastscnn_sp_bs2_fp32_1_speed")
+    speed = json.loads((tmp_path / "fastscnn_sp_bs2_fp32_1_speed").read_text(encoding="utf-8"))
+    stats = json.loads((tmp_path / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
+    assert speed == result.speed and stats["reason"] == "timeout"
+    assert stats["partial_images_per_s"] == 8.0
+
+
+def test_write_failure_cleans_up_and_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    def no_space(src: str, dst: str) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(analysis.os, "replace", no_space)
+    speed = tmp_path / "c_speed"
+    code = main(["fastscnn", str(LOGS / "mmengine_stdout_1gpu.log"), str(speed)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1
+    assert str(speed) in err[0] and "No space left on device" in err[0]
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, str(CLI), *args], cwd=cwd, capture_output=True,
+                          text=True, encoding="utf-8", timeout=60, check=False)
+
+
+def test_cli_success(tmp_path: Path) -> None:
+    speed = tmp_path / "fastscnn_sp_bs2_fp32_1_speed"
+    proc = cli(tmp_path, "fastscnn", str(LOGS / "mmengine_stdout_1gpu.log"), str(speed))
+    assert proc.returncode == 0 and proc.stderr == ""
+    written = json.loads(speed.read_text(encoding="utf-8"))
+    assert json.loads(proc.stdout) == written and list(written) == SPEED_KEYS
+    assert written["FINAL_RESULT"] == 10.0 and written["JOB_FAIL_FLAG"] == 0
+    assert "图像分割" in speed.read_bytes().decode("utf-8")
+    stats = json.loads((tmp_path / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
+    assert stats["schema"] == 1 and stats["FINAL_RESULT"] == 10.0
+
+
+def test_cli_arguments_and_warning(tmp_path: Path) -> None:
+    speed = tmp_path / "s_speed"
+    proc = cli(tmp_path, "fastscnn", str(LOGS / "scalars.json"), str(speed), "--batch-size", "8")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["FINAL_RESULT"] == 32.0
+    assert proc.stderr.startswith("analysis_log.py: warning:")
+    proc = cli(tmp_path, "fastscnn", str(LOGS / "scalars.json"), str(speed), "--batch-size", "8",
+               "--gpu-num", "2", "--run-mode", "sp")
+    written = json.loads(speed.read_text())
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert written["FINAL_RESULT"] == 64.0  # 8 * 2 / 0.25
+    assert written["gpu_num"] == 2 and written["run_mode"] == "sp"
+
+
+def test_cli_analysis_failure(tmp_path: Path) -> None:
+    speed, log = tmp_path / "v_speed", LOGS / "val_only.log"
+    proc = cli(tmp_path, "fastscnn", str(log), str(speed))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == f"analysis_log.py: fastscnn {log}: no training windows\n"
+    written = json.loads(speed.read_text())
+    assert written["FINAL_RESULT"] == 0 and written["JOB_FAIL_FLAG"] == 1
+    assert json.loads((tmp_path / "v_stats.json").read_text())["reason"] == "no training windows"
+
+
+def test_cli_missing_log(tmp_path: Path) -> None:
+    speed = tmp_path / "m_speed"
+    proc = cli(tmp_path, "fastscnn", str(tmp_path / "nope.log"), str(speed))
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert "cannot read log" in proc.stderr and "Traceback" not in proc.stderr
+    written = json.loads(speed.read_text())
+    assert written["JOB_FAIL_FLAG"] == 1 and written["log_file"] == "nope.log"
+
+
+def test_cli_unwritable_speed_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    speed = blocker / "c_speed"
+    proc = cli(tmp_path, "fastscnn", str(LOGS / "mmengine_stdout_1gpu.log"), str(speed))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"analysis_log.py: cannot write {speed}: Not a directory\n"
+
+
+def test_cli_rejects_bad_batch_size(tmp_path: Path) -> None:
+    proc = cli(tmp_path, "m", str(LOGS / "empty.log"), str(tmp_path / "s"), "--batch-size", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- properties
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hypothesis")
+
+
+def analyze_bytes(directory: Path, data: bytes, **kwargs: object) -> Result:
+    path = directory / "case"
+    path.write_bytes(data)
+    result = analyze(path, "m", **kwargs)
+    check_result(result)
+    return result
+
+
+@HYPOTHESIS
+@given(st.binary(max_size=2000))
+def test_random_bytes_never_crash(scratch: Path, data: bytes) -> None:
+    analyze_bytes(scratch, data)
+
+
+TIME_TEXT = st.sampled_from(["0.2", "0.2000", "1e-3", "nan", "inf", "-0.5", "0", "", "0.", "x",
+                             "1e999", "12345678901234567890"])
+TEMPLATES = [
+    "11/29 02:52:31 - mmengine - INFO - Iter(train) [{i:>3}/500]  lr: 1.0e-01  eta: 0:00:09  "
+    "time: {t}  data_time: 0.0106  loss: {t}",
+    "2026/11/29 02:53:24 - mmengine - INFO - Epoch(train) [{i}][{i}/100]  lr: 1e-2  time: {t}",
+    "2021-09-29 10:00:01,234 - mmseg - INFO - Iter [{i}/320000]\tlr: 9.997e-03, time: {t}, "
+    "data_time: 0.010, loss: 1.2",
+    "11/29 02:52:31 - mmengine - INFO - Iter(val) [{i}/500]    eta: 0:00:01  time: {t}",
+    '{{"lr": 0.1, "loss": 1.0, "time": {t}, "iter": {i}}}',
+    '{{"aAcc": 80.0, "time": {t}, "step": {i}}}',
+    '[segbench] case: {{"case": "c", "batch_size": {i}, "gpu_num": {i}, "log_interval": {i}}}',
+    '[segbench] result: {{"exit_code": {i}, "reason": null}}',
+    "[segbench] result: {{{t}",
+    "System environment:",
+    "2021-09-29 10:00:00,000 - mmseg - INFO - Environment info:",
+    "    GPU number: {i}",
+    "Distributed training: True",
+    "gpu_ids = range(0, {i})",
+    "train_dataloader = dict(batch_size={i},",
+    "data = dict(samples_per_gpu={i}, workers_per_gpu=2)",
+    "\x1b[32m{t}\x1b[0m [rank1]:",
+]
+
+
+@st.composite
+def mixed_logs(draw: st.DrawFn) -> bytes:
+    lines = []
+    for _ in range(draw(st.integers(0, 40))):
+        if draw(st.booleans()):
+            template = draw(st.sampled_from(TEMPLATES))
+            lines.append(template.format(i=draw(st.integers(0, 200)), t=draw(TIME_TEXT)))
+        else:
+            lines.append(draw(st.text(max_size=80)))
+    text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
+    data = text.encode("utf-8", errors="surrogatepass")
+    return data[:draw(st.integers(0, len(data)))]
+
+
+@HYPOTHESIS
+@given(mixed_logs(), st.none() | st.integers(1, 16), st.none() | st.integers(1, 8))
+def test_mixed_valid_and_garbage_lines(scratch: Path, data: bytes, batch_size: int | None,
+                                       gpu_num: int | None) -> None:
+    analyze_bytes(scratch, data, batch_size=batch_size, gpu_num=gpu_num)
+
+
+RANK_LINES = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda kind, it, t, d, mem: json.dumps(
+        {"kind": kind, "iter": it, "rank": 0, "time": t, "data_time": d, "loss": t,
+         "mem_mb": mem, "device_name": "NVIDIA A100", "precision": "bf16",
+         "flops_per_iter": mem}),
+        st.sampled_from(["meta", "iter", "iter", "iter", "other"]),
+        st.integers(-2, 60) | st.booleans() | st.floats(),
+        st.floats() | st.integers() | st.none(), st.floats() | st.none(),
+        st.floats() | st.integers(-10, 10 ** 400) | st.none()))
+
+
+@HYPOTHESIS
+@given(st.lists(RANK_LINES, max_size=80), st.lists(RANK_LINES, max_size=20))
+def test_random_per_iteration_files(scratch: Path, rank0: list[str], rank1: list[str]) -> None:
+    log = scratch / "fastscnn_mp_bs4_fp32_2"
+    log.write_text((LOGS / "segbench_success.log").read_text().replace(
+        '"log_interval": 10', '"log_interval": 1'))
+    for rank, lines in enumerate((rank0, rank1)):
+        (scratch / f"{log.name}_iters.rank{rank}.jsonl").write_text("\n".join(lines))
+    result = analyze(log, "fastscnn")
+    check_result(result)
+    per_iter = result.stats["per_iter"]
+    assert result.speed["FINAL_RESULT"] == 20.0  # per-iteration files never change the figure
+    assert per_iter is None or per_iter["rank_files"] == 2
+
+
+JUNK = st.text(alphabet=string.ascii_letters + string.digits + " .,:;-_/+*!?#%&|<>@~", max_size=60)
+
+
+@HYPOTHESIS
+@given(st.lists(st.tuples(st.integers(0, 10_000), JUNK), max_size=20))
+def test_junk_lines_do_not_change_the_result(scratch: Path, junk: list[tuple[int, str]]) -> None:
+    lines = (LOGS / "mmengine_stdout_1gpu.log").read_text().splitlines(keepends=True)
+    for position, text in junk:
+        lines.insert(position % (len(lines) + 1), text + "\n")
+    result = analyze_bytes(scratch, "".join(lines).encode())
+    assert result.speed["FINAL_RESULT"] == 10.0 and result.stats["batch_size"] == 2
+
+
+@HYPOTHESIS
+@given(st.lists(st.floats(min_value=1e-3, max_value=1e3), min_size=1, max_size=30),
+       st.integers(1, 64), st.integers(1, 8))
+def test_final_result_formula(scratch: Path, times: list[float], batch_size: int,
+                              gpu_num: int) -> None:
+    text = "".join(mmengine_line(i + 1, repr(t)) for i, t in enumerate(times))
+    result = analyze_bytes(scratch, text.encode(), batch_size=batch_size, gpu_num=gpu_num)
+    if len(times) <= 4:
+        assert not result.ok
+    else:
+        expected = round(batch_size * gpu_num / float(np.mean(times[4:])), 3)
+        assert result.ok and result.speed["FINAL_RESULT"] == expected
