@@ -1,0 +1,266 @@
+"""End to end on the CPU: run_benchmark.sh -> real mmengine training (sp, and mp through torchrun
+with 2 gloo processes) -> log, speed file, stats sidecar, per-iteration files. Plus the launcher's
+validation, fault handling and safety, each through a small real run."""
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from segbench import launch
+
+REPO = Path(__file__).resolve().parent.parent
+SPEED_KEYS = ["log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
+              "gpu_num", "FINAL_RESULT", "JOB_FAIL_FLAG", "UNIT"]
+TINY_CROP = {"fastscnn": "64x128", "ocrnet_hrnetw48": "64x64", "segformer_b0": "64x64"}
+
+
+def bench(env, *args, timeout=600, **kw):
+    return subprocess.run(["bash", str(REPO / "run_benchmark.sh"), *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def speed_of(env, case):
+    return json.loads((Path(env["TRAIN_LOG_DIR"]) / f"{case}_speed").read_text(encoding="utf-8"))
+
+
+def window_times(log_text):
+    return [float(m) for m in re.findall(r"Iter\(train\) \[\s*\d+/\d+\].*?\btime: ([0-9.]+)", log_text)]
+
+
+def check_speed(speed, case, model, run_mode, gpu_num):
+    assert list(speed) == SPEED_KEYS
+    assert speed["log_file"] == case
+    assert speed["model_name"] == model
+    assert speed["mission_name"] == "图像分割"
+    assert speed["direction_id"] == 0 and speed["index"] == 1
+    assert speed["run_mode"] == run_mode
+    assert speed["gpu_num"] == gpu_num and isinstance(speed["gpu_num"], int)
+    assert speed["UNIT"] == "images/s"
+
+
+@pytest.mark.parametrize("model", ["fastscnn", "ocrnet_hrnetw48", "segformer_b0"])
+def test_sp_case_end_to_end(cpu_env, model):
+    env = dict(cpu_env, CROP=TINY_CROP[model])
+    r = bench(env, model, "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    case = f"{model}_sp_bs2_fp32_1"
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    speed = speed_of(env, case)
+    check_speed(speed, case, model, "sp", 1)
+    assert speed["JOB_FAIL_FLAG"] == 0
+    # FINAL_RESULT is the contract's formula over the log itself: bs x gpus / mean(windows[4:]).
+    times = window_times((log_dir / case).read_text(encoding="utf-8"))
+    assert len(times) == 6
+    assert speed["FINAL_RESULT"] == round(2 * 1 / statistics.mean(times[4:]), 3)
+    assert "CPU profile" in (log_dir / case).read_text(encoding="utf-8")
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["device"] == "cpu" and stats["profile"] == "cpu"
+    iters = [json.loads(x) for x in (log_dir / f"{case}_iters.rank0.jsonl").read_text().splitlines()]
+    assert iters[0]["kind"] == "meta" and iters[0]["flops_per_iter"] > 0
+    assert [x["iter"] for x in iters[1:]] == list(range(1, 13))
+    assert stats["per_iter"]["n"] == 12 - 8  # warm-up = 4 windows of 2 iterations
+    # the config really changed: crop and batch reached the model
+    h, w = map(int, TINY_CROP[model].split("x"))
+    assert iters[0]["input_shape"] == [2, 3, h, w]
+    assert "Distributed launcher: none" in (log_dir / case).read_text(encoding="utf-8") or \
+        "launcher = 'none'" in (log_dir / case).read_text(encoding="utf-8")
+
+
+def test_mp_case_with_two_cpu_processes(cpu_env):
+    env = dict(cpu_env, CROP="64x128")
+    r = bench(env, "fastscnn", "mp", "fp32", "2", "12", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    case = "fastscnn_mp_bs2_fp32_2"
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    speed = speed_of(env, case)
+    check_speed(speed, case, "fastscnn", "mp", 2)
+    times = window_times((log_dir / case).read_text(encoding="utf-8"))
+    assert speed["FINAL_RESULT"] == round(2 * 2 / statistics.mean(times[4:]), 3)
+    text = (log_dir / case).read_text(encoding="utf-8")
+    assert "Distributed launcher: pytorch" in text and "GPU number: 2" in text
+    for rank in (0, 1):
+        lines = (log_dir / f"{case}_iters.rank{rank}.jsonl").read_text().splitlines()
+        assert json.loads(lines[0])["world_size"] == 2
+        assert len(lines) == 13
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["nosuchmodel", "sp", "fp32", "2", "12", "1"], "unknown model 'nosuchmodel' (known: fastscnn"),
+    (["fastscnn", "xp", "fp32", "2", "12", "1"], "RUN_MODE must be sp or mp"),
+    (["fastscnn", "sp", "fp64", "2", "12", "1"], "FP_ITEM must be one of"),
+    (["fastscnn", "sp", "fp32", "0", "12", "1"], "BS must be a positive integer"),
+    (["fastscnn", "sp", "fp32", "2", "abc", "1"], "MAX_ITER must be a positive integer"),
+    (["fastscnn", "sp", "fp32", "2", "12", "-1"], "NUM_WORKERS must be a positive integer"),
+    (["fastscnn", "sp", "fp32", "2", "9", "1"], "leaves no log window"),
+    (["fastscnn", "sp", "fp32", "2"], "missing MAX_ITER NUM_WORKERS"),
+    (["fastscnn", "sp", "fp32", "2", "12", "1", "extra"], "unexpected 'extra'"),
+    (["fastscnn", "sp", "bf16", "2", "12", "1"], "needs a GPU"),
+])
+def test_bad_input_one_line_error_and_failing_speed_file(cpu_env, args, needle):
+    r = bench(cpu_env, *args, timeout=120)
+    assert r.returncode == 2
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1, r.stderr
+    assert needle in err[0] and err[0].startswith("run_benchmark.sh: error: ")
+    name = launch.raw_case_name(args)
+    log_dir = Path(cpu_env["TRAIN_LOG_DIR"])
+    speed = json.loads((log_dir / f"{name}_speed").read_text(encoding="utf-8"))
+    assert list(speed) == SPEED_KEYS
+    assert speed["JOB_FAIL_FLAG"] == 1 and speed["FINAL_RESULT"] == 0
+    assert "bad input" in (log_dir / name).read_text(encoding="utf-8")
+
+
+def test_missing_data_dir_is_bad_input(cpu_env, tmp_path):
+    env = dict(cpu_env, DATA_ROOT=str(tmp_path / "nothing here"))
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1", timeout=120)
+    assert r.returncode == 2
+    assert "nothing here" in r.stderr and "PrepareEnv.sh" in r.stderr
+    assert speed_of(env, "fastscnn_sp_bs2_fp32_NA")["JOB_FAIL_FLAG"] == 1
+
+
+def test_cuda_asked_without_gpu(cpu_env):
+    env = dict(cpu_env, DEVICE="cuda")
+    r = bench(env, "fastscnn", "mp", "fp32", "2", "12", "1", timeout=120)
+    assert r.returncode == 2 and "no GPU" in r.stderr and "NCCL" in r.stderr
+
+
+@pytest.mark.parametrize("fault, reason", [("crash@3", "crash: RuntimeError: segbench fault injection"),
+                                           ("oom@3", "oom: out of memory at batch size 2")])
+def test_fault_in_run_fails_the_case_and_keeps_the_log(cpu_env, fault, reason):
+    env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT=fault)
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 1
+    case = "fastscnn_sp_bs2_fp32_1"
+    speed = speed_of(env, case)
+    assert speed["JOB_FAIL_FLAG"] == 1 and speed["FINAL_RESULT"] == 0
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"{case}_stats.json").read_text())
+    assert stats["reason"].startswith(reason), stats["reason"]
+    log = (Path(env["TRAIN_LOG_DIR"]) / case).read_text(encoding="utf-8")
+    assert "Traceback" in log and '"reason": "' + reason.split(":")[0] in log
+
+
+def _our_processes(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if marker in ln and "ps -eo" not in ln]
+
+
+def test_mp_rank_crash_ends_all_ranks(cpu_env):
+    env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="crash@3@1", BENCH_TIMEOUT="300")
+    t0 = time.monotonic()
+    r = bench(env, "fastscnn", "mp", "fp32", "2", "12", "1")
+    assert r.returncode == 1
+    assert time.monotonic() - t0 < 120
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_mp_bs2_fp32_2_stats.json").read_text())
+    assert "crash on rank 1" in stats["reason"]
+    assert _our_processes(env["TRAIN_LOG_DIR"]) == []
+
+
+def test_timeout_ends_the_group_and_analyses_the_partial_log(cpu_env):
+    env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="hang@11", BENCH_TIMEOUT="45")
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 1
+    case = "fastscnn_sp_bs2_fp32_1"
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"{case}_stats.json").read_text())
+    assert stats["reason"].startswith("timeout after 45 s")
+    assert stats["partial_images_per_s"] and stats["partial_images_per_s"] > 0
+    assert speed_of(env, case)["JOB_FAIL_FLAG"] == 1
+    assert _our_processes(env["TRAIN_LOG_DIR"]) == []
+
+
+def test_sigterm_to_run_benchmark_ends_children_and_writes_files(cpu_env):
+    env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="hang@5")
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    case = "fastscnn_sp_bs2_fp32_1"
+    p = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"), "fastscnn", "sp", "fp32", "2", "12", "1"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        f = log_dir / case
+        if f.exists() and "Iter(train) [ 4/12]" in f.read_text(encoding="utf-8", errors="replace"):
+            break
+        time.sleep(0.5)
+    else:
+        p.terminate()
+        p.communicate(timeout=60)
+        pytest.fail("training never reached iteration 4")
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["reason"] == "interrupted by SIGTERM"
+    assert speed_of(env, case)["JOB_FAIL_FLAG"] == 1
+    assert _our_processes(str(log_dir)) == []
+
+
+def test_same_case_twice_at_once_is_refused(cpu_env):
+    env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="hang@3", BENCH_TIMEOUT="60")
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    first = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"), "fastscnn", "sp", "fp32", "2", "12", "1"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = log_dir / "fastscnn_sp_bs2_fp32_1.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1", timeout=120)
+    assert second.returncode == 2
+    assert "already running" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    assert not lock.exists()
+
+
+def test_paths_with_spaces_and_distinct_cases_side_by_side(cpu_env, tmp_path):
+    env = dict(cpu_env, CROP="64x128", TRAIN_LOG_DIR=str(tmp_path / "log dir with spaces"))
+    a = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"), "fastscnn", "sp", "fp32", "2", "10", "1"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = bench(env, "fastscnn", "sp", "fp32", "3", "10", "1")
+    a_out, a_err = a.communicate(timeout=300)
+    assert a.returncode == 0, a_err
+    assert b.returncode == 0, b.stderr
+    d = Path(env["TRAIN_LOG_DIR"])
+    assert speed_of(env, "fastscnn_sp_bs2_fp32_1")["FINAL_RESULT"] > 0
+    assert speed_of(env, "fastscnn_sp_bs3_fp32_1")["FINAL_RESULT"] > 0
+    assert (d / "fastscnn_sp_bs2_fp32_1_work").is_dir() and (d / "fastscnn_sp_bs3_fp32_1_work").is_dir()
+
+
+def test_parse_case_knobs():
+    c = launch.parse_case(["segformer_b0", "mp", "bf16", "4", "500", "5"],
+                          {"TRAIN_LOG_DIR": "/tmp/x", "CROP": "256x512", "REPEAT": "3",
+                           "PROFILING": "true", "BENCH_TIMEOUT": "15m", "NNODES": "4",
+                           "NODE_RANK": "2", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"})
+    assert (c.crop, c.repeat, c.profile_window, c.timeout_s) == ((256, 512), 3, (50, 60), 900.0)
+    assert (c.nnodes, c.node_rank, c.master_addr, c.master_port) == (4, 2, "10.0.0.1", 29500)
+    c.nproc = 8
+    assert c.name == "segformer_b0_mp_bs4_bf16_32"
+    cmd = launch.train_command(c, Path("/tmp/x/log"))
+    assert "torch.distributed.run" in cmd and "--nnodes=4" in cmd and "--node_rank=2" in cmd
+    with pytest.raises(launch.BadInput, match="BENCH_TIMEOUT"):
+        launch.parse_case(["fastscnn", "sp", "fp32", "2", "500", "5"], {"BENCH_TIMEOUT": "soon"})
+    with pytest.raises(launch.BadInput, match="CROP"):
+        launch.parse_case(["fastscnn", "sp", "fp32", "2", "500", "5"], {"CROP": "16x16"})
+
+
+def test_port_in_use_is_refused(cpu_env):
+    import socket
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = dict(cpu_env, MASTER_PORT=str(port))
+        r = bench(env, "fastscnn", "mp", "fp32", "2", "12", "1", timeout=120)
+    assert r.returncode == 2 and f"MASTER_PORT {port} is already in use" in r.stderr
+
+
+def test_no_kill_by_name_and_no_eval_in_shell():
+    for script in ("run_benchmark.sh", "run_PyTorch.sh", "PrepareEnv.sh", "segbench/sh/common.sh"):
+        text = (REPO / script).read_text()
+        assert not re.search(r"\b(pkill|killall)\b|\beval\b|kill -9", text), script
+    assert "killpg" in (REPO / "segbench/launch.py").read_text()
+    assert "pkill" not in (REPO / "segbench/launch.py").read_text()
