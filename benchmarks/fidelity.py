@@ -1,0 +1,118 @@
+"""Fidelity and stability: does the harness measure what plain mmseg measures?
+
+For each model, in one session on one device, alternately:
+  * plain mmseg:  python mmseg/.mim/tools/train.py configs/<model>.py --cfg-options <the harness's>
+  * the harness:  bash run_benchmark.sh <model> sp <fp> <bs> <iters> <workers>
+and compute both FINAL_RESULTs with the same analysis (the seed's formula). Prints one row per model
+(plain, harness, ratio; with --repeat N also the harness's per-run figures and CV) and writes
+results.csv / results.json into --out.
+
+    python benchmarks/fidelity.py --models fastscnn,segformer_b0 --iters 500 --repeat 1 --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from segbench import analysis, configs  # noqa: E402
+
+
+def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_root: str,
+                out: Path) -> dict:
+    """Plain mmseg tools/train.py with exactly the harness's cfg-options (no segbench hook)."""
+    import mmseg
+    train_py = Path(mmseg.__file__).parent / ".mim" / "tools" / "train.py"
+    import torch
+    s = configs.TrainSettings(model=model, batch_size=bs, max_iters=iters, num_workers=workers,
+                              precision=fp, data_root=data_root,
+                              device="cuda" if torch.cuda.is_available() else "cpu")
+    opts = configs.options(configs.load(model), s)
+    log = out / f"plain_{model}_sp_bs{bs}_{fp}_1"
+    cmd = [sys.executable, str(train_py), str(configs.config_path(model)),
+           "--work-dir", str(out / f"plain_{model}_work"), "--cfg-options", *configs.as_cli(opts)]
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO))).returncode
+    res = analysis.analyze(log, model, batch_size=bs, gpu_num=1, run_mode="sp")
+    return {"images_per_s": res.speed["FINAL_RESULT"] if rc == 0 else 0.0, "rc": rc,
+            "reason": res.reason, "wall_s": round(time.monotonic() - t0, 1), "log": str(log)}
+
+
+def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, tag: str) -> dict:
+    log_dir = out / f"harness_{tag}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    rc = subprocess.run(["bash", str(REPO / "run_benchmark.sh"), model, "sp", fp, str(bs),
+                         str(iters), str(workers)],
+                        env=dict(os.environ, TRAIN_LOG_DIR=str(log_dir))).returncode
+    case = f"{model}_sp_bs{bs}_{fp}_1"
+    speed = json.loads((log_dir / f"{case}_speed").read_text())
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    return {"images_per_s": speed["FINAL_RESULT"], "rc": rc, "wall_s": round(time.monotonic() - t0, 1),
+            "stats": stats}
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(configs.MODELS))
+    p.add_argument("--fp", default="fp32")
+    p.add_argument("--bs", type=int, default=2)
+    p.add_argument("--iters", type=int, default=500)
+    p.add_argument("--workers", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=1, help="harness runs per model (for the CV)")
+    p.add_argument("--no-plain", action="store_true", help="only the harness (stability)")
+    p.add_argument("--data-root", default=str(REPO / "data" / "cityscapes"))
+    p.add_argument("--out", type=Path, default=Path("fidelity_out"))
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for model in [m for m in a.models.split(",") if m]:
+        row: dict = {"model": model, "fp": a.fp, "bs": a.bs, "iters": a.iters, "workers": a.workers}
+        if not a.no_plain:
+            plain = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out)
+            row["plain"] = plain["images_per_s"]
+            row["plain_wall_s"] = plain["wall_s"]
+        runs = [harness(model, a.fp, a.bs, a.iters, a.workers, a.out, f"{model}_r{i}")
+                for i in range(1, a.repeat + 1)]
+        figs = [r["images_per_s"] for r in runs]
+        row["harness_runs"] = figs
+        row["harness"] = statistics.median(figs)
+        row["harness_cv"] = (statistics.stdev(figs) / statistics.mean(figs)) if len(figs) > 1 and \
+            statistics.mean(figs) > 0 else None
+        st = runs[-1]["stats"]
+        pi = st.get("per_iter") or {}
+        row["per_iter_images_per_s"] = pi.get("images_per_s")
+        row["per_iter_cv"] = pi.get("cv")
+        row["data_wait_share"] = pi.get("data_wait_share")
+        row["peak_mb"] = (st.get("memory") or {}).get("peak_mb_per_rank")
+        row["tflops"] = (st.get("flops") or {}).get("tflops_achieved")
+        if row.get("plain"):
+            row["ratio"] = round(row["harness"] / row["plain"], 4)
+        rows.append(row)
+        print("fidelity: " + json.dumps(row), flush=True)
+        (a.out / "results.json").write_text(json.dumps(rows, indent=1))
+    with open(a.out / "results.csv", "w", newline="") as fh:
+        keys = sorted({k for r in rows for k in r})
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    print(f"{'model':<16} {'plain':>9} {'harness':>9} {'ratio':>7} {'CV':>7}")
+    for r in rows:
+        cv = f"{100 * r['harness_cv']:.2f}%" if r.get("harness_cv") is not None else "-"
+        print(f"{r['model']:<16} {r.get('plain', '-'):>9} {r['harness']:>9} {r.get('ratio', '-'):>7} {cv:>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

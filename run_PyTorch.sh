@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The seed's six cases (fastscnn, ocrnet_hrnetw48, segformer_b0 x sp/mp; fp32, bs 2, 500 iterations,
+# 5 workers), set-up included:
+#   bash run_PyTorch.sh                 # docker + GPU: in an official PyTorch CUDA image; else on the host
+#   bash run_PyTorch.sh --local         # on the host, never in docker
+#   bash run_PyTorch.sh --dry-run       # print the cases
+# With no GPU it runs the CPU profile (small crops, few iterations, mp = 2 CPU processes), labelled.
+# Other options (case file, --models/--modes/--bs/--fp, --resume): python -m segbench.suite --help
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+image="${PYTORCH_IMAGE:-pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime}"
+local_only=0
+setup=1
+suite_args=()
+for arg in "$@"; do
+    case "${arg}" in
+        --local) local_only=1 ;;
+        --no-setup) setup=0 ;;
+        --dry-run) setup=0; suite_args+=("${arg}") ;;
+        *) suite_args+=("${arg}") ;;
+    esac
+done
+
+_has_gpu() {
+    command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
+}
+
+_in_docker() {
+    # The checkout is mounted at /workspace/segbench; the venv it makes there reuses the image's
+    # torch (PrepareEnv.sh links it, never reinstalls it).
+    echo "run_PyTorch.sh: running in docker image ${image}"
+    docker run --rm --gpus all --shm-size=16g --ipc=host \
+        -e CUDA_VISIBLE_DEVICES -e TRAIN_LOG_DIR -e CITYSCAPES_ROOT \
+        -v "${here}:/workspace/segbench" -w /workspace/segbench \
+        ${CITYSCAPES_ROOT:+-v "${CITYSCAPES_ROOT}:${CITYSCAPES_ROOT}:ro"} \
+        "${image}" bash run_PyTorch.sh --local ${suite_args[@]+"${suite_args[@]}"}
+}
+
+_local() {
+    if [[ "${setup}" == 1 ]]; then
+        bash "${here}/PrepareEnv.sh"
+    fi
+    # shellcheck source=segbench/sh/common.sh
+    source "${here}/segbench/sh/common.sh"
+    PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}" \
+        "$(_segbench_python)" -m segbench.suite ${suite_args[@]+"${suite_args[@]}"}
+}
+
+if [[ "${local_only}" == 0 ]] && [[ "${setup}" == 1 ]] && command -v docker >/dev/null 2>&1 \
+        && docker info >/dev/null 2>&1 && _has_gpu; then
+    _in_docker
+else
+    _local
+fi
