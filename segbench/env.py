@@ -208,6 +208,7 @@ def make_venv(venv: Path) -> str:
     try:
         venv_mod.EnvBuilder(with_pip=True).create(str(venv))
     except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(venv, ignore_errors=True)  # no half-made venv for the next run to reuse
         raise SetupError(f"cannot create a virtual environment in {venv} ({exc}); "
                          "install python3-venv, or use --system") from exc
     return str(python)
