@@ -4,10 +4,10 @@ For each model, in one session on one device, alternately:
   * plain mmseg:  python mmseg/.mim/tools/train.py configs/<model>.py --cfg-options <the harness's>
   * the harness:  bash run_benchmark.sh <model> sp <fp> <bs> <iters> <workers>
 and compute both FINAL_RESULTs with the same analysis (the seed's formula). Prints one row per model
-(plain, harness, ratio; with --repeat N also the harness's per-run figures and CV) and writes
+(median plain, median harness, ratio, CVs over --pairs N alternating runs) and writes
 results.csv / results.json into --out.
 
-    python benchmarks/fidelity.py --models fastscnn,segformer_b0 --iters 500 --repeat 1 --out DIR
+    python benchmarks/fidelity.py --models fastscnn,segformer_b0 --iters 500 --pairs 2 --out DIR
 """
 from __future__ import annotations
 
@@ -27,19 +27,25 @@ sys.path.insert(0, str(REPO))
 from segbench import analysis, configs  # noqa: E402
 
 
+def _cv(xs: list[float]) -> float | None:
+    return statistics.stdev(xs) / statistics.mean(xs) if len(xs) > 1 and statistics.mean(xs) > 0 else None
+
+
 def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_root: str,
-                out: Path) -> dict:
+                out: Path, tag: str, crop: tuple[int, int] | None = None,
+                log_interval: int = 10) -> dict:
     """Plain mmseg tools/train.py with exactly the harness's cfg-options (no segbench hook)."""
     import mmseg
     train_py = Path(mmseg.__file__).parent / ".mim" / "tools" / "train.py"
     import torch
     s = configs.TrainSettings(model=model, batch_size=bs, max_iters=iters, num_workers=workers,
-                              precision=fp, data_root=data_root,
+                              precision=fp, data_root=data_root, crop=crop,
+                              log_interval=log_interval,
                               device="cuda" if torch.cuda.is_available() else "cpu")
     opts = configs.options(configs.load(model), s)
-    log = out / f"plain_{model}_sp_bs{bs}_{fp}_1"
+    log = out / f"plain_{tag}_{model}_sp_bs{bs}_{fp}_1"
     cmd = [sys.executable, str(train_py), str(configs.config_path(model)),
-           "--work-dir", str(out / f"plain_{model}_work"), "--cfg-options", *configs.as_cli(opts)]
+           "--work-dir", str(out / f"plain_{tag}_{model}_work"), "--cfg-options", *configs.as_cli(opts)]
     t0 = time.monotonic()
     with open(log, "w") as fh:
         rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
@@ -49,13 +55,14 @@ def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_roo
             "reason": res.reason, "wall_s": round(time.monotonic() - t0, 1), "log": str(log)}
 
 
-def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, tag: str) -> dict:
+def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, tag: str,
+            extra_env: dict) -> dict:
     log_dir = out / f"harness_{tag}"
     log_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     rc = subprocess.run(["bash", str(REPO / "run_benchmark.sh"), model, "sp", fp, str(bs),
                          str(iters), str(workers)],
-                        env=dict(os.environ, TRAIN_LOG_DIR=str(log_dir))).returncode
+                        env=dict(os.environ, TRAIN_LOG_DIR=str(log_dir), **extra_env)).returncode
     case = f"{model}_sp_bs{bs}_{fp}_1"
     speed = json.loads((log_dir / f"{case}_speed").read_text())
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())
@@ -70,26 +77,34 @@ def main(argv: list[str]) -> int:
     p.add_argument("--bs", type=int, default=2)
     p.add_argument("--iters", type=int, default=500)
     p.add_argument("--workers", type=int, default=5)
-    p.add_argument("--repeat", type=int, default=1, help="harness runs per model (for the CV)")
+    p.add_argument("--pairs", type=int, default=1,
+                   help="alternating (plain, harness) runs per model; medians and CVs over them")
     p.add_argument("--no-plain", action="store_true", help="only the harness (stability)")
+    p.add_argument("--crop", help="HxW (default: the model's own); for a quick CPU check")
+    p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--data-root", default=str(REPO / "data" / "cityscapes"))
     p.add_argument("--out", type=Path, default=Path("fidelity_out"))
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    crop = tuple(int(x) for x in a.crop.split("x")) if a.crop else None
+    extra_env = {"DATA_ROOT": a.data_root, "LOG_INTERVAL": str(a.log_interval)}
+    if a.crop:
+        extra_env["CROP"] = a.crop
     rows = []
     for model in [m for m in a.models.split(",") if m]:
         row: dict = {"model": model, "fp": a.fp, "bs": a.bs, "iters": a.iters, "workers": a.workers}
-        if not a.no_plain:
-            plain = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out)
-            row["plain"] = plain["images_per_s"]
-            row["plain_wall_s"] = plain["wall_s"]
-        runs = [harness(model, a.fp, a.bs, a.iters, a.workers, a.out, f"{model}_r{i}")
-                for i in range(1, a.repeat + 1)]
-        figs = [r["images_per_s"] for r in runs]
-        row["harness_runs"] = figs
-        row["harness"] = statistics.median(figs)
-        row["harness_cv"] = (statistics.stdev(figs) / statistics.mean(figs)) if len(figs) > 1 and \
-            statistics.mean(figs) > 0 else None
+        plain_figs, figs, runs = [], [], []
+        for i in range(1, a.pairs + 1):  # alternate, so drift on the host hits both sides alike
+            if not a.no_plain:
+                plain_figs.append(plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root,
+                                              a.out, f"p{i}", crop, a.log_interval)["images_per_s"])
+            runs.append(harness(model, a.fp, a.bs, a.iters, a.workers, a.out, f"{model}_r{i}",
+                                extra_env))
+            figs.append(runs[-1]["images_per_s"])
+        row["harness_runs"], row["harness"], row["harness_cv"] = figs, statistics.median(figs), _cv(figs)
+        if plain_figs:
+            row["plain_runs"], row["plain"], row["plain_cv"] = \
+                plain_figs, statistics.median(plain_figs), _cv(plain_figs)
         st = runs[-1]["stats"]
         pi = st.get("per_iter") or {}
         row["per_iter_images_per_s"] = pi.get("images_per_s")

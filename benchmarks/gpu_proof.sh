@@ -21,5 +21,5 @@ py="$(_segbench_python)"
 "${py}" -m segbench.env info > "${out}/env.json"
 export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
 "${py}" benchmarks/fidelity.py --models "${models}" --iters "${FIDELITY_ITERS:-500}" \
-    --repeat "${FIDELITY_REPEAT:-1}" ${FIDELITY_NO_PLAIN:+--no-plain} --out "${out}/fidelity"
+    --pairs "${FIDELITY_PAIRS:-1}" ${FIDELITY_NO_PLAIN:+--no-plain} --out "${out}/fidelity"
 "${py}" benchmarks/hook_overhead.py --n 20000 | tee "${out}/hook_overhead.json"

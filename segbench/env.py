@@ -96,6 +96,11 @@ def stack_problems() -> list[str]:
             import importlib.util
             if importlib.util.find_spec("pkg_resources") is None:
                 problems.append("pkg_resources is missing (mmengine needs setuptools<81)")
+            try:
+                if importlib.util.find_spec("distutils") is None:
+                    problems.append("distutils is missing (mmengine needs setuptools' shim)")
+            except ImportError:
+                problems.append("distutils is missing (mmengine needs setuptools' shim)")
             continue
         if have is None:
             problems.append(f"{dist} is not installed")
@@ -180,6 +185,11 @@ def _py_query(python: str, code: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def _in_wheelhouse(dist: str, wheelhouse: Path) -> bool:
+    norm = dist.lower().replace("-", "_")
+    return any(w.name.lower().split("-")[0] == norm for w in wheelhouse.glob("*.whl"))
+
+
 def _spec(dist: str, pin: str | None) -> str:
     if pin is None:
         return dist
@@ -188,8 +198,8 @@ def _spec(dist: str, pin: str | None) -> str:
 
 def _satisfied(python: str, dist: str, pin: str | None) -> bool:
     """Is dist (at pin) importable by python? Checked by what matters, not by metadata alone."""
-    if dist == "setuptools":
-        return _py_query(python, "import pkg_resources") is not None
+    if dist == "setuptools":  # mmengine imports both (distutils via setuptools' shim on 3.12+)
+        return _py_query(python, "import pkg_resources, distutils") is not None
     if dist == "opencv-python-headless":
         return _py_query(python, "import cv2") is not None
     have = _py_query(python, f"from importlib import metadata; print(metadata.version({dist!r}))")
@@ -229,7 +239,10 @@ def link_parent_torch(python: str) -> str | None:
     target_site = _py_query(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     if not target_site:
         raise SetupError(f"cannot query {python}")
-    Path(target_site, "_segbench_reuse_parent.pth").write_text("\n".join(parent_dirs) + "\n")
+    # site.addsitedir, not bare paths: the parent's own .pth files (e.g. setuptools' distutils
+    # shim, which mmengine's collect_env needs on Python >= 3.12) must be processed too.
+    lines = [f"import site; site.addsitedir({d!r})" for d in parent_dirs]
+    Path(target_site, "_segbench_reuse_parent.pth").write_text("\n".join(lines) + "\n")
     return installed_version("torch")
 
 
@@ -257,14 +270,16 @@ def install_stack(python: str, wheelhouse: Path | None, flavour: str, dev: bool)
         # so nothing already in the image (numpy, opencv, torch) is touched.
         want = [(d, p) for d, p in STACK if not (flavour == "full" and d == "mmcv-lite")]
         want += [(d, None) for d in LIGHT_DEPS + HEAVY_DEPS + (DEV_DEPS if dev else [])]
-        missing = []
+        missing, absent = [], []
         for dist, pin in want:
             if not _satisfied(python, dist, pin):
-                missing.append(_spec(dist, pin))
+                (missing if _in_wheelhouse(dist, wheelhouse) else absent).append(_spec(dist, pin))
         if missing:
             _run(_pip(python, "install", "-q", "--no-index", "--find-links", str(wheelhouse),
                       "--no-deps", *missing), f"installing {len(missing)} wheels from {wheelhouse}")
         done.append(f"{len(missing)} packages from the wheelhouse" if missing else "stack already installed")
+        if absent:  # the import check below says whether any of them mattered
+            done.append(f"missing here and not in the wheelhouse: {' '.join(absent)}")
     else:
         _run(_pip(python, "install", "-q", *pins, *(DEV_DEPS if dev else [])), "installing the stack")
         done.append("stack installed/verified: " + " ".join(pins))
