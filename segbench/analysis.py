@@ -70,7 +70,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 
 PROG = "analysis_log.py"
 SKIP_WINDOWS = 4
@@ -236,6 +235,25 @@ def _t95(df: int) -> float:
     if df > max(_T95):
         return _Z95
     return _T95[max(k for k in _T95 if k <= df)]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    """Plain float arithmetic: overflow gives inf (as numpy would), never an exception."""
+    return sum(xs) / len(xs)
+
+
+def _std(xs: Sequence[float], mean: float) -> float:
+    """Sample standard deviation (ddof=1); ``d * d``, not ``d ** 2``, which raises on overflow."""
+    return math.sqrt(sum((x - mean) * (x - mean) for x in xs) / (len(xs) - 1))
+
+
+def _percentile(xs: Sequence[float], q: float) -> float:
+    """numpy's default ('linear') percentile, q in 0..100."""
+    ordered = sorted(xs)
+    pos = (len(ordered) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _parse_json(text: str, *, drop_constants: bool) -> Any:
@@ -503,14 +521,13 @@ def iteration_stats(times: Sequence[float], data_times: Sequence[float | None] |
     pairs = [(t, d) for t, d in list(zip(times, waits))[warmup:] if _good_time(t)]
     if not pairs:
         raise ValueError("no iteration left after warm-up")
-    arr = np.array([t for t, _ in pairs], dtype=float)
-    n = int(arr.size)
+    arr = [float(t) for t, _ in pairs]
+    n = len(arr)
     images = batch_size * gpu_num
-    with np.errstate(all="ignore"):
-        mean = float(np.mean(arr))
-        p10, median, p90 = (float(v) for v in np.percentile(arr, [10, 50, 90]))
-        std = float(np.std(arr, ddof=1)) if n >= 2 else None
-        halves = (float(np.mean(arr[:n // 2])), float(np.mean(arr[n // 2:]))) if n >= 2 else None
+    mean = _mean(arr)
+    p10, median, p90 = (_percentile(arr, q) for q in (10, 50, 90))
+    std = _std(arr, mean) if n >= 2 else None
+    halves = (_mean(arr[:n // 2]), _mean(arr[n // 2:])) if n >= 2 else None
     ci95 = None
     if std is not None and images > 0:
         half = _t95(n - 1) * std / math.sqrt(n)
@@ -549,11 +566,12 @@ def summarize_repeats(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                                "max": None, "cv": None, "median_index": None,
                                "failed": len(runs) - len(passed)}
     if passed:
-        values = np.array([value for value, _ in passed])
+        values = [value for value, _ in passed]
         median, median_index = passed[(len(passed) - 1) // 2]
-        summary.update(median=median, median_index=median_index, mean=float(values.mean()),
-                       min=float(values.min()), max=float(values.max()),
-                       cv=float(values.std(ddof=1) / values.mean()) if len(passed) > 1 else None)
+        mean = _mean(values)
+        summary.update(median=median, median_index=median_index, mean=mean,
+                       min=min(values), max=max(values),
+                       cv=_std(values, mean) / mean if len(passed) > 1 else None)
     return summary
 
 
@@ -578,15 +596,14 @@ def _record_failure(run: _Run) -> str | None:
 def _window_block(run: _Run, images: int | None) -> tuple[dict[str, Any], float | None]:
     """The sidecar's ``window`` block and the window images/s figure (None if unknown)."""
     counted = run.windows[SKIP_WINDOWS:]
-    good = np.array([w.time for w in counted if _good_time(w.time)], dtype=float)
-    block: dict[str, Any] = {"n": int(good.size), "skipped": len(run.windows) - len(counted),
-                             "ignored_bad": len(counted) - int(good.size), "mean_time": None,
+    good = [float(w.time) for w in counted if _good_time(w.time)]
+    block: dict[str, Any] = {"n": len(good), "skipped": len(run.windows) - len(counted),
+                             "ignored_bad": len(counted) - len(good), "mean_time": None,
                              "median_time": None, "images_per_s": None,
                              "images_per_s_median": None}
-    if not good.size:
+    if not good:
         return block, None
-    with np.errstate(all="ignore"):
-        mean, median = float(np.mean(good)), float(np.median(good))
+    mean, median = _mean(good), _percentile(good, 50)
     block.update(mean_time=_finite(mean), median_time=_finite(median))
     if images is None or not mean > 0:
         return block, None

@@ -120,7 +120,7 @@ def run(cases: list[SuiteCase], profile: str, log_dir: Path, resume: bool) -> li
             print(f"{head}: kept from an earlier run: {d['FINAL_RESULT']} images/s", flush=True)
             continue
         case_env = dict(env)
-        if profile == "cpu":
+        if profile == "cpu" and not env.get("CROP"):
             case_env["CROP"] = CPU_PROFILE["crop"][c.model]
         t0 = time.monotonic()
         proc = subprocess.run(["bash", str(REPO / "run_benchmark.sh"), *c.argv], env=case_env,
@@ -198,7 +198,8 @@ def main(argv: list[str]) -> int:
     print(f"run_PyTorch.sh: {len(cases)} cases, {label}; logs in {a.log_dir.resolve()}", flush=True)
     if a.dry_run:
         for i, c in enumerate(cases, 1):
-            crop = f"  CROP={CPU_PROFILE['crop'][c.model]}" if cpu else ""
+            crop = (f"  CROP={os.environ.get('CROP') or CPU_PROFILE['crop'][c.model]}"
+                    f"  LOG_INTERVAL={CPU_PROFILE['log_interval']}" if cpu else "")
             print(f"  [{i}/{len(cases)}] bash run_benchmark.sh {' '.join(c.argv)}{crop}")
         return 0
     a.log_dir.mkdir(parents=True, exist_ok=True)

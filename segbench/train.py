@@ -79,6 +79,17 @@ def _is_oom(exc: BaseException) -> bool:
     return "out of memory" in text or "can't allocate memory" in text or "DefaultCPUAllocator" in text
 
 
+def _crash_message(exc: BaseException) -> str:
+    """One line naming the failure. A DataLoader worker's exception arrives wrapped ("Caught X in
+    DataLoader worker process N. Original Traceback ..."): its last line is the real error."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    if "Original Traceback" in str(exc):
+        return f"{lines[-1]} (in a data-loader worker)"
+    return f"{type(exc).__name__}: {lines[0]}"
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
@@ -90,7 +101,7 @@ def main(argv: list[str]) -> int:
         if _is_oom(exc):
             return _error("oom", f"out of memory at batch size {args.batch_size} per process "
                                  f"({type(exc).__name__})", 3)
-        return _error("crash", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 1)
+        return _error("crash", _crash_message(exc), 1)
     return 0
 
 

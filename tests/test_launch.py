@@ -264,3 +264,72 @@ def test_no_kill_by_name_and_no_eval_in_shell():
         assert not re.search(r"\b(pkill|killall)\b|\beval\b|kill -9", text), script
     assert "killpg" in (REPO / "segbench/launch.py").read_text()
     assert "pkill" not in (REPO / "segbench/launch.py").read_text()
+
+
+def test_per_iteration_figure_agrees_with_the_log_window_figure(cpu_env):
+    """With the contract's log interval (10 = mmengine's averaging window) both figures measure
+    the same iterations, so on a steady run they agree closely."""
+    env = dict(cpu_env, CROP="64x128", LOG_INTERVAL="10")
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "60", "1")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
+    pi = stats["per_iter"]
+    # mmengine also logs at the end of an epoch shorter than the interval (4 images / bs 2 = an
+    # epoch of 2 iterations); the seed's formula skips the first 4 log lines whatever they are.
+    n_lines = len(window_times((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1").read_text()))
+    assert pi["warmup"] == 40 and pi["n"] == 20 and stats["window"]["n"] == n_lines - 4
+    assert 0.95 < pi["window_vs_per_iter"] < 1.05
+    lo, hi = pi["images_per_s_ci95"]
+    assert lo <= pi["images_per_s"] <= hi
+    assert pi["p10"] <= pi["median"] <= pi["p90"] and pi["std"] >= 0 and 0 <= pi["data_wait_share"] < 1
+    assert stats["flops"]["per_iter_per_process"] > 0 and stats["flops"]["tflops_achieved"] > 0
+    assert stats["last_loss"] is not None and stats["env"]["mmengine"] == "0.10.7"
+    assert stats["command"] == "bash run_benchmark.sh fastscnn sp fp32 2 60 1"
+
+
+def test_repeat_takes_the_median_run(cpu_env):
+    env = dict(cpu_env, CROP="64x128", REPEAT="3")
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "10", "1")
+    assert r.returncode == 0, r.stderr
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    case = "fastscnn_sp_bs2_fp32_1"
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    runs = stats["repeats"]["runs"]
+    assert len(runs) == 3 and all(x > 0 for x in runs)
+    assert speed_of(env, case)["FINAL_RESULT"] == sorted(runs)[1] == stats["repeats"]["median"]
+    assert all((log_dir / f"{case}.rep{i}").exists() for i in (1, 2, 3))
+
+
+def test_profiling_writes_a_trace_and_still_measures(cpu_env):
+    env = dict(cpu_env, CROP="64x128", PROFILING="true", PROFILE_ITERS="3-4")
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "10", "1")
+    assert r.returncode == 0, r.stderr
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    traces = list(log_dir.glob("fastscnn_sp_bs2_fp32_1_iters.rank0.trace.json"))
+    assert traces and json.loads(traces[0].read_text())["traceEvents"]
+    assert speed_of(env, "fastscnn_sp_bs2_fp32_1")["FINAL_RESULT"] > 0
+
+
+def test_corrupt_image_names_the_file(cpu_env, small_data, tmp_path):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    victim = sorted(data.glob("leftImg8bit/train/*/*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # a truncated PNG
+    env = dict(cpu_env, CROP="64x128", DATA_ROOT=str(data))
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 1
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
+    assert stats["reason"].startswith("crash") and victim.name in stats["reason"], stats["reason"]
+
+
+def test_stack_not_installed_names_the_setup_command(cpu_env, tmp_path):
+    """A Python without the stack: one line that says which command sets it up."""
+    import venv
+    bare = tmp_path / "bare"
+    venv.EnvBuilder(with_pip=False).create(str(bare))
+    env = dict(cpu_env, SEGBENCH_PYTHON=str(bare / "bin" / "python"))
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1", timeout=120)
+    assert r.returncode == 2
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and "the stack is not ready" in err[0] and "bash PrepareEnv.sh" in err[0]
