@@ -352,8 +352,7 @@ def _child_env(case: Case) -> dict:
 
 def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
     """Run training once into log_path (a fresh file); returns the result record."""
-    stem = log_path
-    cmd = train_command(case, stem)
+    cmd = train_command(case, log_path)
     record = {
         "case": case.name, "model": case.model, "run_mode": case.run_mode,
         "fp_item": case.fp_item, "batch_size": case.batch_size, "max_iter": case.max_iter,
@@ -484,9 +483,10 @@ def main(argv: list[str], environ=os.environ) -> int:
                 runs.append((log, res))
                 if stop["signal"] is not None or result["reason"]:
                     break
-            final_log = _settle_repeats(case, runs) if case.repeat > 1 else case.path()
-            res = analysis.analyze(final_log, case.model)
-            if case.repeat > 1:
+            if case.repeat == 1:
+                res = runs[0][1]
+            else:
+                res = analysis.analyze(_settle_repeats(case, runs), case.model)
                 res.stats["repeats"] = analysis.summarize_repeats(
                     [{**r.speed, "stats": r.stats} for _, r in runs])
             analysis.write_outputs(res, case.path("_speed"))
