@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-image="${PYTORCH_IMAGE:-pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime}"
+image="${PYTORCH_IMAGE:-pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime}"
 local_only=0
 setup=1
 suite_args=()
@@ -27,14 +27,17 @@ _has_gpu() {
 }
 
 _in_docker() {
-    # The checkout is mounted at /workspace/segbench; the venv it makes there reuses the image's
-    # torch (PrepareEnv.sh links it, never reinstalls it).
+    # The checkout is mounted at /workspace/segbench. The container is thrown away (--rm), so the
+    # stack goes into the image's own Python (--system, its torch untouched) rather than into a
+    # .venv in the mounted checkout, which would point at the image's interpreter afterwards.
     echo "run_PyTorch.sh: running in docker image ${image}"
     docker run --rm --gpus all --shm-size=16g --ipc=host \
         -e CUDA_VISIBLE_DEVICES -e TRAIN_LOG_DIR -e CITYSCAPES_ROOT \
         -v "${here}:/workspace/segbench" -w /workspace/segbench \
         ${CITYSCAPES_ROOT:+-v "${CITYSCAPES_ROOT}:${CITYSCAPES_ROOT}:ro"} \
-        "${image}" bash run_PyTorch.sh --local ${suite_args[@]+"${suite_args[@]}"}
+        "${image}" bash -c 'PYTHON=python bash PrepareEnv.sh --system &&
+            SEGBENCH_PYTHON=python bash run_PyTorch.sh --local --no-setup "$@"' \
+        run_PyTorch.sh ${suite_args[@]+"${suite_args[@]}"}
 }
 
 _local() {
