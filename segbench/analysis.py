@@ -647,6 +647,22 @@ def _peak_memory(ranks: list[_RankFile]) -> list[float | None] | None:
     return peaks if any(p is not None for p in peaks) else None
 
 
+def _warmup_block(ranks: list[_RankFile], warmup: int) -> dict[str, Any] | None:
+    """The warm-up iterations' cost, reported apart (they are excluded from ``per_iter``): the
+    first iteration (where torch.compile, cuDNN autotuning and lazy initialisation land) and the
+    sum over the warm-up iterations, from the lowest rank's per-iteration file."""
+    if not ranks or not ranks[0].times:
+        return None
+    times = ranks[0].times[:warmup]
+    return {"first_iter_s": _finite(ranks[0].times[0]), "warmup_total_s": _finite(sum(times)),
+            "warmup_iters": len(times)}
+
+
+def _tuned_switches(case: Mapping[str, Any]) -> list[str]:
+    value = case.get("tuned")
+    return [str(x) for x in value] if isinstance(value, list) else []
+
+
 def _last_loss(ranks: list[_RankFile], run: _Run) -> float | None:
     losses = [loss for loss in ranks[0].losses if loss is not None] if ranks else []
     losses = losses or [w.loss for w in run.windows if w.loss is not None]
@@ -731,7 +747,8 @@ def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: in
              "device": device, "profile": case.get("profile"),
              "FINAL_RESULT": speed["FINAL_RESULT"], "JOB_FAIL_FLAG": speed["JOB_FAIL_FLAG"],
              "reason": reason, "partial_images_per_s": final if reason is not None else None,
-             "window": window, "per_iter": per_iter,
+             "tuned": _tuned_switches(case), "window": window, "per_iter": per_iter,
+             "warmup": _warmup_block(ranks, WARMUP_LOG_INTERVALS * log_interval),
              "memory": {"peak_mb_per_rank": _peak_memory(ranks)}, "flops": flops,
              "last_loss": _last_loss(ranks, run), "env": case.get("env"),
              "command": case.get("command"), "log_file": log_name, "warnings": warnings}

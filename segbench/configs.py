@@ -37,6 +37,8 @@ class TrainSettings:
     device: str = "cuda"                  # "cuda" or "cpu"
     distributed: bool = False
     seed: int = 0
+    tuned: tuple[str, ...] = ()           # segbench.tuned.SWITCHES; () = the stock case
+    compile_mode: str = "default"         # with the "compile" switch: torch.compile's mode
 
     def validate(self) -> None:
         if self.model not in MODELS:
@@ -48,6 +50,14 @@ class TrainSettings:
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 32):
             raise ValueError(f"crop must be two sizes >= 32, not {self.crop}")
+        from segbench import tuned
+        bad = [t for t in self.tuned if t not in tuned.SWITCHES]
+        if bad:
+            raise ValueError(f"unknown tuned switch(es) {', '.join(map(repr, bad))} "
+                             f"(known: {', '.join(tuned.SWITCHES)})")
+        if self.compile_mode not in tuned.COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {', '.join(tuned.COMPILE_MODES)}, "
+                             f"not {self.compile_mode!r}")
         if self.device == "cpu" and self.precision != "fp32":
             raise ValueError(f"{self.precision} (AMP) needs a GPU: mmengine's AmpOptimWrapper "
                              "does not run on the CPU; use fp32 there")
@@ -118,6 +128,40 @@ def options(cfg, s: TrainSettings) -> dict:
             opts["env_cfg.dist_cfg.backend"] = "gloo"
             opts["model_wrapper_cfg"] = dict(type="MMDistributedDataParallel", device_ids=None,
                                              broadcast_buffers=False)
+    opts.update(tuned_options(cfg, s))
+    return opts
+
+
+# Optimizers whose fused (single-kernel) CUDA implementation torch has; others get foreach.
+FUSED_OPTIMIZERS = ("SGD", "AdamW", "Adam")
+
+
+def tuned_options(cfg, s: TrainSettings) -> dict:
+    """The cfg-options of the tuned mode's switches (segbench.tuned); none for the stock case.
+
+    The model (weights) is put in channels_last by a hook (segbench.tuned.hooks), not an option."""
+    from segbench import tuned
+    on = set(s.tuned)
+    opts: dict = {}
+    if on & {"channels_last", "non_blocking"}:
+        # mmseg's SegDataPreProcessor takes neither parameter: segbench's subclass does.
+        opts["model.data_preprocessor.type"] = tuned.PREPROCESSOR
+    if "channels_last" in on:
+        opts["model.data_preprocessor.channels_last"] = True
+    if "non_blocking" in on:
+        opts["model.data_preprocessor.non_blocking"] = True
+    if "foreach" in on:
+        optimizer = cfg.optim_wrapper.optimizer.get("type")
+        if s.device == "cuda" and optimizer in FUSED_OPTIMIZERS:
+            opts["optim_wrapper.optimizer.fused"] = True   # fused and foreach exclude each other
+        else:
+            opts["optim_wrapper.optimizer.foreach"] = True
+    if "loader" in on:
+        opts["train_dataloader.pin_memory"] = True
+        opts["train_dataloader.prefetch_factor"] = tuned.PREFETCH_FACTOR
+        opts["train_dataloader.persistent_workers"] = True
+    if "compile" in on:
+        opts["compile.mode"] = s.compile_mode
     return opts
 
 

@@ -10,7 +10,9 @@ speed file and stats sidecar through segbench.analysis (the code behind analysis
 Knobs (environment): TRAIN_LOG_DIR, CUDA_VISIBLE_DEVICES, DEVICE (auto|cuda|cpu), MP_PROCS (CPU mp,
 default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, BENCH_TIMEOUT (seconds, default 900),
 LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false),
-PROFILE_ITERS (FIRST-LAST, default 50-60), SEGBENCH_VERBOSE (1: echo all training output).
+PROFILE_ITERS (FIRST-LAST, default 50-60), SEGBENCH_VERBOSE (1: echo all training output),
+TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
+TUNED_COMPILE_MODE (default|max-autotune|reduce-overhead, with the compile switch).
 Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run).
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segbench import configs, env
+from segbench import configs, env, tuned
 from segbench.train import ERROR_TAG
 
 USAGE = ("usage: CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh MODEL RUN_MODE FP_ITEM BS MAX_ITER "
@@ -66,6 +68,8 @@ class Case:
     timeout_s: float = 900.0
     repeat: int = 1
     profile_window: tuple[int, int] | None = None
+    tuned: tuple[str, ...] = ()
+    compile_mode: str = "default"
     command: str = ""
     env_info: dict = field(default_factory=dict)
 
@@ -75,7 +79,8 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"{self.model}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
+        stock = f"{self.model}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
+        return f"{stock}_tuned" if self.tuned else stock
 
     @property
     def profile(self) -> str:
@@ -159,6 +164,14 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
             raise BadInput(f"PROFILE_ITERS must be FIRST-LAST, not {environ.get('PROFILE_ITERS')!r}")
         profile_window = (int(m.group(1)), min(int(m.group(2)), max_iter))
+    try:
+        switches = tuned.parse_switches(environ.get("TUNED"))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    compile_mode = environ.get("TUNED_COMPILE_MODE") or "default"
+    if compile_mode not in tuned.COMPILE_MODES:
+        raise BadInput(f"TUNED_COMPILE_MODE must be one of {', '.join(tuned.COMPILE_MODES)}, "
+                       f"not {compile_mode!r}")
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd()).resolve()
     return Case(
         model=model, run_mode=run_mode, fp_item=fp_item, batch_size=bs, max_iter=max_iter,
@@ -166,6 +179,7 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
         timeout_s=_duration(environ, "BENCH_TIMEOUT", 900.0),
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
+        tuned=switches, compile_mode=compile_mode,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
         master_addr=environ.get("MASTER_ADDR") or "127.0.0.1",
         master_port=_env_int(environ, "MASTER_PORT", 0, 0))
@@ -241,6 +255,8 @@ def train_command(case: Case, log_stem: Path) -> list[str]:
         args += ["--crop", str(case.crop[0]), str(case.crop[1])]
     if case.profile_window:
         args += ["--profile-window", str(case.profile_window[0]), str(case.profile_window[1])]
+    if case.tuned:
+        args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_mode]
     if case.run_mode == "sp":
         return [py, *args]
     return [py, "-m", "torch.distributed.run", f"--nproc_per_node={case.nproc}",
@@ -359,6 +375,8 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "num_workers": case.num_workers, "gpu_num": case.gpu_num, "nnodes": case.nnodes,
         "device": case.device, "profile": case.profile, "log_interval": case.log_interval,
         "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
+        "tuned": list(case.tuned),
+        "compile_mode": case.compile_mode if "compile" in case.tuned else None,
         "command": case.command, "train_command": shlex.join(cmd),
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "env": case.env_info,
@@ -418,6 +436,8 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
     print(f"run_benchmark.sh: error: {message}", file=sys.stderr)
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd())
     name = raw_case_name(argv)
+    if (environ.get("TUNED") or "").strip().lower() not in tuned.STOCK_VALUES:
+        name += "_tuned"  # a tuned case's files never overwrite the stock case's
     model = _safe_name(argv[0]) if argv else "NA"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """One training process: mmengine's Runner on configs/<model>.py with the harness's settings.
 
 Started by segbench.launch, directly (sp) or through torchrun (mp). Like mmseg's tools/train.py,
-plus: the timing hook, the CPU fallback for distributed runs, and one-line error records that the
-launcher turns into the result's reason (``[segbench] train-error: {...}``).
+plus: the timing hook, the tuned mode's switches (segbench.tuned), the CPU fallback for distributed
+runs, and one-line error records that the launcher turns into the result's reason
+(``[segbench] train-error: {...}``).
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--iters-prefix", help="write per-iteration records to PREFIX.rank<R>.jsonl")
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--profile-window", type=int, nargs=2, metavar=("FIRST", "LAST"))
+    p.add_argument("--tuned", default="", metavar="LIST",
+                   help="tuned-mode switches, comma-separated (segbench.tuned.SWITCHES)")
+    p.add_argument("--compile-mode", default="default")
     return p.parse_args(argv)
 
 
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
     from mmengine.runner import Runner
 
-    from segbench import configs, timing  # noqa: F401  (timing registers the hook)
+    from segbench import configs, timing, tuned  # noqa: F401  (timing registers the hook)
 
     distributed = "LOCAL_RANK" in os.environ
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -56,9 +60,12 @@ def run(args: argparse.Namespace) -> None:
         num_workers=args.num_workers, precision=args.precision,
         crop=tuple(args.crop) if args.crop else None, data_root=args.data_root,
         work_dir=args.work_dir, log_interval=args.log_interval, device=device,
-        distributed=distributed)
+        distributed=distributed, tuned=tuned.parse_switches(args.tuned),
+        compile_mode=args.compile_mode)
+    if s.tuned:
+        tuned.register()  # the data preprocessor and hook the tuned config names
     cfg = configs.build(s)
-    hooks = list(cfg.get("custom_hooks") or [])
+    hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(s.tuned)
     if args.iters_prefix:
         hooks.append(dict(type="SegbenchTimerHook", out_prefix=args.iters_prefix,
                           precision=args.precision, count_flops=not args.no_flops,

@@ -1,0 +1,476 @@
+"""The tuned mode: PyTorch's best speed on the same workload, proven equivalent to the stock run.
+
+A tuned case trains the same model, batch, crop, data and optimizer as the stock case, with any of
+these switches on (``TUNED=1``/``all`` = every one; ``TUNED=channels_last,foreach`` = just those):
+
+``channels_last``  the model (a hook, before_train) and the input batch (a data preprocessor,
+                   :class:`SegbenchDataPreProcessor`, a subclass of mmseg's SegDataPreProcessor
+                   selected through ``model.data_preprocessor.type``) in channels_last memory format.
+``foreach``        the optimizer's multi-tensor (foreach) implementation; on CUDA the fused one for
+                   SGD and AdamW (segbench.configs decides by device).
+``loader``         pinned host memory and a deeper prefetch queue in the train data loader
+                   (persistent workers are already on in the stock case).
+``non_blocking``   asynchronous host-to-device copies of the batch (mmengine's
+                   BaseDataPreprocessor ``non_blocking``; mmseg's SegDataPreProcessor does not take
+                   the parameter, so this switch also selects :class:`SegbenchDataPreProcessor`).
+``compile``        mmengine's own Runner ``compile`` config: ``torch.compile`` of the model's
+                   ``train_step`` (the wrapped model's, under DDP), mode from TUNED_COMPILE_MODE.
+
+Nothing else changes: the trainer is mmengine's Runner, unchanged. This module's top level needs no
+torch (segbench.launch parses ``TUNED`` before torch is imported); :func:`register` defines and
+registers the data preprocessor and the hook.
+
+``python -m segbench.tuned equivalence MODEL ...`` is the proof; see :func:`equivalence`.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+SWITCHES = ("channels_last", "foreach", "loader", "non_blocking", "compile")
+COMPILE_MODES = ("default", "max-autotune", "reduce-overhead")
+PREPROCESSOR = "SegbenchDataPreProcessor"
+HOOK = "SegbenchChannelsLastHook"
+PREFETCH_FACTOR = 4
+STOCK_VALUES = ("", "0", "false", "no", "off", "stock")   # TUNED values meaning "no switch"
+ALL_VALUES = ("1", "all", "true", "yes", "on")
+# Tolerances of the equivalence check, per precision: (loss, state). ``loss``: the relative
+# difference of one step's training loss; ``state``: the difference of the training state after
+# one step (weights relative to the step's own update; BN statistics and optimizer state relative
+# to their size; see _state_diff).
+# fp32 (1e-3, 5e-2). Both sides compute the same maths and differ only in the order of
+# floating-point operations (channels_last convolution kernels, cuDNN's algorithm choice,
+# foreach/fused optimizer kernels, inductor's fused kernels). The loss, a forward pass, moves by a
+# few ulps (measured on this CPU, fastscnn 64x128: <= 1e-6). One step's update is much more
+# sensitive: at benchmark batch sizes of 2 the BN layers normalise over few values (fastscnn's
+# pyramid pooling branch over 2), so the backward pass amplifies rounding. Measured on the CPU,
+# fastscnn 64x128, 3 steps: perturbing the weights by one ulp (2^-24, relative, random) changes
+# the state by up to 1.5e-2; channels_last+foreach+loader+non_blocking by up to 1.1e-2, compile by
+# up to 8.9e-3. 5e-2 leaves room for that (TF32 cuDNN kernels on a GPU may need more: not
+# measured) while a real difference is far outside: a 2x learning rate gives 1.0 (a whole
+# update), other data or weights change the loss by 1e-2 or more. Every run also reports that
+# one-ulp control, so the margin is visible per run. fp16/bf16 autocast (11/8-bit mantissas):
+# looser; judgements, not measured here (AMP needs a GPU).
+TOLERANCE = {"fp32": (1e-3, 5e-2), "fp16": (1e-2, 1e-1), "bf16": (3e-2, 2e-1)}
+CONTROL_EPS = 2.0 ** -24
+
+
+def parse_switches(text: str | None) -> tuple[str, ...]:
+    """``TUNED``'s value -> the switches, in SWITCHES order. Raises ValueError on unknown names."""
+    text = (text or "").strip()
+    if text.lower() in STOCK_VALUES:
+        return ()
+    if text.lower() in ALL_VALUES:
+        return SWITCHES
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in SWITCHES]
+    if bad or not names:
+        raise ValueError(f"TUNED must be 1, all, 0 or a comma list of {', '.join(SWITCHES)}; "
+                         f"unknown: {', '.join(map(repr, bad)) or repr(text)}")
+    return tuple(s for s in SWITCHES if s in names)
+
+
+def check_switches(switches) -> tuple[str, ...]:
+    bad = [s for s in switches if s not in SWITCHES]
+    if bad:
+        raise ValueError(f"unknown tuned switch(es) {', '.join(map(repr, bad))} "
+                         f"(known: {', '.join(SWITCHES)})")
+    return tuple(s for s in SWITCHES if s in switches)
+
+
+def hooks(switches) -> list[dict]:
+    """The custom hooks a tuned run adds to the config."""
+    return [dict(type=HOOK, priority="VERY_HIGH")] if "channels_last" in switches else []
+
+
+def to_channels_last(model) -> None:
+    """Convert a model's 4-d parameters and buffers to channels_last, in place.
+
+    ``Module.to`` replaces ``param.data``, so the Parameter objects (and the optimizer's references
+    to them) stay the same."""
+    import torch
+    model.to(memory_format=torch.channels_last)
+
+
+_REGISTERED: dict = {}
+
+
+def register() -> None:
+    """Define and register the data preprocessor (mmseg MODELS) and the hook (mmengine HOOKS)."""
+    if _REGISTERED:
+        return
+    import torch
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+    from mmseg.models.data_preprocessor import SegDataPreProcessor
+    from mmseg.registry import MODELS
+
+    @MODELS.register_module(name=PREPROCESSOR)
+    class SegbenchDataPreProcessor(SegDataPreProcessor):
+        """mmseg's SegDataPreProcessor, plus: the batch in channels_last, and mmengine's
+        ``non_blocking`` host-to-device copy (which mmseg's ``__init__`` does not pass on)."""
+
+        def __init__(self, *args, channels_last: bool = False, non_blocking: bool = False,
+                     **kwargs):
+            super().__init__(*args, **kwargs)
+            self._non_blocking = bool(non_blocking)
+            self.channels_last = bool(channels_last)
+
+        def forward(self, data: dict, training: bool = False) -> dict:
+            out = super().forward(data, training)
+            inputs = out["inputs"]
+            if self.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+                out["inputs"] = inputs.contiguous(memory_format=torch.channels_last)
+            return out
+
+    @HOOKS.register_module(name=HOOK)
+    class SegbenchChannelsLastHook(Hook):
+        """Puts the model's weights in channels_last before training starts."""
+
+        def before_train(self, runner) -> None:
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            to_channels_last(model)
+            runner.logger.info("[segbench] tuned: model converted to channels_last")
+
+    _REGISTERED.update(preprocessor=SegbenchDataPreProcessor, hook=SegbenchChannelsLastHook)
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence
+
+def _side(model: str, switches: tuple[str, ...], *, crop, data_root, precision, iters, seed,
+          compile_mode, work_dir: Path, device: str):
+    """One side (stock or tuned): mmengine's Runner built from the harness's config."""
+    from mmengine.runner import Runner
+
+    from segbench import configs
+    s = configs.TrainSettings(model=model, batch_size=2, max_iters=max(iters, 1), num_workers=1,
+                              precision=precision, crop=crop, data_root=data_root,
+                              work_dir=str(work_dir), log_interval=1, device=device, seed=seed,
+                              tuned=switches, compile_mode=compile_mode)
+    cfg = configs.build(s)
+    # unique: mmengine keeps one logger/visualizer per experiment name in a process
+    cfg.experiment_name = f"{work_dir.parent.name}_{work_dir.name}"
+    cfg.visualizer.name = cfg.experiment_name
+    cfg.log_level = "WARNING"
+    cfg.custom_hooks = []
+    return Runner.from_cfg(cfg), cfg
+
+
+def _batches(runner, cfg, n: int, seed: int) -> list:
+    loader = runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
+    it = iter(loader)
+    out = [next(it) for _ in range(n)]
+    del it, loader
+    return out
+
+
+def _same_batches(a: list, b: list) -> bool:
+    import torch
+    for x, y in zip(a, b, strict=True):
+        if len(x["inputs"]) != len(y["inputs"]):
+            return False
+        for u, v in zip(x["inputs"], y["inputs"]):
+            if not torch.equal(u, v):
+                return False
+        for u, v in zip(x["data_samples"], y["data_samples"]):
+            if not torch.equal(u.gt_sem_seg.data, v.gt_sem_seg.data):
+                return False
+    return True
+
+
+def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compile_=False,
+             lr_scale: float = 1.0):
+    """The side's model (with ``state`` loaded) and its optimizer wrapper, as Runner.train()
+    would set them up, plus the tuned switches that act on the model."""
+    model = runner.model
+    model.load_state_dict(state)
+    optim_wrapper = runner.build_optim_wrapper(copy.deepcopy(cfg.optim_wrapper))
+    optim_wrapper.initialize_count_status(model, 0, iters)
+    if lr_scale != 1.0:                    # test-only: a deliberately non-equivalent run
+        for group in optim_wrapper.optimizer.param_groups:
+            group["lr"] *= lr_scale
+    if channels_last:
+        to_channels_last(model.module if hasattr(model, "module") else model)
+    if compile_:
+        runner._maybe_compile("train_step")   # mmengine's own compile path (cfg.compile)
+    model.train()
+    return model, optim_wrapper
+
+
+def _step(model, optim_wrapper, batch, seed: int) -> float:
+    from mmengine.runner import set_random_seed
+    set_random_seed(seed)                  # identical RNG state on both sides (dropout)
+    log_vars = model.train_step(copy.deepcopy(batch), optim_wrapper)
+    return float(log_vars["loss"].detach())
+
+
+def _params(optimizer) -> list:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _snapshot(model, optimizer) -> dict:
+    """Every floating-point tensor of the training state: weights, BN running statistics and the
+    optimizer's state (momentum buffers, Adam moments), in float64 on the CPU."""
+    import torch
+    out = {f"model.{k}": v.detach().double().cpu() for k, v in model.state_dict().items()
+           if torch.is_floating_point(v)}
+    for i, p in enumerate(_params(optimizer)):
+        for k, v in optimizer.state.get(p, {}).items():
+            if torch.is_tensor(v) and torch.is_floating_point(v):
+                out[f"optim.{i}.{k}"] = v.detach().double().cpu()
+    return out
+
+
+def _sync(src_model, src_opt, dst_model, dst_opt) -> None:
+    """Copy the training state (weights, buffers, optimizer state -- not the optimizer's
+    hyper-parameters, which are the switches' business) from one side to the other, in place: the
+    destination's tensors keep their memory format."""
+    import torch
+    dst_model.load_state_dict(src_model.state_dict())
+    for a, b in zip(_params(src_opt), _params(dst_opt), strict=True):
+        src, dst = src_opt.state.get(a, {}), dst_opt.state[b]
+        for k, v in src.items():
+            if torch.is_tensor(v) and torch.is_tensor(dst.get(k)) and dst[k].shape == v.shape:
+                dst[k].copy_(v)
+            else:
+                dst[k] = v.clone() if torch.is_tensor(v) else copy.deepcopy(v)
+
+
+def _norm(tensors: dict, keys, other: dict | None = None) -> float:
+    total = 0.0
+    for k in keys:
+        d = tensors[k] if other is None else tensors[k] - other[k]
+        total += float(d.pow(2).sum())
+    return math.sqrt(total)
+
+
+def _state_diff(before: dict, stock: dict, tuned: dict, params: set) -> dict:
+    """How far the tuned side's training state is from the stock side's after one step.
+
+    ``weights``: ||tuned - stock|| / ||stock step's change||, over all parameters (1.0 = a whole
+    update's worth of difference). ``buffers`` (BN running statistics) and ``optimizer`` (momentum,
+    Adam moments): ||tuned - stock|| / ||stock||, relative to their size -- a running mean whose
+    batch mean is near zero changes by little more than its rounding, so its change is no scale."""
+    if set(stock) != set(tuned):
+        raise RuntimeError("the two sides' training states differ in keys: "
+                           f"{sorted(set(stock) ^ set(tuned))[:3]}")
+    groups = {"weights": [k for k in stock if k in params],
+              "buffers": [k for k in stock if k.startswith("model.") and k not in params],
+              "optimizer": [k for k in stock if k.startswith("optim.")]}
+    out = {}
+    for name, keys in groups.items():
+        if not keys:
+            continue
+        diff = _norm(tuned, keys, stock)
+        if name == "weights":
+            scale = _norm(stock, keys, {k: before.get(k, 0 * stock[k]) for k in keys})
+        else:
+            scale = _norm(stock, keys)
+        out[name] = diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
+    return out
+
+
+def _control(model, optim_wrapper, batch, seed: int):
+    """The stock step run once more from the same state with the weights perturbed by one ulp;
+    the state is restored afterwards. Returns (loss, state after the step)."""
+    import torch
+    state = copy.deepcopy(model.state_dict())
+    opt_state = copy.deepcopy(optim_wrapper.optimizer.state_dict())
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.device)
+            p.mul_(1 + CONTROL_EPS * noise.to(p.dtype))
+    loss = _step(model, optim_wrapper, batch, seed)
+    after = _snapshot(model, optim_wrapper.optimizer)
+    model.load_state_dict(state)
+    optim_wrapper.optimizer.load_state_dict(opt_state)
+    return loss, after
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128),
+                data_root=None, precision: str = "fp32", seed: int = 0,
+                compile_mode: str = "default", lr_scale: float = 1.0,
+                tolerance: tuple[float, float] | None = None, control: bool = True) -> dict:
+    """Train the stock and the tuned configuration side by side, step by step, and compare.
+
+    Each side is mmengine's Runner built from the harness's config (stock: no switch; tuned: the
+    switches' cfg-options, data preprocessor and channels_last conversion, and mmengine's own
+    ``compile`` of ``train_step``), with the optimizer wrapper built from that side's config, so
+    the foreach / fused optimizer really runs. Each of N steps is a real ``model.train_step(data,
+    optim_wrapper)`` on both sides (forward, loss, backward, optimizer step, BN statistics update).
+
+    Lock-step: before every step the tuned side is given the stock side's whole training state
+    (weights, BN running statistics, optimizer state; in place, so channels_last layouts are kept;
+    the optimizer's hyper-parameters are not copied). Why not two free-running trajectories: at
+    this scale (batch 2, small crops, fresh weights, the models' own learning rates) training is
+    chaotic -- perturbing fastscnn's initial weights by 1e-7 (relative, random) moved its loss by
+    up to 3e-3 within 3-5 steps, as much as channels_last's rounding differences did -- so
+    free-running losses cannot tell float reordering from a real difference. Lock-step checks one
+    training step at N successive states of the real stock trajectory, without that amplification.
+
+    Compared per step: (1) the loss, relative difference; (2) the training state after the step,
+    as the L2 norm of (tuned - stock) over all of it divided by the norm of the stock step's own
+    change of that state (so 1.0 means "a whole update's worth of difference"). Both must be
+    within the precision's tolerance (TOLERANCE) at every step.
+
+    Identical inputs: the same initial weights (the stock model initialised as Runner.train()
+    does, its state_dict loaded into the tuned model); N batches drawn once from the stock config's
+    seeded train data loader (random crop and flip run in its workers), each side training on a
+    copy (with ``loader`` on, the tuned config's loader is drawn from too and must give
+    bit-identical batches); the python, numpy and torch RNGs seeded before every step on both
+    sides, so dropout (fastscnn's heads, segformer's drop_path) draws the same masks.
+
+    Control (context for the tolerance, not part of the verdict): before each stock step, the
+    same step is also run from the stock state with the weights perturbed by one ulp
+    (CONTROL_EPS, relative, random), then the state is restored; its differences show how much
+    this very step amplifies rounding.
+
+    Not compared: the learning-rate schedule (stepped by a hook these steps do not run; both sides
+    use the initial rate, which no switch touches), speed, multi-process (DDP/SyncBN) behaviour.
+    ``lr_scale`` multiplies the tuned side's learning rate: a test-only, deliberately
+    non-equivalent change that the check must detect.
+    """
+    import torch
+    from mmengine.runner import set_random_seed
+
+    from segbench import env
+    switches = check_switches(switches)
+    register()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loss_tol, state_tol = TOLERANCE[precision] if tolerance is None else tolerance
+    data_root = str(data_root or env.DEFAULT_DATA)
+    common = dict(crop=tuple(crop) if crop else None, data_root=data_root, precision=precision,
+                  iters=iters, seed=seed, compile_mode=compile_mode, device=device)
+    with tempfile.TemporaryDirectory(prefix="segbench_equiv_") as tmp:
+        stock_runner, stock_cfg = _side(model, (), work_dir=Path(tmp) / "stock", **common)
+        batches = _batches(stock_runner, stock_cfg, iters, seed)
+        tuned_runner, tuned_cfg = _side(model, switches, work_dir=Path(tmp) / "tuned", **common)
+        same_data = None
+        if "loader" in switches:
+            same_data = _same_batches(batches, _batches(tuned_runner, tuned_cfg, iters, seed))
+        set_random_seed(seed)                 # the same initial weights whatever the switches
+        stock_runner._init_model_weights()   # what Runner.train() does before training
+        state = copy.deepcopy(stock_runner.model.state_dict())
+        s_model, s_ow = _prepare(stock_runner, stock_cfg, iters, state)
+        t_model, t_ow = _prepare(tuned_runner, tuned_cfg, iters, state,
+                                 channels_last="channels_last" in switches,
+                                 compile_="compile" in switches, lr_scale=lr_scale)
+        stock_losses, tuned_losses, loss_rel, state_rel = [], [], [], []
+        state_parts: dict = {}
+        control_rows: list = []
+        params = {f"model.{n}" for n, _ in s_model.named_parameters()}
+        for step, batch in enumerate(batches):
+            if step:
+                _sync(s_model, s_ow.optimizer, t_model, t_ow.optimizer)
+            before = _snapshot(s_model, s_ow.optimizer)
+            if control:
+                c_loss, c_state = _control(s_model, s_ow, batch, seed + step)
+            stock_losses.append(_step(s_model, s_ow, batch, seed + step))
+            tuned_losses.append(_step(t_model, t_ow, batch, seed + step))
+            after_s = _snapshot(s_model, s_ow.optimizer)
+            after_t = _snapshot(t_model, t_ow.optimizer)
+            parts = _state_diff(before, after_s, after_t, params)
+            for k, v in parts.items():
+                state_parts[k] = max(state_parts.get(k, 0.0), v)
+            state_rel.append(max(parts.values()))
+            if control:
+                control_rows.append({"loss_rel_diff": _rel(c_loss, stock_losses[-1]),
+                                     "state_rel_diff": max(_state_diff(before, after_s, c_state,
+                                                                       params).values())})
+            loss_rel.append(_rel(tuned_losses[-1], stock_losses[-1]))
+    finite = all(math.isfinite(x) for x in stock_losses + tuned_losses + state_rel)
+    max_loss, max_state = max(loss_rel), max(state_rel)
+    ok = finite and max_loss <= loss_tol and max_state <= state_tol and same_data is not False
+    return {"model": model, "switches": list(switches), "device": device, "precision": precision,
+            "iters": iters, "crop": list(crop) if crop else None, "seed": seed,
+            "compile_mode": compile_mode if "compile" in switches else None,
+            "lr_scale": lr_scale, "loss_tolerance": loss_tol, "state_tolerance": state_tol,
+            "stock_losses": stock_losses, "tuned_losses": tuned_losses, "loss_rel_diff": loss_rel,
+            "state_rel_diff": state_rel, "max_loss_rel_diff": max_loss,
+            "max_state_rel_diff": max_state, "max_state_rel_diff_by_part": state_parts,
+            "control_eps": CONTROL_EPS if control else None, "control": control_rows,
+            "same_batches": same_data, "ok": ok}
+
+
+def format_report(r: dict) -> str:
+    lines = [f"equivalence: {r['model']} stock vs tuned [{','.join(r['switches']) or 'none'}] "
+             f"on {r['device']}, {r['precision']}, crop {r['crop']}, {r['iters']} lock-step "
+             f"steps, seed {r['seed']}" + (f", lr x{r['lr_scale']:g} on the tuned side (test-only)"
+                                           if r["lr_scale"] != 1.0 else ""),
+             f"{'step':>4}  {'stock loss':>14}  {'tuned loss':>14}  {'loss rel':>10}  "
+             f"{'state rel':>10}  {'1-ulp control: loss':>20}  {'state':>10}"]
+    control = r["control"] or [None] * len(r["stock_losses"])
+    for i, row in enumerate(zip(r["stock_losses"], r["tuned_losses"], r["loss_rel_diff"],
+                                r["state_rel_diff"], control), 1):
+        s, t, d, w, c = row
+        tail = (f"  {c['loss_rel_diff']:>20.3e}  {c['state_rel_diff']:>10.3e}" if c else "")
+        lines.append(f"{i:>4}  {s:>14.8f}  {t:>14.8f}  {d:>10.3e}  {w:>10.3e}{tail}")
+    lines.append(f"max loss rel diff {r['max_loss_rel_diff']:.3e} (tolerance "
+                 f"{r['loss_tolerance']:g}); max state rel diff {r['max_state_rel_diff']:.3e} "
+                 f"(tolerance {r['state_tolerance']:g})")
+    if r["same_batches"] is not None:
+        lines.append(f"tuned data loader gives identical batches: {r['same_batches']}")
+    lines.append("EQUIVALENT" if r["ok"] else "NOT EQUIVALENT")
+    return "\n".join(lines)
+
+
+def _crop(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"crop must be HxW, not {text!r}") from None
+    return h, w
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m segbench.tuned")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("equivalence", help="train stock and tuned side by side, compare losses")
+    e.add_argument("model")
+    e.add_argument("--switches", default="all", help="comma list or all (default all)")
+    e.add_argument("--iters", type=int, default=5)
+    e.add_argument("--crop", type=_crop, default=(64, 128), help="HxW (default 64x128)")
+    e.add_argument("--data-root")
+    e.add_argument("--precision", default="fp32", choices=sorted(TOLERANCE))
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
+    e.add_argument("--tolerance", type=float, nargs=2, metavar=("LOSS", "STATE"),
+                   help="override the precision's tolerances")
+    e.add_argument("--json", help="also write the result to this file")
+    e.add_argument("--no-control", action="store_true", help="skip the one-ulp control runs")
+    e.add_argument("--lr-scale", type=float, default=1.0, help=argparse.SUPPRESS)  # test-only
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        switches = parse_switches(args.switches)
+        if args.iters < 1:
+            raise ValueError(f"--iters must be >= 1, not {args.iters}")
+    except ValueError as exc:
+        print(f"segbench.tuned: error: {exc}", file=sys.stderr)
+        return 2
+    r = equivalence(args.model, switches, iters=args.iters, crop=args.crop,
+                    data_root=args.data_root, precision=args.precision, seed=args.seed,
+                    compile_mode=args.compile_mode, lr_scale=args.lr_scale,
+                    tolerance=args.tolerance, control=not args.no_control)
+    print(format_report(r), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
+    return 0 if r["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

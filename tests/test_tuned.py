@@ -1,0 +1,196 @@
+"""The tuned mode (segbench.tuned): switches -> cfg-options, the pieces it registers, the
+equivalence check (it passes for equivalent switches and fails for a deliberate difference), and a
+tuned case end to end through run_benchmark.sh on the CPU."""
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from segbench import configs, launch, tuned
+
+REPO = Path(__file__).resolve().parent.parent
+SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels_last",
+               "model.data_preprocessor.non_blocking", "optim_wrapper.optimizer.foreach",
+               "optim_wrapper.optimizer.fused", "train_dataloader.pin_memory",
+               "train_dataloader.prefetch_factor", "compile.mode"}
+
+
+def opts(model="fastscnn", switches=(), device="cpu", **kw):
+    s = configs.TrainSettings(model, 2, 50, 1, device=device, tuned=tuple(switches), **kw)
+    return configs.options(configs.load(model), s)
+
+
+def test_stock_has_none_of_the_switch_options():
+    for model in configs.MODELS:
+        for device in ("cpu", "cuda"):
+            assert not SWITCH_KEYS & set(opts(model, device=device))
+
+
+@pytest.mark.parametrize("switch, device, model, expected", [
+    ("channels_last", "cpu", "fastscnn", {"model.data_preprocessor.type": tuned.PREPROCESSOR,
+                                          "model.data_preprocessor.channels_last": True}),
+    ("non_blocking", "cuda", "fastscnn", {"model.data_preprocessor.type": tuned.PREPROCESSOR,
+                                          "model.data_preprocessor.non_blocking": True}),
+    ("foreach", "cpu", "fastscnn", {"optim_wrapper.optimizer.foreach": True}),
+    ("foreach", "cuda", "fastscnn", {"optim_wrapper.optimizer.fused": True}),        # SGD
+    ("foreach", "cuda", "segformer_b0", {"optim_wrapper.optimizer.fused": True}),    # AdamW
+    ("loader", "cpu", "fastscnn", {"train_dataloader.pin_memory": True,
+                                   "train_dataloader.prefetch_factor": tuned.PREFETCH_FACTOR,
+                                   "train_dataloader.persistent_workers": True}),
+    ("compile", "cpu", "fastscnn", {"compile.mode": "default"}),
+])
+def test_each_switch_adds_its_options(switch, device, model, expected):
+    stock, tuned_opts = opts(model, device=device), opts(model, [switch], device=device)
+    added = {k: v for k, v in tuned_opts.items() if stock.get(k, object()) != v}
+    assert added == {k: v for k, v in expected.items() if stock.get(k, object()) != v}
+    assert all(tuned_opts[k] == v for k, v in expected.items())
+    # every other setting of the case is the stock one
+    assert {k: v for k, v in tuned_opts.items() if k not in expected} == \
+        {k: v for k, v in stock.items() if k not in expected}
+
+
+def test_compile_mode_and_all_switches_reach_the_config():
+    cfg = configs.build(configs.TrainSettings("segformer_b0", 2, 50, 1, device="cpu",
+                                              tuned=tuned.SWITCHES, compile_mode="max-autotune"))
+    assert cfg.compile == {"mode": "max-autotune"}
+    assert cfg.model.data_preprocessor.type == tuned.PREPROCESSOR
+    assert cfg.optim_wrapper.optimizer.foreach is True and "fused" not in cfg.optim_wrapper.optimizer
+    assert cfg.train_dataloader.pin_memory is True
+    # the cfg-options survive mmengine's --cfg-options parser (plain tools/train.py)
+    import argparse
+
+    from mmengine.config import DictAction
+    o = opts("fastscnn", tuned.SWITCHES, compile_mode="reduce-overhead")
+    p = argparse.ArgumentParser()
+    p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    assert p.parse_args(["--cfg-options", *configs.as_cli(o)]).cfg_options == o
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, ()), ("", ()), ("0", ()), ("1", tuned.SWITCHES), ("all", tuned.SWITCHES),
+    ("foreach,channels_last", ("channels_last", "foreach")), (" loader , compile ", ("loader", "compile")),
+])
+def test_parse_switches(text, expected):
+    assert tuned.parse_switches(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["bogus", "channels_last,bogus", ",", "all,foreach"])
+def test_unknown_switch_is_rejected(bad):
+    with pytest.raises(ValueError, match="TUNED must be"):
+        tuned.parse_switches(bad)
+
+
+def test_unknown_switch_or_mode_in_settings_is_rejected():
+    with pytest.raises(ValueError, match="unknown tuned switch"):
+        configs.TrainSettings("fastscnn", 2, 50, 1, tuned=("fast",)).validate()
+    with pytest.raises(ValueError, match="compile mode"):
+        configs.TrainSettings("fastscnn", 2, 50, 1, compile_mode="turbo").validate()
+
+
+def test_launch_parses_tuned_knobs(tmp_path):
+    args = ["fastscnn", "sp", "fp32", "2", "50", "1"]
+    stock = launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path)})
+    case = launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path), "TUNED": "1",
+                                    "TUNED_COMPILE_MODE": "max-autotune"})
+    assert stock.tuned == () and stock.name == "fastscnn_sp_bs2_fp32_1"
+    assert case.tuned == tuned.SWITCHES and case.name == "fastscnn_sp_bs2_fp32_1_tuned"
+    cmd = launch.train_command(case, tmp_path / case.name)
+    assert cmd[cmd.index("--tuned") + 1] == ",".join(tuned.SWITCHES)
+    assert cmd[cmd.index("--compile-mode") + 1] == "max-autotune"
+    with pytest.raises(launch.BadInput, match="TUNED_COMPILE_MODE"):
+        launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path), "TUNED_COMPILE_MODE": "fast"})
+
+
+def test_preprocessor_and_hook_put_batch_and_model_in_channels_last():
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    from mmengine.structures import PixelData
+    tuned.register()
+    pre = MODELS.build(dict(type=tuned.PREPROCESSOR, mean=[1.0, 2.0, 3.0], std=[2.0, 2.0, 2.0],
+                            bgr_to_rgb=True, size=(32, 48), channels_last=True, non_blocking=True))
+    assert pre._non_blocking is True
+    samples = []
+    for _ in range(2):
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.zeros(1, 32, 48, dtype=torch.uint8))
+        samples.append(s)
+    data = dict(inputs=[torch.randint(0, 255, (3, 32, 48), dtype=torch.uint8) for _ in range(2)],
+                data_samples=samples)
+    out = pre(data, True)
+    x = out["inputs"]
+    assert x.shape == (2, 3, 32, 48) and x.is_contiguous(memory_format=torch.channels_last)
+    ref = MODELS.build(dict(type="SegDataPreProcessor", mean=[1.0, 2.0, 3.0], std=[2.0, 2.0, 2.0],
+                            bgr_to_rgb=True, size=(32, 48)))(data, True)["inputs"]
+    assert torch.equal(x, ref)  # same values, other layout
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    param = conv[0].weight
+    tuned.to_channels_last(conv)
+    assert conv[0].weight is param and param.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_equivalence_passes_for_the_cpu_switches(small_data, capsys):
+    rc = tuned.main(["equivalence", "fastscnn", "--switches",
+                     "channels_last,foreach,loader,non_blocking", "--iters", "3",
+                     "--crop", "64x128", "--data-root", str(small_data)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "EQUIVALENT" in out and "NOT EQUIVALENT" not in out
+    assert "tuned data loader gives identical batches: True" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 2, 3]
+    for r in rows:  # stock loss, tuned loss, loss rel diff, state rel diff, control...
+        assert abs(float(r[1]) - float(r[2])) <= 1e-3 * abs(float(r[1]))
+        assert float(r[3]) <= 1e-3 and float(r[4]) <= 5e-2
+
+
+def test_equivalence_detects_a_real_difference(small_data, capsys):
+    """A 2x learning rate on the tuned side (a test-only knob): the check must fail."""
+    rc = tuned.main(["equivalence", "fastscnn", "--switches", "foreach", "--iters", "2",
+                     "--crop", "64x128", "--data-root", str(small_data), "--lr-scale", "2",
+                     "--no-control"])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "NOT EQUIVALENT" in out
+
+
+def bench(env, *args, timeout=600):
+    return subprocess.run(["bash", str(REPO / "run_benchmark.sh"), *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_tuned_case_end_to_end(cpu_env):
+    env = dict(cpu_env, CROP="64x128", TUNED="foreach,channels_last")
+    r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    case = "fastscnn_sp_bs2_fp32_1_tuned"
+    assert not (log_dir / "fastscnn_sp_bs2_fp32_1_speed").exists()  # the stock name is untouched
+    speed = json.loads((log_dir / f"{case}_speed").read_text(encoding="utf-8"))
+    assert speed["JOB_FAIL_FLAG"] == 0 and speed["log_file"] == case and speed["FINAL_RESULT"] > 0
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["tuned"] == ["channels_last", "foreach"]
+    w = stats["warmup"]
+    assert w["warmup_iters"] == 8 and 0 < w["first_iter_s"] <= w["warmup_total_s"]
+    assert stats["per_iter"]["n"] == 4  # warm-up excluded from the steady-state figures
+    lines = (log_dir / f"{case}_iters.rank0.jsonl").read_text().splitlines()
+    meta = json.loads(lines[0])
+    assert meta["kind"] == "meta" and meta["input_shape"] == [2, 3, 64, 128]
+    assert len(lines) == 13
+    text = (log_dir / case).read_text(encoding="utf-8")
+    record = json.loads(text.splitlines()[0].split("case: ", 1)[1])
+    assert record["case"] == case and record["tuned"] == ["channels_last", "foreach"]
+    assert "--tuned channels_last,foreach" in record["train_command"]
+    assert "model converted to channels_last" in text
+    assert "SegbenchDataPreProcessor" in text and "foreach=True" in text  # the config dump
+
+
+def test_bogus_switch_is_bad_input(cpu_env):
+    r = bench(dict(cpu_env, TUNED="bogus"), "fastscnn", "sp", "fp32", "2", "12", "1", timeout=120)
+    assert r.returncode == 2
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1, r.stderr
+    assert err[0].startswith("run_benchmark.sh: error: TUNED must be") and "'bogus'" in err[0]
+    speed = Path(cpu_env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_NA_tuned_speed"
+    assert json.loads(speed.read_text(encoding="utf-8"))["JOB_FAIL_FLAG"] == 1
