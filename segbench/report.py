@@ -55,7 +55,9 @@ _STATS_SUFFIX = "_stats.json"
 
 # ${MODEL}_${RUN_MODE}_bs${BS}_${FP}_${NGPU}; greedy model => parsed from the right.
 _SEGBENCH_NAME = re.compile(
-    r"^(?P<model>.+)_(?P<mode>[A-Za-z0-9]+)_bs(?P<bs>\d+)_(?P<fp>[A-Za-z0-9]+)_(?P<ngpu>\d+)$")
+    r"^(?P<model>.+)_(?P<mode>[A-Za-z0-9]+)_bs(?P<bs>\d+)_(?P<fp>[A-Za-z0-9]+)_(?P<ngpu>\d+)"
+    r"(?P<tuned>_tuned)?$")
+TUNED_LABEL = " (tuned)"  # a tuned case is its own model variant: never matched with stock
 _FP_TOKEN = re.compile(r"^(fp\d+|bf16|tf32|amp\w*|int8|o[0-3]|pure_?fp16|mixed)$", re.I)
 _BS_TOKEN = re.compile(r"^bs(\d+)$", re.I)
 _NC_TOKEN = re.compile(r"^N(\d+)C(\d+)$", re.I)
@@ -119,7 +121,8 @@ def parse_case_name(name):
     yield whatever tokens they have: ``bsN``, a precision token, ``NxCy``.
     Unknown fields are None.
     """
-    out = {"model": None, "run_mode": None, "batch_size": None, "fp": None, "gpu_num": None}
+    out = {"model": None, "run_mode": None, "batch_size": None, "fp": None, "gpu_num": None,
+           "tuned": None}
     if not name:
         return out
     base = os.path.basename(str(name).rstrip("/"))
@@ -129,7 +132,7 @@ def parse_case_name(name):
     m = _SEGBENCH_NAME.match(base)
     if m:
         out.update(model=m["model"], run_mode=m["mode"], batch_size=int(m["bs"]),
-                   fp=m["fp"], gpu_num=int(m["ngpu"]))
+                   fp=m["fp"], gpu_num=int(m["ngpu"]), tuned=True if m["tuned"] else None)
         return out
     tokens = base.split("_")
     for i, tok in enumerate(tokens):
@@ -264,6 +267,9 @@ def _build_row(path, speed, stats):
                 from_name["fp"], fp_from_model)
     run_mode = _first(_str_or_none(speed.get("run_mode")), from_name["run_mode"])
     model = _first(model, from_name["model"])
+    tuned = stats.get("tuned")
+    if (tuned if isinstance(tuned, list) else from_name["tuned"]) and model:
+        model += TUNED_LABEL
 
     images = _num(speed.get("FINAL_RESULT"))
     flag = _int(speed.get("JOB_FAIL_FLAG"))

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from segbench import configs, launch
+from segbench import configs, launch, tuned
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_MODELS = list(configs.MODELS)
@@ -92,7 +92,9 @@ def _speed_ok(path: Path) -> bool:
 
 
 def _expected_name(c: SuiteCase, ngpu: int) -> str:
-    return f"{c.model}_{c.run_mode}_bs{c.bs}_{c.fp_item}_{ngpu}"
+    """The case name launch will use (segbench.launch.Case.name), so its files can be found."""
+    stock = f"{c.model}_{c.run_mode}_bs{c.bs}_{c.fp_item}_{ngpu}"
+    return f"{stock}_tuned" if tuned.parse_switches(os.environ.get("TUNED")) else stock
 
 
 def _fmt_s(s: float) -> str:
@@ -178,7 +180,7 @@ def main(argv: list[str]) -> int:
     cpu = profile == "cpu"
     iters = a.iters or (CPU_PROFILE["iters"] if cpu else 500)
     workers = a.workers or (CPU_PROFILE["workers"] if cpu else 5)
-    venv = {"LOG_INTERVAL": str(CPU_PROFILE["log_interval"])} if cpu else dict(os.environ)
+    venv = dict(os.environ, LOG_INTERVAL=str(CPU_PROFILE["log_interval"])) if cpu else dict(os.environ)
     try:
         if a.cases:
             if not a.cases.is_file():

@@ -567,3 +567,23 @@ def test_main_in_process_returns_codes(tmp_path, capsys):
     assert report.main(["compare", str(base), str(cur), "--threshold", "15%"]) == 0
     assert report.main(["compare", str(base), str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_tuned_cases_are_their_own_variant(tmp_path):
+    """A tuned case (segbench.tuned) never matches, or is scaled against, the stock case."""
+    from segbench import report
+    assert report.parse_case_name("fastscnn_sp_bs2_fp32_1_tuned")["model"] == "fastscnn"
+    assert report.parse_case_name("fastscnn_sp_bs2_fp32_1_tuned")["tuned"] is True
+    assert report.parse_case_name("fastscnn_sp_bs2_fp32_1")["tuned"] is None
+    for name, value, tuned in (("fastscnn_sp_bs2_fp32_1", 10.0, []),
+                               ("fastscnn_sp_bs2_fp32_1_tuned", 20.0, ["foreach"])):
+        speed = {"log_file": name, "model_name": "fastscnn", "mission_name": "图像分割",
+                 "direction_id": 0, "run_mode": "sp", "index": 1, "gpu_num": 1,
+                 "FINAL_RESULT": value, "JOB_FAIL_FLAG": 0, "UNIT": "images/s"}
+        (tmp_path / f"{name}_speed").write_text(json.dumps(speed, ensure_ascii=False))
+        (tmp_path / f"{name}_stats.json").write_text(json.dumps({"tuned": tuned, "fp_item": "fp32",
+                                                                 "batch_size": 2}))
+    rows = {r["case"]: r for r in report.load_cases(tmp_path)}
+    assert rows["fastscnn_sp_bs2_fp32_1"]["model"] == "fastscnn"
+    assert rows["fastscnn_sp_bs2_fp32_1_tuned"]["model"] == "fastscnn (tuned)"
+    assert report.identity(rows["fastscnn_sp_bs2_fp32_1"]) != report.identity(rows["fastscnn_sp_bs2_fp32_1_tuned"])
