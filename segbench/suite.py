@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from segbench import configs, launch, tuned
+from segbench import configs, launch
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_MODELS = list(configs.MODELS)
@@ -91,12 +91,6 @@ def _speed_ok(path: Path) -> bool:
     return isinstance(d, dict) and d.get("JOB_FAIL_FLAG") == 0 and float(d.get("FINAL_RESULT", 0)) > 0
 
 
-def _expected_name(c: SuiteCase, ngpu: int) -> str:
-    """The case name launch will use (segbench.launch.Case.name), so its files can be found."""
-    stock = f"{c.model}_{c.run_mode}_bs{c.bs}_{c.fp_item}_{ngpu}"
-    return f"{stock}_tuned" if tuned.parse_switches(os.environ.get("TUNED")) else stock
-
-
 def _fmt_s(s: float) -> str:
     s = int(round(s))
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
@@ -113,7 +107,10 @@ def run(cases: list[SuiteCase], profile: str, log_dir: Path, resume: bool) -> li
         ngpu_mp = torch.cuda.device_count()
     rows, done_times, t_suite = [], [], time.monotonic()
     for i, c in enumerate(cases, 1):
-        name = _expected_name(c, 1 if c.run_mode == "sp" else ngpu_mp * int(env.get("NNODES", "1")))
+        # The name launch will give the case (its files are found by it): launch's own Case.name.
+        planned = launch.parse_case(c.argv, env)
+        planned.nproc = 1 if c.run_mode == "sp" else ngpu_mp
+        name = planned.name
         speed = log_dir / f"{name}_speed"
         head = f"[{i}/{len(cases)}] {name}"
         if resume and _speed_ok(speed):
