@@ -26,8 +26,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def count_step_flops(model: torch.nn.Module, data_batch: dict) -> float:
-    """Forward + backward FLOPs of one training step of ``model`` on ``data_batch``.
+def count_step_flops(model: torch.nn.Module, data_batch: dict) -> tuple[float, list[int]]:
+    """Forward + backward FLOPs of one training step of ``model`` on ``data_batch``, and the
+    shape of the batch the model sees (after its data preprocessor).
 
     Counts on a deep copy in eval mode (BN/SyncBN then use running stats, so no collective runs and
     the real model's statistics and gradients are untouched). Convolutions and matmuls are what the
@@ -42,7 +43,7 @@ def count_step_flops(model: torch.nn.Module, data_batch: dict) -> float:
             losses = probe(**data, mode="loss")
             loss, _ = probe.parse_losses(losses)
             loss.backward()
-        return float(counter.get_total_flops())
+        return float(counter.get_total_flops()), list(data["inputs"].shape)
     finally:
         del probe
 
@@ -136,8 +137,7 @@ class SegbenchTimerHook(Hook):
         flops, err = None, None
         if self.count_flops:
             try:
-                flops = count_step_flops(model, data_batch)
-                shape = list(model.data_preprocessor(data_batch, True)["inputs"].shape)
+                flops, shape = count_step_flops(model, data_batch)
             except Exception as exc:  # counting is evidence, never a reason to stop training
                 err = f"{type(exc).__name__}: {exc}"[:300]
         meta = {"kind": "meta", "rank": self.rank, "world_size": get_world_size(),
