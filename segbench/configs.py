@@ -39,6 +39,8 @@ class TrainSettings:
     seed: int = 0
     tuned: tuple[str, ...] = ()           # segbench.tuned.SWITCHES; () = the stock case
     compile_mode: str = "default"         # with the "compile" switch: torch.compile's mode
+    cpus: int = 0                         # with "workers": CPU cores this process may use (0: all)
+    local_procs: int = 1                  # with "workers": training processes on this host
 
     def validate(self) -> None:
         if self.model not in MODELS:
@@ -160,6 +162,10 @@ def tuned_options(cfg, s: TrainSettings) -> dict:
         opts["train_dataloader.pin_memory"] = True
         opts["train_dataloader.prefetch_factor"] = tuned.PREFETCH_FACTOR
         opts["train_dataloader.persistent_workers"] = True
+    if "workers" in on:
+        import os
+        opts["train_dataloader.num_workers"] = tuned.loader_workers(
+            s.num_workers, s.cpus or os.cpu_count() or 1, s.local_procs)
     if "compile" in on:
         opts["compile.mode"] = s.compile_mode
     return opts

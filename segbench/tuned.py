@@ -10,9 +10,18 @@ these switches on (``TUNED=1``/``all`` = every one; ``TUNED=channels_last,foreac
                    SGD and AdamW (segbench.configs decides by device).
 ``loader``         pinned host memory and a deeper prefetch queue in the train data loader
                    (persistent workers are already on in the stock case).
+``workers``        more data-loader worker processes: one per CPU core available to each training
+                   process, less one for the process itself, capped at MAX_WORKERS, never fewer
+                   than NUM_WORKERS (:func:`loader_workers`). The same data and augmentations;
+                   which random crop each sample gets depends on mmengine's per-worker seeds, so
+                   the draws differ from the stock run's (their distribution does not).
 ``non_blocking``   asynchronous host-to-device copies of the batch (mmengine's
                    BaseDataPreprocessor ``non_blocking``; mmseg's SegDataPreProcessor does not take
                    the parameter, so this switch also selects :class:`SegbenchDataPreProcessor`).
+``tf32``           TF32 tensor-core maths for fp32 matrix multiplies (``torch.backends.cuda.matmul.
+                   allow_tf32``; cuDNN convolutions already use TF32 by default), set by a hook
+                   before training. Linear and attention layers (segformer's) are affected; on a
+                   CPU it changes nothing.
 ``compile``        mmengine's own Runner ``compile`` config: ``torch.compile`` of the model's
                    ``train_step`` (the wrapped model's, under DDP), mode from TUNED_COMPILE_MODE.
 
@@ -32,11 +41,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-SWITCHES = ("channels_last", "foreach", "loader", "non_blocking", "compile")
+SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf32", "compile")
 COMPILE_MODES = ("default", "max-autotune", "reduce-overhead")
 PREPROCESSOR = "SegbenchDataPreProcessor"
 HOOK = "SegbenchChannelsLastHook"
+TF32_HOOK = "SegbenchTF32Hook"
 PREFETCH_FACTOR = 4
+MAX_WORKERS = 16
 STOCK_VALUES = ("", "0", "false", "no", "off", "stock")   # TUNED values meaning "no switch"
 ALL_VALUES = ("1", "all", "true", "yes", "on")
 # Tolerances of the equivalence check, per precision: (loss, state). ``loss``: the relative
@@ -85,7 +96,27 @@ def check_switches(switches) -> tuple[str, ...]:
 
 def hooks(switches) -> list[dict]:
     """The custom hooks a tuned run adds to the config."""
-    return [dict(type=HOOK, priority="VERY_HIGH")] if "channels_last" in switches else []
+    out = [dict(type=HOOK, priority="VERY_HIGH")] if "channels_last" in switches else []
+    if "tf32" in switches:
+        out.append(dict(type=TF32_HOOK, priority="VERY_HIGH"))
+    return out
+
+
+def loader_workers(stock: int, cpus: int, local_procs: int = 1) -> int:
+    """The ``workers`` switch's data-loader worker count per training process: the CPU cores
+    this host gives each of its ``local_procs`` training processes, less one for the process
+    itself, at most MAX_WORKERS, and never fewer than the case's own NUM_WORKERS."""
+    share = max(cpus, 1) // max(local_procs, 1) - 1
+    return max(stock, min(MAX_WORKERS, share))
+
+
+def set_tf32(on: bool) -> tuple[bool, bool]:
+    """Turn TF32 maths for fp32 matmuls and convolutions on or off; returns the previous flags."""
+    import torch
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on or before[1]   # cuDNN's default is already on
+    return before
 
 
 def to_channels_last(model) -> None:
@@ -137,7 +168,16 @@ def register() -> None:
             to_channels_last(model)
             runner.logger.info("[segbench] tuned: model converted to channels_last")
 
-    _REGISTERED.update(preprocessor=SegbenchDataPreProcessor, hook=SegbenchChannelsLastHook)
+    @HOOKS.register_module(name=TF32_HOOK)
+    class SegbenchTF32Hook(Hook):
+        """TF32 tensor-core maths for fp32 matrix multiplies, from before training on."""
+
+        def before_train(self, runner) -> None:
+            set_tf32(True)
+            runner.logger.info("[segbench] tuned: TF32 on for fp32 matmuls and convolutions")
+
+    _REGISTERED.update(preprocessor=SegbenchDataPreProcessor, hook=SegbenchChannelsLastHook,
+                       tf32_hook=SegbenchTF32Hook)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,8 +202,11 @@ def _side(model: str, switches: tuple[str, ...], *, crop, data_root, precision, 
     return Runner.from_cfg(cfg), cfg
 
 
-def _batches(runner, cfg, n: int, seed: int) -> list:
-    loader = runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
+def _batches(runner, cfg, n: int, seed: int, num_workers: int | None = None) -> list:
+    dl_cfg = copy.deepcopy(cfg.train_dataloader)
+    if num_workers is not None:
+        dl_cfg.num_workers = num_workers
+    loader = runner.build_dataloader(dl_cfg, seed=seed)
     it = iter(loader)
     out = [next(it) for _ in range(n)]
     del it, loader
@@ -203,11 +246,17 @@ def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compi
     return model, optim_wrapper
 
 
-def _step(model, optim_wrapper, batch, seed: int) -> float:
+def _step(model, optim_wrapper, batch, seed: int, tf32: bool = False) -> float:
     from mmengine.runner import set_random_seed
     set_random_seed(seed)                  # identical RNG state on both sides (dropout)
-    log_vars = model.train_step(copy.deepcopy(batch), optim_wrapper)
-    return float(log_vars["loss"].detach())
+    before = set_tf32(True) if tf32 else None  # process-wide flags: on for this side's step only
+    try:
+        log_vars = model.train_step(copy.deepcopy(batch), optim_wrapper)
+        return float(log_vars["loss"].detach())
+    finally:
+        if before is not None:
+            import torch
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _params(optimizer) -> list:
@@ -327,14 +376,17 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     Identical inputs: the same initial weights (the stock model initialised as Runner.train()
     does, its state_dict loaded into the tuned model); N batches drawn once from the stock config's
     seeded train data loader (random crop and flip run in its workers), each side training on a
-    copy (with ``loader`` on, the tuned config's loader is drawn from too and must give
-    bit-identical batches); the python, numpy and torch RNGs seeded before every step on both
+    copy (with ``loader`` on, the tuned config's loader is drawn from too, at the stock worker
+    count, and must give bit-identical batches; ``workers`` only changes which random crops a run
+    draws, so both sides train on the stock loader's batches); the python, numpy and torch RNGs seeded before every step on both
     sides, so dropout (fastscnn's heads, segformer's drop_path) draws the same masks.
 
     Control (context for the tolerance, not part of the verdict): before each stock step, the
     same step is also run from the stock state with the weights perturbed by one ulp
     (CONTROL_EPS, relative, random), then the state is restored; its differences show how much
     this very step amplifies rounding.
+
+    ``tf32``: the flags are process-wide, so they are turned on for each tuned step only.
 
     Not compared: the learning-rate schedule (stepped by a hook these steps do not run; both sides
     use the initial rate, which no switch touches), speed, multi-process (DDP/SyncBN) behaviour.
@@ -358,7 +410,10 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
         tuned_runner, tuned_cfg = _side(model, switches, work_dir=Path(tmp) / "tuned", **common)
         same_data = None
         if "loader" in switches:
-            same_data = _same_batches(batches, _batches(tuned_runner, tuned_cfg, iters, seed))
+            # the worker count decides the random draws (mmengine's per-worker seeds): compare
+            # the loader switch's batches at the stock count
+            same_data = _same_batches(batches, _batches(tuned_runner, tuned_cfg, iters, seed,
+                                                        stock_cfg.train_dataloader.num_workers))
         set_random_seed(seed)                 # the same initial weights whatever the switches
         stock_runner._init_model_weights()   # what Runner.train() does before training
         state = copy.deepcopy(stock_runner.model.state_dict())
@@ -377,7 +432,7 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
             if control:
                 c_loss, c_state = _control(s_model, s_ow, batch, seed + step)
             stock_losses.append(_step(s_model, s_ow, batch, seed + step))
-            tuned_losses.append(_step(t_model, t_ow, batch, seed + step))
+            tuned_losses.append(_step(t_model, t_ow, batch, seed + step, "tf32" in switches))
             after_s = _snapshot(s_model, s_ow.optimizer)
             after_t = _snapshot(t_model, t_ow.optimizer)
             parts = _state_diff(before, after_s, after_t, params)

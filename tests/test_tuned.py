@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels_last",
                "model.data_preprocessor.non_blocking", "optim_wrapper.optimizer.foreach",
                "optim_wrapper.optimizer.fused", "train_dataloader.pin_memory",
-               "train_dataloader.prefetch_factor", "compile.mode"}
+               "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers"}
 
 
 def opts(model="fastscnn", switches=(), device="cpu", **kw):
@@ -25,7 +25,9 @@ def opts(model="fastscnn", switches=(), device="cpu", **kw):
 def test_stock_has_none_of_the_switch_options():
     for model in configs.MODELS:
         for device in ("cpu", "cuda"):
-            assert not SWITCH_KEYS & set(opts(model, device=device))
+            stock = opts(model, device=device)
+            assert stock["train_dataloader.num_workers"] == 1  # the case's NUM_WORKERS
+            assert not SWITCH_KEYS - {"train_dataloader.num_workers"} & set(stock)
 
 
 @pytest.mark.parametrize("switch, device, model, expected", [
@@ -40,9 +42,12 @@ def test_stock_has_none_of_the_switch_options():
                                    "train_dataloader.prefetch_factor": tuned.PREFETCH_FACTOR,
                                    "train_dataloader.persistent_workers": True}),
     ("compile", "cpu", "fastscnn", {"compile.mode": "default"}),
+    ("workers", "cuda", "fastscnn", {"train_dataloader.num_workers": 15}),   # 16 cores, 1 process
+    ("tf32", "cuda", "segformer_b0", {}),                                      # a hook, no option
 ])
 def test_each_switch_adds_its_options(switch, device, model, expected):
-    stock, tuned_opts = opts(model, device=device), opts(model, [switch], device=device)
+    stock = opts(model, device=device, cpus=16)
+    tuned_opts = opts(model, [switch], device=device, cpus=16)
     added = {k: v for k, v in tuned_opts.items() if stock.get(k, object()) != v}
     assert added == {k: v for k, v in expected.items() if stock.get(k, object()) != v}
     assert all(tuned_opts[k] == v for k, v in expected.items())
@@ -66,6 +71,25 @@ def test_compile_mode_and_all_switches_reach_the_config():
     p = argparse.ArgumentParser()
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     assert p.parse_args(["--cfg-options", *configs.as_cli(o)]).cfg_options == o
+
+
+@pytest.mark.parametrize("stock, cpus, procs, expected", [
+    (5, 16, 1, 15), (5, 16, 8, 5), (1, 16, 8, 1), (1, 2, 1, 1), (2, 64, 1, tuned.MAX_WORKERS),
+    (20, 64, 1, 20), (1, 0, 1, 1), (4, 128, 8, 15)])
+def test_workers_switch_uses_the_cores_each_process_has(stock, cpus, procs, expected):
+    assert tuned.loader_workers(stock, cpus, procs) == expected
+
+
+def test_tf32_hook_only_with_the_switch_and_flags_restored():
+    assert tuned.hooks(()) == [] and tuned.hooks(("foreach", "compile")) == []
+    assert [h["type"] for h in tuned.hooks(tuned.SWITCHES)] == [tuned.HOOK, tuned.TF32_HOOK]
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    prev = tuned.set_tf32(True)
+    try:
+        assert prev == before and torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -132,7 +156,7 @@ def test_preprocessor_and_hook_put_batch_and_model_in_channels_last():
 
 def test_equivalence_passes_for_the_cpu_switches(small_data, capsys):
     rc = tuned.main(["equivalence", "fastscnn", "--switches",
-                     "channels_last,foreach,loader,non_blocking", "--iters", "3",
+                     "channels_last,foreach,loader,workers,non_blocking,tf32", "--iters", "3",
                      "--crop", "64x128", "--data-root", str(small_data)])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -161,7 +185,7 @@ def bench(env, *args, timeout=600):
 
 
 def test_tuned_case_end_to_end(cpu_env):
-    env = dict(cpu_env, CROP="64x128", TUNED="foreach,channels_last")
+    env = dict(cpu_env, CROP="64x128", TUNED="foreach,channels_last,workers,tf32")
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 0, r.stderr + r.stdout
     log_dir = Path(env["TRAIN_LOG_DIR"])
@@ -170,7 +194,7 @@ def test_tuned_case_end_to_end(cpu_env):
     speed = json.loads((log_dir / f"{case}_speed").read_text(encoding="utf-8"))
     assert speed["JOB_FAIL_FLAG"] == 0 and speed["log_file"] == case and speed["FINAL_RESULT"] > 0
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())
-    assert stats["tuned"] == ["channels_last", "foreach"]
+    assert stats["tuned"] == ["channels_last", "foreach", "workers", "tf32"]
     w = stats["warmup"]
     assert w["warmup_iters"] == 8 and 0 < w["first_iter_s"] <= w["warmup_total_s"]
     assert stats["per_iter"]["n"] == 4  # warm-up excluded from the steady-state figures
@@ -180,9 +204,11 @@ def test_tuned_case_end_to_end(cpu_env):
     assert len(lines) == 13
     text = (log_dir / case).read_text(encoding="utf-8")
     record = json.loads(text.splitlines()[0].split("case: ", 1)[1])
-    assert record["case"] == case and record["tuned"] == ["channels_last", "foreach"]
-    assert "--tuned channels_last,foreach" in record["train_command"]
-    assert "model converted to channels_last" in text
+    assert record["case"] == case and record["tuned"] == ["channels_last", "foreach", "workers",
+                                                          "tf32"]
+    assert "--tuned channels_last,foreach,workers,tf32" in record["train_command"]
+    assert "model converted to channels_last" in text and "TF32 on" in text
+    assert "data-loader workers per process (NUM_WORKERS 1" in text
     assert "SegbenchDataPreProcessor" in text and "foreach=True" in text  # the config dump
 
 
