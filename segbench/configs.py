@@ -39,6 +39,7 @@ class TrainSettings:
     seed: int = 0
     tuned: tuple[str, ...] = ()           # segbench.tuned.SWITCHES; () = the stock case
     compile_mode: str = "default"         # with the "compile" switch: torch.compile's mode
+    compile_scope: str = "modules"        # with "compile": segbench.tuned.COMPILE_SCOPES
     cpus: int = 0                         # with "workers": CPU cores this process may use (0: all)
     local_procs: int = 1                  # with "workers": training processes on this host
 
@@ -60,6 +61,9 @@ class TrainSettings:
         if self.compile_mode not in tuned.COMPILE_MODES:
             raise ValueError(f"compile mode must be one of {', '.join(tuned.COMPILE_MODES)}, "
                              f"not {self.compile_mode!r}")
+        if self.compile_scope not in tuned.COMPILE_SCOPES:
+            raise ValueError(f"compile scope must be one of {', '.join(tuned.COMPILE_SCOPES)}, "
+                             f"not {self.compile_scope!r}")
         if self.device == "cpu" and self.precision != "fp32":
             raise ValueError(f"{self.precision} (AMP) needs a GPU: mmengine's AmpOptimWrapper "
                              "does not run on the CPU; use fp32 there")
@@ -141,7 +145,9 @@ FUSED_OPTIMIZERS = ("SGD", "AdamW", "Adam")
 def tuned_options(cfg, s: TrainSettings) -> dict:
     """The cfg-options of the tuned mode's switches (segbench.tuned); none for the stock case.
 
-    The model (weights) is put in channels_last by a hook (segbench.tuned.hooks), not an option."""
+    The model (weights) is put in channels_last, TF32 turned on, the network parts compiled (scope
+    "modules") and the loader's workers shut down at the end by hooks (segbench.tuned.hooks), not
+    options."""
     from segbench import tuned
     on = set(s.tuned)
     opts: dict = {}
@@ -166,8 +172,9 @@ def tuned_options(cfg, s: TrainSettings) -> dict:
         import os
         opts["train_dataloader.num_workers"] = tuned.loader_workers(
             s.num_workers, s.cpus or os.cpu_count() or 1, s.local_procs)
-    if "compile" in on:
-        opts["compile.mode"] = s.compile_mode
+    if "compile" in on and s.compile_scope == "train_step":
+        opts["compile.mode"] = s.compile_mode   # mmengine's Runner compiles train_step
+    # (scope "modules": a hook, segbench.tuned.hooks)
     return opts
 
 

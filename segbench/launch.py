@@ -12,7 +12,8 @@ default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, BENCH_TIMEOUT (seconds,
 LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false),
 PROFILE_ITERS (FIRST-LAST, default 50-60), SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
-TUNED_COMPILE_MODE (default|max-autotune|reduce-overhead, with the compile switch).
+TUNED_COMPILE_MODE (default|max-autotune|reduce-overhead, with the compile switch),
+TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch).
 Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run).
 """
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Case:
     profile_window: tuple[int, int] | None = None
     tuned: tuple[str, ...] = ()
     compile_mode: str = "default"
+    compile_scope: str = "modules"
     command: str = ""
     env_info: dict = field(default_factory=dict)
 
@@ -172,6 +174,10 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
     if compile_mode not in tuned.COMPILE_MODES:
         raise BadInput(f"TUNED_COMPILE_MODE must be one of {', '.join(tuned.COMPILE_MODES)}, "
                        f"not {compile_mode!r}")
+    compile_scope = environ.get("TUNED_COMPILE_SCOPE") or "modules"
+    if compile_scope not in tuned.COMPILE_SCOPES:
+        raise BadInput(f"TUNED_COMPILE_SCOPE must be one of {', '.join(tuned.COMPILE_SCOPES)}, "
+                       f"not {compile_scope!r}")
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd()).resolve()
     return Case(
         model=model, run_mode=run_mode, fp_item=fp_item, batch_size=bs, max_iter=max_iter,
@@ -179,7 +185,7 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
         timeout_s=_duration(environ, "BENCH_TIMEOUT", 900.0),
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
-        tuned=switches, compile_mode=compile_mode,
+        tuned=switches, compile_mode=compile_mode, compile_scope=compile_scope,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
         master_addr=environ.get("MASTER_ADDR") or "127.0.0.1",
         master_port=_env_int(environ, "MASTER_PORT", 0, 0))
@@ -256,7 +262,8 @@ def train_command(case: Case, log_stem: Path) -> list[str]:
     if case.profile_window:
         args += ["--profile-window", str(case.profile_window[0]), str(case.profile_window[1])]
     if case.tuned:
-        args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_mode]
+        args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_mode,
+                 "--compile-scope", case.compile_scope]
     if case.run_mode == "sp":
         return [py, *args]
     return [py, "-m", "torch.distributed.run", f"--nproc_per_node={case.nproc}",
@@ -377,6 +384,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
         "tuned": list(case.tuned),
         "compile_mode": case.compile_mode if "compile" in case.tuned else None,
+        "compile_scope": case.compile_scope if "compile" in case.tuned else None,
         "command": case.command, "train_command": shlex.join(cmd),
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "env": case.env_info,

@@ -8,6 +8,7 @@ batch) and captures a torch.profiler trace for a window of iterations.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -32,14 +33,18 @@ def count_step_flops(model: torch.nn.Module, data_batch: dict) -> tuple[float, l
 
     Counts on a deep copy in eval mode (BN/SyncBN then use running stats, so no collective runs and
     the real model's statistics and gradients are untouched). Convolutions and matmuls are what the
-    counter counts; normalisation is not counted either way.
+    counter counts; normalisation is not counted either way. Parts compiled with torch.compile
+    (the tuned mode) run eagerly here (``torch.compiler.set_stance("force_eager")``): run under
+    the counter's dispatch mode, dynamo would not compile them, then or later.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    eager = stance("force_eager") if stance else contextlib.nullcontext()
     probe = copy.deepcopy(model).eval()
     try:
         data = probe.data_preprocessor(data_batch, True)
-        with FlopCounterMode(display=False) as counter:
+        with eager, FlopCounterMode(display=False) as counter:
             losses = probe(**data, mode="loss")
             loss, _ = probe.parse_losses(losses)
             loss.backward()

@@ -33,6 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tuned", default="", metavar="LIST",
                    help="tuned-mode switches, comma-separated (segbench.tuned.SWITCHES)")
     p.add_argument("--compile-mode", default="default")
+    p.add_argument("--compile-scope", default="modules")
     return p.parse_args(argv)
 
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
         crop=tuple(args.crop) if args.crop else None, data_root=args.data_root,
         work_dir=args.work_dir, log_interval=args.log_interval, device=device,
         distributed=distributed, tuned=tuned.parse_switches(args.tuned),
-        compile_mode=args.compile_mode, cpus=len(os.sched_getaffinity(0)),
+        compile_mode=args.compile_mode, compile_scope=args.compile_scope, cpus=len(os.sched_getaffinity(0)),
         local_procs=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if s.tuned:
         tuned.register()  # the data preprocessor and hook the tuned config names
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"[segbench] tuned: {cfg.train_dataloader.num_workers} data-loader workers per "
               f"process (NUM_WORKERS {s.num_workers}, {s.cpus} CPU cores, {s.local_procs} "
               "process(es) on this host)", flush=True)
-    hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(s.tuned)
+    hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(s.tuned, s.compile_mode, s.compile_scope)
     if args.iters_prefix:
         hooks.append(dict(type="SegbenchTimerHook", out_prefix=args.iters_prefix,
                           precision=args.precision, count_flops=not args.no_flops,

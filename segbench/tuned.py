@@ -9,7 +9,10 @@ these switches on (``TUNED=1``/``all`` = every one; ``TUNED=channels_last,foreac
 ``foreach``        the optimizer's multi-tensor (foreach) implementation; on CUDA the fused one for
                    SGD and AdamW (segbench.configs decides by device).
 ``loader``         pinned host memory and a deeper prefetch queue in the train data loader
-                   (persistent workers are already on in the stock case).
+                   (persistent workers are already on in the stock case); a hook shuts the
+                   loader's workers down when training ends (:data:`LOADER_HOOK`): with pinned
+                   memory and persistent workers, torch's DataLoader otherwise waits about 5 s per
+                   worker at interpreter exit (pytorch/pytorch#81794).
 ``workers``        more data-loader worker processes: one per CPU core available to each training
                    process, less one for the process itself, capped at MAX_WORKERS, never fewer
                    than NUM_WORKERS (:func:`loader_workers`). The same data and augmentations;
@@ -22,8 +25,14 @@ these switches on (``TUNED=1``/``all`` = every one; ``TUNED=channels_last,foreac
                    allow_tf32``; cuDNN convolutions already use TF32 by default), set by a hook
                    before training. Linear and attention layers (segformer's) are affected; on a
                    CPU it changes nothing.
-``compile``        mmengine's own Runner ``compile`` config: ``torch.compile`` of the model's
-                   ``train_step`` (the wrapped model's, under DDP), mode from TUNED_COMPILE_MODE.
+``compile``        ``torch.compile``, mode from TUNED_COMPILE_MODE, of what TUNED_COMPILE_SCOPE
+                   names: ``modules`` (the default) compiles the forward of each of the model's
+                   network parts -- backbone, neck, decode head(s), auxiliary head(s) -- by a hook
+                   before training (:func:`compile_modules`; the heads' ``loss`` calls
+                   ``self.forward``, so the compiled forward is what trains; backward comes from
+                   AOTAutograd); losses, resizing and the optimizer stay eager. ``train_step`` is
+                   mmengine's own Runner ``compile`` config: the whole (wrapped) ``train_step``,
+                   optimizer step included.
 
 Nothing else changes: the trainer is mmengine's Runner, unchanged. This module's top level needs no
 torch (segbench.launch parses ``TUNED`` before torch is imported); :func:`register` defines and
@@ -43,9 +52,13 @@ from pathlib import Path
 
 SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf32", "compile")
 COMPILE_MODES = ("default", "max-autotune", "reduce-overhead")
+COMPILE_SCOPES = ("modules", "train_step")
+COMPILE_PARTS = ("backbone", "neck", "decode_head", "auxiliary_head")
 PREPROCESSOR = "SegbenchDataPreProcessor"
 HOOK = "SegbenchChannelsLastHook"
 TF32_HOOK = "SegbenchTF32Hook"
+COMPILE_HOOK = "SegbenchCompileHook"
+LOADER_HOOK = "SegbenchLoaderShutdownHook"
 PREFETCH_FACTOR = 4
 MAX_WORKERS = 16
 STOCK_VALUES = ("", "0", "false", "no", "off", "stock")   # TUNED values meaning "no switch"
@@ -94,12 +107,41 @@ def check_switches(switches) -> tuple[str, ...]:
     return tuple(s for s in SWITCHES if s in switches)
 
 
-def hooks(switches) -> list[dict]:
+def hooks(switches, compile_mode: str = "default", compile_scope: str = "modules") -> list[dict]:
     """The custom hooks a tuned run adds to the config."""
     out = [dict(type=HOOK, priority="VERY_HIGH")] if "channels_last" in switches else []
     if "tf32" in switches:
         out.append(dict(type=TF32_HOOK, priority="VERY_HIGH"))
+    if "compile" in switches and compile_scope == "modules":
+        out.append(dict(type=COMPILE_HOOK, mode=compile_mode, priority="HIGH"))
+    if "loader" in switches:
+        out.append(dict(type=LOADER_HOOK))
     return out
+
+
+def compile_modules(model, mode: str = "default", backend: str = "inductor") -> list[str]:
+    """``torch.compile`` the forward of each network part of an mmseg segmentor (COMPILE_PARTS;
+    a ModuleList of heads part by part), in place; returns the names compiled. The module objects,
+    parameters and state_dict keys stay the same.
+
+    The compiled function is the class's forward, bound to the module as a method: a deep copy of
+    the model (the timing hook's FLOP probe) then calls it with the copy as ``self``, not the
+    original module."""
+    import types
+
+    import torch
+    done = []
+    for name in COMPILE_PARTS:
+        part = getattr(model, name, None)
+        if part is None:
+            continue
+        parts = list(part) if isinstance(part, torch.nn.ModuleList) else [part]
+        for i, module in enumerate(parts):
+            kw = {"mode": mode} if backend == "inductor" else {}   # other backends take no mode
+            compiled = torch.compile(type(module).forward, backend=backend, **kw)
+            module.forward = types.MethodType(compiled, module)
+            done.append(name if len(parts) == 1 else f"{name}.{i}")
+    return done
 
 
 def loader_workers(stock: int, cpus: int, local_procs: int = 1) -> int:
@@ -176,15 +218,43 @@ def register() -> None:
             set_tf32(True)
             runner.logger.info("[segbench] tuned: TF32 on for fp32 matmuls and convolutions")
 
+    @HOOKS.register_module(name=COMPILE_HOOK)
+    class SegbenchCompileHook(Hook):
+        """torch.compile of the model's network parts (:func:`compile_modules`) before training.
+        Compilation itself happens in the first iterations, which the figures skip."""
+
+        def __init__(self, mode: str = "default"):
+            self.mode = mode
+
+        def before_train(self, runner) -> None:
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            names = compile_modules(model, self.mode)
+            runner.logger.info(f"[segbench] tuned: torch.compile (mode {self.mode}) of "
+                               f"{', '.join(names)}")
+
+    @HOOKS.register_module(name=LOADER_HOOK)
+    class SegbenchLoaderShutdownHook(Hook):
+        """Shut the train loader's worker processes down when training ends, while the
+        interpreter is whole (see the ``loader`` switch)."""
+
+        def after_train(self, runner) -> None:
+            loop = runner.train_loop
+            loader = getattr(loop, "dataloader", None)
+            it = getattr(loader, "_iterator", None)        # persistent workers live here
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+                runner.logger.info("[segbench] tuned: train loader workers shut down")
+
     _REGISTERED.update(preprocessor=SegbenchDataPreProcessor, hook=SegbenchChannelsLastHook,
-                       tf32_hook=SegbenchTF32Hook)
+                       tf32_hook=SegbenchTF32Hook, compile_hook=SegbenchCompileHook,
+                       loader_hook=SegbenchLoaderShutdownHook)
 
 
 # ---------------------------------------------------------------------------------------------
 # Equivalence
 
 def _side(model: str, switches: tuple[str, ...], *, crop, data_root, precision, iters, seed,
-          compile_mode, work_dir: Path, device: str):
+          compile_mode, compile_scope="modules", work_dir: Path, device: str):
     """One side (stock or tuned): mmengine's Runner built from the harness's config."""
     from mmengine.runner import Runner
 
@@ -192,7 +262,8 @@ def _side(model: str, switches: tuple[str, ...], *, crop, data_root, precision, 
     s = configs.TrainSettings(model=model, batch_size=2, max_iters=max(iters, 1), num_workers=1,
                               precision=precision, crop=crop, data_root=data_root,
                               work_dir=str(work_dir), log_interval=1, device=device, seed=seed,
-                              tuned=switches, compile_mode=compile_mode)
+                              tuned=switches, compile_mode=compile_mode,
+                              compile_scope=compile_scope)
     cfg = configs.build(s)
     # unique: mmengine keeps one logger/visualizer per experiment name in a process
     cfg.experiment_name = f"{work_dir.parent.name}_{work_dir.name}"
@@ -227,8 +298,8 @@ def _same_batches(a: list, b: list) -> bool:
     return True
 
 
-def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compile_=False,
-             lr_scale: float = 1.0):
+def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compile_=None,
+             compile_mode: str = "default", lr_scale: float = 1.0):
     """The side's model (with ``state`` loaded) and its optimizer wrapper, as Runner.train()
     would set them up, plus the tuned switches that act on the model."""
     model = runner.model
@@ -240,8 +311,10 @@ def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compi
             group["lr"] *= lr_scale
     if channels_last:
         to_channels_last(model.module if hasattr(model, "module") else model)
-    if compile_:
+    if compile_ == "train_step":
         runner._maybe_compile("train_step")   # mmengine's own compile path (cfg.compile)
+    elif compile_ == "modules":
+        compile_modules(model.module if hasattr(model, "module") else model, compile_mode)
     model.train()
     return model, optim_wrapper
 
@@ -349,7 +422,8 @@ def _rel(a: float, b: float) -> float:
 
 def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128),
                 data_root=None, precision: str = "fp32", seed: int = 0,
-                compile_mode: str = "default", lr_scale: float = 1.0,
+                compile_mode: str = "default", compile_scope: str = "modules",
+                lr_scale: float = 1.0,
                 tolerance: tuple[float, float] | None = None, control: bool = True) -> dict:
     """Train the stock and the tuned configuration side by side, step by step, and compare.
 
@@ -403,7 +477,8 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     loss_tol, state_tol = TOLERANCE[precision] if tolerance is None else tolerance
     data_root = str(data_root or env.DEFAULT_DATA)
     common = dict(crop=tuple(crop) if crop else None, data_root=data_root, precision=precision,
-                  iters=iters, seed=seed, compile_mode=compile_mode, device=device)
+                  iters=iters, seed=seed, compile_mode=compile_mode,
+                  compile_scope=compile_scope, device=device)
     with tempfile.TemporaryDirectory(prefix="segbench_equiv_") as tmp:
         stock_runner, stock_cfg = _side(model, (), work_dir=Path(tmp) / "stock", **common)
         batches = _batches(stock_runner, stock_cfg, iters, seed)
@@ -420,7 +495,8 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
         s_model, s_ow = _prepare(stock_runner, stock_cfg, iters, state)
         t_model, t_ow = _prepare(tuned_runner, tuned_cfg, iters, state,
                                  channels_last="channels_last" in switches,
-                                 compile_="compile" in switches, lr_scale=lr_scale)
+                                 compile_=compile_scope if "compile" in switches else None,
+                                 compile_mode=compile_mode, lr_scale=lr_scale)
         stock_losses, tuned_losses, loss_rel, state_rel = [], [], [], []
         state_parts: dict = {}
         control_rows: list = []
@@ -450,6 +526,7 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     return {"model": model, "switches": list(switches), "device": device, "precision": precision,
             "iters": iters, "crop": list(crop) if crop else None, "seed": seed,
             "compile_mode": compile_mode if "compile" in switches else None,
+            "compile_scope": compile_scope if "compile" in switches else None,
             "lr_scale": lr_scale, "loss_tolerance": loss_tol, "state_tolerance": state_tol,
             "stock_losses": stock_losses, "tuned_losses": tuned_losses, "loss_rel_diff": loss_rel,
             "state_rel_diff": state_rel, "max_loss_rel_diff": max_loss,
@@ -500,6 +577,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", default="fp32", choices=sorted(TOLERANCE))
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
+    e.add_argument("--compile-scope", default="modules", choices=COMPILE_SCOPES)
     e.add_argument("--tolerance", type=float, nargs=2, metavar=("LOSS", "STATE"),
                    help="override the precision's tolerances")
     e.add_argument("--json", help="also write the result to this file")
@@ -519,7 +597,8 @@ def main(argv: list[str]) -> int:
         return 2
     r = equivalence(args.model, switches, iters=args.iters, crop=args.crop,
                     data_root=args.data_root, precision=args.precision, seed=args.seed,
-                    compile_mode=args.compile_mode, lr_scale=args.lr_scale,
+                    compile_mode=args.compile_mode, compile_scope=args.compile_scope,
+                    lr_scale=args.lr_scale,
                     tolerance=args.tolerance, control=not args.no_control)
     print(format_report(r), flush=True)
     if args.json:

@@ -41,7 +41,7 @@ def test_stock_has_none_of_the_switch_options():
     ("loader", "cpu", "fastscnn", {"train_dataloader.pin_memory": True,
                                    "train_dataloader.prefetch_factor": tuned.PREFETCH_FACTOR,
                                    "train_dataloader.persistent_workers": True}),
-    ("compile", "cpu", "fastscnn", {"compile.mode": "default"}),
+    ("compile", "cpu", "fastscnn", {}),      # scope "modules" (default): a hook, no option
     ("workers", "cuda", "fastscnn", {"train_dataloader.num_workers": 15}),   # 16 cores, 1 process
     ("tf32", "cuda", "segformer_b0", {}),                                      # a hook, no option
 ])
@@ -56,9 +56,72 @@ def test_each_switch_adds_its_options(switch, device, model, expected):
         {k: v for k, v in stock.items() if k not in expected}
 
 
+def test_compile_scope_decides_option_or_hook():
+    step = opts("fastscnn", ["compile"], compile_mode="max-autotune", compile_scope="train_step")
+    assert step["compile.mode"] == "max-autotune"        # mmengine's Runner compiles train_step
+    assert "compile.mode" not in opts("fastscnn", ["compile"], compile_mode="max-autotune")
+    assert tuned.hooks(["compile"], "max-autotune") == [
+        dict(type=tuned.COMPILE_HOOK, mode="max-autotune", priority="HIGH")]
+    assert tuned.hooks(["compile"], "default", "train_step") == []
+    with pytest.raises(ValueError, match="compile scope"):
+        configs.TrainSettings("fastscnn", 2, 50, 1, compile_scope="all").validate()
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("fastscnn", ["backbone", "decode_head", "auxiliary_head.0", "auxiliary_head.1"]),
+    ("ocrnet_hrnetw48", ["backbone", "decode_head.0", "decode_head.1"]),
+    ("segformer_b0", ["backbone", "decode_head"]),
+])
+def test_compile_modules_wraps_each_network_part(model, expected):
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = configs.build(configs.TrainSettings(model, 2, 50, 1, device="cpu", crop=(64, 128)))
+    net = MODELS.build(cfg.model)
+    keys = list(net.state_dict())
+    assert tuned.compile_modules(net, "default") == expected
+    assert list(net.state_dict()) == keys                 # same parameters, same names
+    for name in expected:
+        part = net
+        for k in name.split("."):
+            part = part[int(k)] if k.isdigit() else getattr(part, k)
+        assert "forward" in vars(part)                     # the instance's forward is replaced
+        assert vars(part)["forward"] is not type(part).forward
+
+
+def test_flop_probe_leaves_a_compiled_model_alone_and_compiling(small_data):
+    """The timing hook's FLOP probe (a deep copy) must neither train the real model through the
+    compiled forward nor stop dynamo from compiling it afterwards."""
+    from mmengine.dataset import pseudo_collate
+    from mmseg.registry import DATASETS, MODELS
+    from mmseg.utils import register_all_modules
+    from torch._dynamo.utils import counters
+
+    from segbench import timing
+    register_all_modules()
+    cfg = configs.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu", crop=(64, 128),
+                                              data_root=str(small_data)))
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    batch = pseudo_collate([ds[0], ds[1]])
+    net = MODELS.build(cfg.model).train()
+    tuned.compile_modules(net, backend="eager")    # dynamo tracing, no inductor: quick on a CPU
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch._dynamo.reset()
+    counters.clear()
+    flops, shape = timing.count_step_flops(net, batch)
+    assert flops > 0 and shape == [2, 3, 64, 128]
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # BN stats too
+    assert all(p.grad is None for p in net.parameters())
+    assert not counters["frames"]                  # the probe ran eagerly
+    losses = net(**net.data_preprocessor(batch, True), mode="loss")
+    net.parse_losses(losses)[0].backward()
+    assert counters["frames"]["ok"] >= 4           # backbone, decode head, two auxiliary heads
+
+
 def test_compile_mode_and_all_switches_reach_the_config():
     cfg = configs.build(configs.TrainSettings("segformer_b0", 2, 50, 1, device="cpu",
-                                              tuned=tuned.SWITCHES, compile_mode="max-autotune"))
+                                              tuned=tuned.SWITCHES, compile_mode="max-autotune",
+                                              compile_scope="train_step"))
     assert cfg.compile == {"mode": "max-autotune"}
     assert cfg.model.data_preprocessor.type == tuned.PREPROCESSOR
     assert cfg.optim_wrapper.optimizer.foreach is True and "fused" not in cfg.optim_wrapper.optimizer
@@ -67,7 +130,7 @@ def test_compile_mode_and_all_switches_reach_the_config():
     import argparse
 
     from mmengine.config import DictAction
-    o = opts("fastscnn", tuned.SWITCHES, compile_mode="reduce-overhead")
+    o = opts("fastscnn", tuned.SWITCHES, compile_mode="reduce-overhead", compile_scope="train_step")
     p = argparse.ArgumentParser()
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     assert p.parse_args(["--cfg-options", *configs.as_cli(o)]).cfg_options == o
@@ -81,8 +144,9 @@ def test_workers_switch_uses_the_cores_each_process_has(stock, cpus, procs, expe
 
 
 def test_tf32_hook_only_with_the_switch_and_flags_restored():
-    assert tuned.hooks(()) == [] and tuned.hooks(("foreach", "compile")) == []
-    assert [h["type"] for h in tuned.hooks(tuned.SWITCHES)] == [tuned.HOOK, tuned.TF32_HOOK]
+    assert tuned.hooks(()) == [] and tuned.hooks(("foreach", "workers")) == []
+    assert [h["type"] for h in tuned.hooks(tuned.SWITCHES)] == [
+        tuned.HOOK, tuned.TF32_HOOK, tuned.COMPILE_HOOK, tuned.LOADER_HOOK]
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     prev = tuned.set_tf32(True)
     try:
@@ -117,14 +181,19 @@ def test_launch_parses_tuned_knobs(tmp_path):
     args = ["fastscnn", "sp", "fp32", "2", "50", "1"]
     stock = launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path)})
     case = launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path), "TUNED": "1",
-                                    "TUNED_COMPILE_MODE": "max-autotune"})
+                                    "TUNED_COMPILE_MODE": "max-autotune",
+                                    "TUNED_COMPILE_SCOPE": "train_step"})
     assert stock.tuned == () and stock.name == "fastscnn_sp_bs2_fp32_1"
     assert case.tuned == tuned.SWITCHES and case.name == "fastscnn_sp_bs2_fp32_1_tuned"
     cmd = launch.train_command(case, tmp_path / case.name)
     assert cmd[cmd.index("--tuned") + 1] == ",".join(tuned.SWITCHES)
     assert cmd[cmd.index("--compile-mode") + 1] == "max-autotune"
+    assert cmd[cmd.index("--compile-scope") + 1] == "train_step"
+    assert launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path)}).compile_scope == "modules"
     with pytest.raises(launch.BadInput, match="TUNED_COMPILE_MODE"):
         launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path), "TUNED_COMPILE_MODE": "fast"})
+    with pytest.raises(launch.BadInput, match="TUNED_COMPILE_SCOPE"):
+        launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path), "TUNED_COMPILE_SCOPE": "all"})
 
 
 def test_preprocessor_and_hook_put_batch_and_model_in_channels_last():
@@ -185,7 +254,7 @@ def bench(env, *args, timeout=600):
 
 
 def test_tuned_case_end_to_end(cpu_env):
-    env = dict(cpu_env, CROP="64x128", TUNED="foreach,channels_last,workers,tf32")
+    env = dict(cpu_env, CROP="64x128", TUNED="foreach,channels_last,loader,workers,tf32")
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 0, r.stderr + r.stdout
     log_dir = Path(env["TRAIN_LOG_DIR"])
@@ -194,7 +263,7 @@ def test_tuned_case_end_to_end(cpu_env):
     speed = json.loads((log_dir / f"{case}_speed").read_text(encoding="utf-8"))
     assert speed["JOB_FAIL_FLAG"] == 0 and speed["log_file"] == case and speed["FINAL_RESULT"] > 0
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())
-    assert stats["tuned"] == ["channels_last", "foreach", "workers", "tf32"]
+    assert stats["tuned"] == ["channels_last", "foreach", "loader", "workers", "tf32"]
     w = stats["warmup"]
     assert w["warmup_iters"] == 8 and 0 < w["first_iter_s"] <= w["warmup_total_s"]
     assert stats["per_iter"]["n"] == 4  # warm-up excluded from the steady-state figures
@@ -204,9 +273,10 @@ def test_tuned_case_end_to_end(cpu_env):
     assert len(lines) == 13
     text = (log_dir / case).read_text(encoding="utf-8")
     record = json.loads(text.splitlines()[0].split("case: ", 1)[1])
-    assert record["case"] == case and record["tuned"] == ["channels_last", "foreach", "workers",
-                                                          "tf32"]
-    assert "--tuned channels_last,foreach,workers,tf32" in record["train_command"]
+    assert record["case"] == case and record["tuned"] == ["channels_last", "foreach", "loader",
+                                                          "workers", "tf32"]
+    assert "--tuned channels_last,foreach,loader,workers,tf32" in record["train_command"]
+    assert "train loader workers shut down" in text
     assert "model converted to channels_last" in text and "TF32 on" in text
     assert "data-loader workers per process (NUM_WORKERS 1" in text
     assert "SegbenchDataPreProcessor" in text and "foreach=True" in text  # the config dump
