@@ -13,9 +13,10 @@ and run over one or more calls:
   not is left for a later call, and a shorter step further down may run instead. A later call
   resumes: steps recorded as done in ``--state`` (default ``.gpu_session/`` in the
   checkout, kept on a warm host) or named in ``--skip`` are not run again.
-- Each step runs in its own process group with ``STEP_DIR`` (its output folder) and
-  ``TRAIN_LOG_DIR`` (= STEP_DIR) and ``PY`` (the set-up's python) set; at its timeout the group gets SIGTERM (the harness then
-  writes its files) and, 20 s later, SIGKILL. Only that group is signalled.
+- Each step runs in its own process group with ``STEP_DIR`` (its output folder),
+  ``TRAIN_LOG_DIR`` (= STEP_DIR) and ``PY`` (the set-up's python) set; at its timeout the group
+  gets SIGTERM (the harness then writes its files) and, 20 s later, SIGKILL. Only that group is
+  signalled.
 - After every step, everything so far is packed into ``OUT/results.tgz`` (files over 4 MB left
   out) and ``OUT/session.json`` (per step: command, exit status, start, wall seconds), so what ran
   comes back even if the call itself is cut off.
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+VENV_PY = REPO / ".venv" / "bin" / "python"
 MAX_PACKED_BYTES = 4 * 1024 * 1024
 
 
@@ -86,7 +88,7 @@ def pack(state: Path, out: Path) -> None:
 
 
 def setup(wheelhouse: str | None, state: Path) -> dict:
-    if (REPO / ".venv" / "bin" / "python").exists() and (REPO / "data" / "cityscapes").is_dir():
+    if VENV_PY.exists() and (REPO / "data" / "cityscapes").is_dir():
         return {"name": "setup", "rc": 0, "skipped": "already set up", "wall_s": 0}
     args = ["--wheelhouse", wheelhouse] if wheelhouse else []
     q = " ".join(shlex.quote(a) for a in args)
@@ -127,8 +129,7 @@ def main(argv: list[str]) -> int:
         return 1
     env = dict(os.environ)
     env.setdefault("CUDA_VISIBLE_DEVICES", "0")
-    venv_py = REPO / ".venv" / "bin" / "python"
-    env["PY"] = str(venv_py) if venv_py.exists() else sys.executable  # the stack's python
+    env["PY"] = str(VENV_PY) if VENV_PY.exists() else sys.executable  # the stack's python
     for step in steps:
         if step["name"] in done:
             continue
@@ -140,12 +141,12 @@ def main(argv: list[str]) -> int:
         print(f"gpu_session: {step['name']} ...", flush=True)
         r = run_step(step, state / step["name"], env)
         record["steps"].append(r)
+        done.add(step["name"])
         save()
         tail = (state / step["name"] / "console.log").read_text(errors="replace").splitlines()[-3:]
         print(f"gpu_session: {step['name']}: rc {r['rc']}{' (timed out)' if r['timed_out'] else ''}"
               f", {r['wall_s']} s", *("    " + t[:300] for t in tail), sep="\n", flush=True)
-    todo = [s["name"] for s in steps if s["name"] not in
-            {x["name"] for x in record["steps"]} | done]
+    todo = [s["name"] for s in steps if s["name"] not in done]
     print(f"gpu_session: not run yet: {', '.join(todo) or 'none'}", flush=True)
     return 0
 

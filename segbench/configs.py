@@ -40,7 +40,7 @@ class TrainSettings:
     tuned: tuple[str, ...] = ()           # segbench.tuned.SWITCHES; () = the stock case
     compile_mode: str = "default"         # with the "compile" switch: torch.compile's mode
     compile_scope: str = "modules"        # with "compile": segbench.tuned.COMPILE_SCOPES
-    cpus: int = 0                         # with "workers": CPU cores this process may use (0: all)
+    cpus: int = 0                         # with "workers": CPU cores this process may use (0: ask)
     local_procs: int = 1                  # with "workers": training processes on this host
 
     def validate(self) -> None:
@@ -171,7 +171,7 @@ def tuned_options(cfg, s: TrainSettings) -> dict:
     if "workers" in on:
         import os
         opts["train_dataloader.num_workers"] = tuned.loader_workers(
-            s.num_workers, s.cpus or os.cpu_count() or 1, s.local_procs)
+            s.num_workers, s.cpus or len(os.sched_getaffinity(0)), s.local_procs)
     if "compile" in on and s.compile_scope == "train_step":
         opts["compile.mode"] = s.compile_mode   # mmengine's Runner compiles train_step
     # (scope "modules": a hook, segbench.tuned.hooks)

@@ -19,6 +19,8 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from segbench import tuned
+
 FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records
 
 
@@ -134,7 +136,7 @@ class SegbenchTimerHook(Hook):
 
     # -- meta, FLOPs, profiler ---------------------------------------------------------------------
     def _write_meta(self, runner, data_batch) -> None:
-        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        model = tuned.bare_model(runner.model)
         inputs = data_batch.get("inputs") if isinstance(data_batch, dict) else None
         shape = None
         if isinstance(inputs, (list, tuple)) and inputs:

@@ -43,6 +43,7 @@ registers the data preprocessor and the hook.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -161,6 +162,22 @@ def set_tf32(on: bool) -> tuple[bool, bool]:
     return before
 
 
+def bare_model(model):
+    """The model inside a DDP (or other mmengine) wrapper, or the model itself."""
+    return model.module if hasattr(model, "module") else model
+
+
+@contextlib.contextmanager
+def tf32_on():
+    """TF32 maths on for the block, the previous flags restored after it."""
+    import torch
+    before = set_tf32(True)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def to_channels_last(model) -> None:
     """Convert a model's 4-d parameters and buffers to channels_last, in place.
 
@@ -206,8 +223,7 @@ def register() -> None:
         """Puts the model's weights in channels_last before training starts."""
 
         def before_train(self, runner) -> None:
-            model = runner.model.module if hasattr(runner.model, "module") else runner.model
-            to_channels_last(model)
+            to_channels_last(bare_model(runner.model))
             runner.logger.info("[segbench] tuned: model converted to channels_last")
 
     @HOOKS.register_module(name=TF32_HOOK)
@@ -227,8 +243,7 @@ def register() -> None:
             self.mode = mode
 
         def before_train(self, runner) -> None:
-            model = runner.model.module if hasattr(runner.model, "module") else runner.model
-            names = compile_modules(model, self.mode)
+            names = compile_modules(bare_model(runner.model), self.mode)
             runner.logger.info(f"[segbench] tuned: torch.compile (mode {self.mode}) of "
                                f"{', '.join(names)}")
 
@@ -310,11 +325,11 @@ def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compi
         for group in optim_wrapper.optimizer.param_groups:
             group["lr"] *= lr_scale
     if channels_last:
-        to_channels_last(model.module if hasattr(model, "module") else model)
+        to_channels_last(bare_model(model))
     if compile_ == "train_step":
         runner._maybe_compile("train_step")   # mmengine's own compile path (cfg.compile)
     elif compile_ == "modules":
-        compile_modules(model.module if hasattr(model, "module") else model, compile_mode)
+        compile_modules(bare_model(model), compile_mode)
     model.train()
     return model, optim_wrapper
 
@@ -322,14 +337,10 @@ def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compi
 def _step(model, optim_wrapper, batch, seed: int, tf32: bool = False) -> float:
     from mmengine.runner import set_random_seed
     set_random_seed(seed)                  # identical RNG state on both sides (dropout)
-    before = set_tf32(True) if tf32 else None  # process-wide flags: on for this side's step only
-    try:
+    # the TF32 flags are process-wide: on for this side's step only
+    with tf32_on() if tf32 else contextlib.nullcontext():
         log_vars = model.train_step(copy.deepcopy(batch), optim_wrapper)
-        return float(log_vars["loss"].detach())
-    finally:
-        if before is not None:
-            import torch
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    return float(log_vars["loss"].detach())
 
 
 def _params(optimizer) -> list:
@@ -452,8 +463,9 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     seeded train data loader (random crop and flip run in its workers), each side training on a
     copy (with ``loader`` on, the tuned config's loader is drawn from too, at the stock worker
     count, and must give bit-identical batches; ``workers`` only changes which random crops a run
-    draws, so both sides train on the stock loader's batches); the python, numpy and torch RNGs seeded before every step on both
-    sides, so dropout (fastscnn's heads, segformer's drop_path) draws the same masks.
+    draws, so both sides train on the stock loader's batches); the python, numpy and torch RNGs
+    seeded before every step on both sides, so dropout (fastscnn's heads, segformer's drop_path)
+    draws the same masks.
 
     Control (context for the tolerance, not part of the verdict): before each stock step, the
     same step is also run from the stock state with the weights perturbed by one ulp

@@ -33,7 +33,8 @@ def test_budget_timeout_and_resume(tmp_path, monkeypatch):
                     "hang | 2 | sleep 60 & wait\n"
                     "big | 500 | echo big\n"
                     "small | 10 | echo small\n")
-    monkeypatch.setattr(gpu_session, "setup", lambda wheelhouse, state: {"name": "setup", "rc": 0, "wall_s": 0})
+    monkeypatch.setattr(gpu_session, "setup",
+                        lambda wheelhouse, state: {"name": "setup", "rc": 0, "wall_s": 0})
     out = tmp_path / "out"
     args = ["--plan", str(plan), "--out", str(out), "--state", str(tmp_path / "state")]
     assert gpu_session.main(args + ["--budget", "60"]) == 0
