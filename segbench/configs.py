@@ -38,7 +38,7 @@ class TrainSettings:
     distributed: bool = False
     seed: int = 0
     tuned: tuple[str, ...] = ()           # segbench.tuned.SWITCHES; () = the stock case
-    compile_mode: str = "default"         # with the "compile" switch: torch.compile's mode
+    compile_mode: str = "auto"            # with "compile": torch.compile's mode (tuned.COMPILE_MODES)
     compile_scope: str = "modules"        # with "compile": segbench.tuned.COMPILE_SCOPES
     cpus: int = 0                         # with "workers": CPU cores this process may use (0: ask)
     local_procs: int = 1                  # with "workers": training processes on this host
@@ -173,7 +173,8 @@ def tuned_options(cfg, s: TrainSettings) -> dict:
         opts["train_dataloader.num_workers"] = tuned.loader_workers(
             s.num_workers, s.cpus or len(os.sched_getaffinity(0)), s.local_procs)
     if "compile" in on and s.compile_scope == "train_step":
-        opts["compile.mode"] = s.compile_mode   # mmengine's Runner compiles train_step
+        # mmengine's Runner compiles train_step
+        opts["compile.mode"] = tuned.resolve_compile_mode(s.compile_mode, s.device)
     # (scope "modules": a hook, segbench.tuned.hooks)
     return opts
 

@@ -12,7 +12,8 @@ default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, BENCH_TIMEOUT (seconds,
 LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false),
 PROFILE_ITERS (FIRST-LAST, default 50-60), SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
-TUNED_COMPILE_MODE (default|max-autotune|reduce-overhead, with the compile switch),
+TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
+reduce-overhead on a GPU, default on the CPU),
 TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch).
 Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run).
 """
@@ -70,7 +71,7 @@ class Case:
     repeat: int = 1
     profile_window: tuple[int, int] | None = None
     tuned: tuple[str, ...] = ()
-    compile_mode: str = "default"
+    compile_mode: str = "auto"           # resolved by resolve_devices
     compile_scope: str = "modules"
     command: str = ""
     env_info: dict = field(default_factory=dict)
@@ -170,7 +171,7 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         switches = tuned.parse_switches(environ.get("TUNED"))
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    compile_mode = environ.get("TUNED_COMPILE_MODE") or "default"
+    compile_mode = environ.get("TUNED_COMPILE_MODE") or "auto"
     if compile_mode not in tuned.COMPILE_MODES:
         raise BadInput(f"TUNED_COMPILE_MODE must be one of {', '.join(tuned.COMPILE_MODES)}, "
                        f"not {compile_mode!r}")
@@ -210,6 +211,7 @@ def resolve_devices(case: Case, environ=os.environ) -> None:
         raise BadInput(f"no GPU is visible to torch {torch.__version__} but {what}; "
                        "run on a GPU host or set DEVICE=cpu for the CPU profile")
     case.device = "cpu" if want == "cpu" or have == 0 else "cuda"
+    case.compile_mode = tuned.resolve_compile_mode(case.compile_mode, case.device)
     if case.device == "cpu":
         case.nproc = _env_int(environ, "MP_PROCS", 2) if case.run_mode == "mp" else 1
         if case.fp_item != "fp32":

@@ -32,7 +32,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--profile-window", type=int, nargs=2, metavar=("FIRST", "LAST"))
     p.add_argument("--tuned", default="", metavar="LIST",
                    help="tuned-mode switches, comma-separated (segbench.tuned.SWITCHES)")
-    p.add_argument("--compile-mode", default="default")
+    p.add_argument("--compile-mode", default="auto")
     p.add_argument("--compile-scope", default="modules")
     return p.parse_args(argv)
 
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"[segbench] tuned: {cfg.train_dataloader.num_workers} data-loader workers per "
               f"process (NUM_WORKERS {s.num_workers}, {s.cpus} CPU cores, {s.local_procs} "
               "process(es) on this host)", flush=True)
-    hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(s.tuned, s.compile_mode, s.compile_scope)
+    hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(
+        s.tuned, tuned.resolve_compile_mode(s.compile_mode, s.device), s.compile_scope)
     if args.iters_prefix:
         hooks.append(dict(type="SegbenchTimerHook", out_prefix=args.iters_prefix,
                           precision=args.precision, count_flops=not args.no_flops,

@@ -52,7 +52,7 @@ import tempfile
 from pathlib import Path
 
 SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf32", "compile")
-COMPILE_MODES = ("default", "max-autotune", "reduce-overhead")
+COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
 COMPILE_SCOPES = ("modules", "train_step")
 COMPILE_PARTS = ("backbone", "neck", "decode_head", "auxiliary_head")
 PREPROCESSOR = "SegbenchDataPreProcessor"
@@ -131,6 +131,8 @@ def compile_modules(model, mode: str = "default", backend: str = "inductor") -> 
     import types
 
     import torch
+    device = next(model.parameters()).device.type
+    mode = resolve_compile_mode(mode, device)
     done = []
     for name in COMPILE_PARTS:
         part = getattr(model, name, None)
@@ -143,6 +145,16 @@ def compile_modules(model, mode: str = "default", backend: str = "inductor") -> 
             module.forward = types.MethodType(compiled, module)
             done.append(name if len(parts) == 1 else f"{name}.{i}")
     return done
+
+
+def resolve_compile_mode(mode: str, device: str) -> str:
+    """``auto`` (the default) -> ``reduce-overhead`` (inductor plus CUDA graphs) on a GPU, where
+    it was measured fastest -- on an H200 at batch 2 these models are bound by launching kernels,
+    and plain ``default`` compile was slower than no compile for fastscnn (benchmarks/RESULTS.md,
+    third session) -- and ``default`` elsewhere (CUDA graphs need CUDA). Other modes pass."""
+    if mode != "auto":
+        return mode
+    return "reduce-overhead" if device == "cuda" else "default"
 
 
 def loader_workers(stock: int, cpus: int, local_procs: int = 1) -> int:
@@ -433,7 +445,7 @@ def _rel(a: float, b: float) -> float:
 
 def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128),
                 data_root=None, precision: str = "fp32", seed: int = 0,
-                compile_mode: str = "default", compile_scope: str = "modules",
+                compile_mode: str = "auto", compile_scope: str = "modules",
                 lr_scale: float = 1.0,
                 tolerance: tuple[float, float] | None = None, control: bool = True) -> dict:
     """Train the stock and the tuned configuration side by side, step by step, and compare.
@@ -486,6 +498,7 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     switches = check_switches(switches)
     register()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    compile_mode = resolve_compile_mode(compile_mode, device)
     loss_tol, state_tol = TOLERANCE[precision] if tolerance is None else tolerance
     data_root = str(data_root or env.DEFAULT_DATA)
     common = dict(crop=tuple(crop) if crop else None, data_root=data_root, precision=precision,
@@ -588,7 +601,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root")
     e.add_argument("--precision", default="fp32", choices=sorted(TOLERANCE))
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
+    e.add_argument("--compile-mode", default="auto", choices=COMPILE_MODES)
     e.add_argument("--compile-scope", default="modules", choices=COMPILE_SCOPES)
     e.add_argument("--tolerance", type=float, nargs=2, metavar=("LOSS", "STATE"),
                    help="override the precision's tolerances")

@@ -177,6 +177,23 @@ def test_unknown_switch_or_mode_in_settings_is_rejected():
         configs.TrainSettings("fastscnn", 2, 50, 1, compile_mode="turbo").validate()
 
 
+def test_compile_mode_auto_is_cuda_graphs_on_a_gpu_only(tmp_path, monkeypatch):
+    assert tuned.resolve_compile_mode("auto", "cuda") == "reduce-overhead"
+    assert tuned.resolve_compile_mode("auto", "cpu") == "default"
+    assert tuned.resolve_compile_mode("max-autotune", "cuda") == "max-autotune"
+    for device, mode in (("cuda", "reduce-overhead"), ("cpu", "default")):
+        o = opts("fastscnn", ["compile"], device=device, compile_scope="train_step")
+        assert o["compile.mode"] == mode                   # the settings' default is auto
+    args = ["fastscnn", "sp", "fp32", "2", "50", "1"]
+    case = launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path), "TUNED": "compile"})
+    assert case.compile_mode == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    launch.resolve_devices(case, {})
+    assert case.device == "cpu" and case.compile_mode == "default"
+    cmd = launch.train_command(case, tmp_path / case.name)
+    assert cmd[cmd.index("--compile-mode") + 1] == "default"
+
+
 def test_launch_parses_tuned_knobs(tmp_path):
     args = ["fastscnn", "sp", "fp32", "2", "50", "1"]
     stock = launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path)})
