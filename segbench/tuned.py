@@ -83,6 +83,11 @@ ALL_VALUES = ("1", "all", "true", "yes", "on")
 # looser; judgements, not measured here (AMP needs a GPU).
 TOLERANCE = {"fp32": (1e-3, 5e-2), "fp16": (1e-2, 1e-1), "bf16": (3e-2, 2e-1)}
 CONTROL_EPS = 2.0 ** -24
+# The fp64 reference rule (see equivalence): the tuned step's distance from the same step computed
+# in float64 may be at most REF_MULTIPLIER x the stock step's distance from it, plus a tenth of the
+# state tolerance -- the rule torch's own compiler accuracy checks apply against an fp64 reference
+# (torch._dynamo.utils.same: multiplier 2, 3 for fp16/bf16 results, + tol/10).
+REF_MULTIPLIER = {"fp32": 2.0, "fp16": 3.0, "bf16": 3.0}
 
 
 def parse_switches(text: str | None) -> tuple[str, ...]:
@@ -325,12 +330,41 @@ def _same_batches(a: list, b: list) -> bool:
     return True
 
 
+def _no_dropout(model) -> int:
+    """Dropout and drop-path off (probability 0), in place; returns how many modules changed.
+
+    The equivalence check compares the deterministic part of a training step. Random masks cannot
+    be compared sample by sample across the sides: compiled code draws them from inductor's own
+    generator (on CUDA, Philox in Triton kernels; the H200 run showed it moving fastscnn's loss by
+    1e-2), and a float64 model draws other numbers than a float32 one from the same seed. The
+    dropout modules are the same code on every side, and no switch touches them."""
+    import torch
+    n = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p:
+            m.p, n = 0.0, n + 1
+        elif isinstance(getattr(m, "drop_prob", None), float) and m.drop_prob:   # DropPath
+            m.drop_prob, n = 0.0, n + 1
+    return n
+
+
+def _as_float64(model) -> None:
+    """The model in float64, its data preprocessor's output cast to match (the fp64 reference).
+    Parameters stay the same objects (``Module.double`` replaces their data)."""
+    model.double()
+    model.data_preprocessor.register_forward_hook(
+        lambda _mod, _args, out: dict(out, inputs=out["inputs"].double()))
+
+
 def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compile_=None,
-             compile_mode: str = "default", lr_scale: float = 1.0):
-    """The side's model (with ``state`` loaded) and its optimizer wrapper, as Runner.train()
-    would set them up, plus the tuned switches that act on the model."""
+             compile_mode: str = "default", lr_scale: float = 1.0, float64: bool = False):
+    """The side's model (with ``state`` loaded, dropout off) and its optimizer wrapper, as
+    Runner.train() would set them up, plus the tuned switches that act on the model."""
     model = runner.model
     model.load_state_dict(state)
+    _no_dropout(model)
+    if float64:
+        _as_float64(bare_model(model))
     optim_wrapper = runner.build_optim_wrapper(copy.deepcopy(cfg.optim_wrapper))
     optim_wrapper.initialize_count_status(model, 0, iters)
     if lr_scale != 1.0:                    # test-only: a deliberately non-equivalent run
@@ -447,7 +481,8 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
                 data_root=None, precision: str = "fp32", seed: int = 0,
                 compile_mode: str = "auto", compile_scope: str = "modules",
                 lr_scale: float = 1.0,
-                tolerance: tuple[float, float] | None = None, control: bool = True) -> dict:
+                tolerance: tuple[float, float] | None = None, control: bool = True,
+                reference: bool = True) -> dict:
     """Train the stock and the tuned configuration side by side, step by step, and compare.
 
     Each side is mmengine's Runner built from the harness's config (stock: no switch; tuned: the
@@ -465,19 +500,33 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     free-running losses cannot tell float reordering from a real difference. Lock-step checks one
     training step at N successive states of the real stock trajectory, without that amplification.
 
-    Compared per step: (1) the loss, relative difference; (2) the training state after the step,
-    as the L2 norm of (tuned - stock) over all of it divided by the norm of the stock step's own
-    change of that state (so 1.0 means "a whole update's worth of difference"). Both must be
-    within the precision's tolerance (TOLERANCE) at every step.
+    Compared per step: (1) the loss, relative difference, within the precision's loss tolerance
+    (TOLERANCE); (2) the training state after the step, as the L2 norm of (tuned - stock) over
+    all of it divided by the norm of the stock step's own change of that state (so 1.0 means "a
+    whole update's worth of difference"), per part (weights, buffers, optimizer state). The
+    state passes if that is within the state tolerance -- or, failing that, if the tuned step is
+    as close to the exact step as the stock step is (the fp64 rule below).
+
+    Why the fp64 rule: on an H200 at the seed crops one step's update was far more sensitive than
+    on the CPU -- the one-ulp control moved fastscnn's state by 0.14 of an update (CPU, 64x128:
+    0.015), and channels_last+foreach (identical loss to 4e-6) by 0.77 -- because at batch 2 some
+    layers' gradients are ill-conditioned (BN over the pyramid pooling's 1x1 bins normalises 2
+    values) and the GPU's convolutions differ in rounding by algorithm (TF32 by default, in
+    stock too). A fixed tolerance cannot tell that from a bug; an exact reference can. Each step
+    is also computed by a third, float64 copy of the stock model from the same state and batch,
+    and the tuned step passes if, for every part, its distance from that float64 step is at most
+    REF_MULTIPLIER (2 for fp32) times the stock step's distance from it, plus a tenth of the
+    state tolerance -- the rule torch's own compiler accuracy checks apply against an fp64
+    reference. The reference is used only if its loss agrees with stock's within the loss
+    tolerance (it computed the same step); ``reference=False`` skips it.
 
     Identical inputs: the same initial weights (the stock model initialised as Runner.train()
     does, its state_dict loaded into the tuned model); N batches drawn once from the stock config's
     seeded train data loader (random crop and flip run in its workers), each side training on a
     copy (with ``loader`` on, the tuned config's loader is drawn from too, at the stock worker
     count, and must give bit-identical batches; ``workers`` only changes which random crops a run
-    draws, so both sides train on the stock loader's batches); the python, numpy and torch RNGs
-    seeded before every step on both sides, so dropout (fastscnn's heads, segformer's drop_path)
-    draws the same masks.
+    draws, so both sides train on the stock loader's batches); dropout and drop-path off on every
+    side (:func:`_no_dropout` says why); the RNGs seeded before every step on both sides.
 
     Control (context for the tolerance, not part of the verdict): before each stock step, the
     same step is also run from the stock state with the weights perturbed by one ulp
@@ -522,13 +571,22 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
                                  channels_last="channels_last" in switches,
                                  compile_=compile_scope if "compile" in switches else None,
                                  compile_mode=compile_mode, lr_scale=lr_scale)
+        r_model = r_ow = None
+        if reference:
+            ref_runner, ref_cfg = _side(model, (), work_dir=Path(tmp) / "ref",
+                                        **dict(common, precision="fp32"))
+            r_model, r_ow = _prepare(ref_runner, ref_cfg, iters, state, float64=True)
+        multiplier = REF_MULTIPLIER[precision]
         stock_losses, tuned_losses, loss_rel, state_rel = [], [], [], []
         state_parts: dict = {}
         control_rows: list = []
+        ref_rows: list = []
         params = {f"model.{n}" for n, _ in s_model.named_parameters()}
         for step, batch in enumerate(batches):
             if step:
                 _sync(s_model, s_ow.optimizer, t_model, t_ow.optimizer)
+                if reference:
+                    _sync(s_model, s_ow.optimizer, r_model, r_ow.optimizer)
             before = _snapshot(s_model, s_ow.optimizer)
             if control:
                 c_loss, c_state = _control(s_model, s_ow, batch, seed + step)
@@ -545,9 +603,20 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
                                      "state_rel_diff": max(_state_diff(before, after_s, c_state,
                                                                        params).values())})
             loss_rel.append(_rel(tuned_losses[-1], stock_losses[-1]))
+            if reference:
+                ref_loss = _step(r_model, r_ow, batch, seed + step)
+                after_r = _snapshot(r_model, r_ow.optimizer)
+                ref_rows.append(_ref_row(ref_loss, stock_losses[-1], tuned_losses[-1],
+                                         _state_diff(before, after_r, after_s, params),
+                                         _state_diff(before, after_r, after_t, params),
+                                         multiplier, loss_tol, state_tol))
     finite = all(math.isfinite(x) for x in stock_losses + tuned_losses + state_rel)
     max_loss, max_state = max(loss_rel), max(state_rel)
-    ok = finite and max_loss <= loss_tol and max_state <= state_tol and same_data is not False
+    # the state passes at a step if the sides are within the tolerance of each other, or if the
+    # tuned step is no further from the float64 step than the fp64 rule allows (see above)
+    state_ok = [d <= state_tol or bool(ref_rows and ref_rows[i]["ok"])
+                for i, d in enumerate(state_rel)]
+    ok = finite and max_loss <= loss_tol and all(state_ok) and same_data is not False
     return {"model": model, "switches": list(switches), "device": device, "precision": precision,
             "iters": iters, "crop": list(crop) if crop else None, "seed": seed,
             "compile_mode": compile_mode if "compile" in switches else None,
@@ -557,7 +626,21 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
             "state_rel_diff": state_rel, "max_loss_rel_diff": max_loss,
             "max_state_rel_diff": max_state, "max_state_rel_diff_by_part": state_parts,
             "control_eps": CONTROL_EPS if control else None, "control": control_rows,
-            "same_batches": same_data, "ok": ok}
+            "reference": ref_rows if reference else None, "ref_multiplier": multiplier,
+            "state_ok": state_ok, "same_batches": same_data, "ok": ok}
+
+
+def _ref_row(ref_loss: float, stock_loss: float, tuned_loss: float, stock_err: dict,
+             tuned_err: dict, multiplier: float, loss_tol: float, state_tol: float) -> dict:
+    """One step against the float64 reference: each side's state distance from it (per part, in
+    units of the reference step's update) and whether the tuned one keeps the fp64 rule. The
+    reference counts only if it computed the same step: its loss within the loss tolerance of
+    the stock loss (else ``valid`` is False and it decides nothing)."""
+    valid = math.isfinite(ref_loss) and _rel(stock_loss, ref_loss) <= loss_tol
+    keeps = all(tuned_err[k] <= multiplier * stock_err[k] + state_tol / 10 for k in tuned_err)
+    return {"ref_loss": ref_loss, "stock_loss_rel_err": _rel(stock_loss, ref_loss),
+            "tuned_loss_rel_err": _rel(tuned_loss, ref_loss), "stock_err": stock_err,
+            "tuned_err": tuned_err, "valid": valid, "ok": valid and keeps}
 
 
 def format_report(r: dict) -> str:
@@ -573,6 +656,15 @@ def format_report(r: dict) -> str:
         s, t, d, w, c = row
         tail = (f"  {c['loss_rel_diff']:>20.3e}  {c['state_rel_diff']:>10.3e}" if c else "")
         lines.append(f"{i:>4}  {s:>14.8f}  {t:>14.8f}  {d:>10.3e}  {w:>10.3e}{tail}")
+    for i, row in enumerate(r.get("reference") or [], 1):
+        se, te = row["stock_err"], row["tuned_err"]
+        lines.append(f"fp64 reference, step {i}: state distance stock "
+                     + ", ".join(f"{k} {se[k]:.3e}" for k in se) + "; tuned "
+                     + ", ".join(f"{k} {te[k]:.3e}" for k in te)
+                     + (f" -> within {r['ref_multiplier']:g}x stock" if row["ok"] else
+                        " -> beyond the fp64 rule" if row["valid"] else
+                        f" -> reference not comparable (its loss is "
+                        f"{row['stock_loss_rel_err']:.1e} from stock's)"))
     lines.append(f"max loss rel diff {r['max_loss_rel_diff']:.3e} (tolerance "
                  f"{r['loss_tolerance']:g}); max state rel diff {r['max_state_rel_diff']:.3e} "
                  f"(tolerance {r['state_tolerance']:g})")
@@ -607,6 +699,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override the precision's tolerances")
     e.add_argument("--json", help="also write the result to this file")
     e.add_argument("--no-control", action="store_true", help="skip the one-ulp control runs")
+    e.add_argument("--no-reference", action="store_true",
+                   help="skip the float64 reference step (the state must then be within the "
+                        "tolerance)")
     e.add_argument("--lr-scale", type=float, default=1.0, help=argparse.SUPPRESS)  # test-only
     return p
 
@@ -624,7 +719,8 @@ def main(argv: list[str]) -> int:
                     data_root=args.data_root, precision=args.precision, seed=args.seed,
                     compile_mode=args.compile_mode, compile_scope=args.compile_scope,
                     lr_scale=args.lr_scale,
-                    tolerance=args.tolerance, control=not args.no_control)
+                    tolerance=args.tolerance, control=not args.no_control,
+                    reference=not args.no_reference)
     print(format_report(r), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1) + "\n")

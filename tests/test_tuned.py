@@ -265,6 +265,47 @@ def test_equivalence_detects_a_real_difference(small_data, capsys):
     assert "NOT EQUIVALENT" in out
 
 
+def test_fp64_reference_decides_when_the_sides_differ_beyond_the_tolerance(small_data):
+    """With a state tolerance far below the rounding differences, the direct comparison fails
+    every step; the float64 reference then decides, and passes the equivalent switches."""
+    common = dict(iters=2, crop=(64, 128), data_root=small_data, control=False,
+                  tolerance=(1e-3, 1e-5))
+    with_ref = tuned.equivalence("fastscnn", ("channels_last", "foreach"), **common)
+    assert all(d > 1e-5 for d in with_ref["state_rel_diff"])
+    assert with_ref["ok"] and with_ref["state_ok"] == [True, True]
+    for row in with_ref["reference"]:
+        assert row["valid"] and row["stock_loss_rel_err"] < 1e-5
+        for part, err in row["tuned_err"].items():
+            assert err <= 2 * row["stock_err"][part] + 1e-6
+    without = tuned.equivalence("fastscnn", ("channels_last", "foreach"), reference=False,
+                                **common)
+    assert not without["ok"] and without["reference"] is None
+
+
+def test_fp64_rule_needs_a_comparable_reference():
+    err = {"weights": 1e-3, "buffers": 1e-7}
+    row = tuned._ref_row(1.0, 1.0 + 1e-6, 1.0, err, err, 2.0, 1e-3, 5e-2)
+    assert row["valid"] and row["ok"]
+    far = tuned._ref_row(1.0, 1.1, 1.0, err, err, 2.0, 1e-3, 5e-2)     # another step's loss
+    assert not far["valid"] and not far["ok"]
+    worse = tuned._ref_row(1.0, 1.0, 1.0, err, {"weights": 3e-2, "buffers": 1e-7}, 2.0, 1e-3,
+                           5e-2)
+    assert worse["valid"] and not worse["ok"]                  # 3e-2 > 2 * 1e-3 + 5e-3
+
+
+@pytest.mark.parametrize("model", ["fastscnn", "segformer_b0"])
+def test_no_dropout_turns_every_dropout_and_drop_path_off(model):
+    from mmseg.registry import MODELS
+    tuned.register()
+    net = MODELS.build(configs.load(model).model)
+    before = [m for m in net.modules() if getattr(m, "p", 0) or getattr(m, "drop_prob", 0)]
+    assert before                                   # both models have some
+    assert tuned._no_dropout(net) == len(before)
+    assert not [m for m in net.modules()
+                if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p
+                or getattr(m, "drop_prob", 0)]
+
+
 def bench(env, *args, timeout=600):
     return subprocess.run(["bash", str(REPO / "run_benchmark.sh"), *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
