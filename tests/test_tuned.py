@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from segbench import configs, launch, tuned
+from segbench import configs, gpu_aug, launch, tuned
 
 REPO = Path(__file__).resolve().parent.parent
 SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels_last",
                "model.data_preprocessor.non_blocking", "optim_wrapper.optimizer.foreach",
                "optim_wrapper.optimizer.fused", "train_dataloader.pin_memory",
-               "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers"}
+               "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers",
+               "model.data_preprocessor.gpu_aug"}
+PACK_META = ("img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", "scale_factor",
+             "flip", "flip_direction", "reduce_zero_label", gpu_aug.PLAN_KEY)
 
 
 def opts(model="fastscnn", switches=(), device="cpu", **kw):
@@ -44,6 +47,11 @@ def test_stock_has_none_of_the_switch_options():
     ("compile", "cpu", "fastscnn", {}),      # scope "modules" (default): a hook, no option
     ("workers", "cuda", "fastscnn", {"train_dataloader.num_workers": 15}),   # 16 cores, 1 process
     ("tf32", "cuda", "segformer_b0", {}),                                      # a hook, no option
+    ("gpu_aug", "cuda", "fastscnn", {"model.data_preprocessor.type": tuned.PREPROCESSOR,
+                                     "model.data_preprocessor.gpu_aug": True,
+                                     **{f"train_dataloader.dataset.pipeline.{i}.type": t
+                                        for i, t in enumerate(gpu_aug.DEFERRED.values(), 2)},
+                                     "train_dataloader.dataset.pipeline.6.meta_keys": PACK_META}),
 ])
 def test_each_switch_adds_its_options(switch, device, model, expected):
     stock = opts(model, device=device, cpus=16)
