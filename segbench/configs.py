@@ -151,8 +151,8 @@ def tuned_options(cfg, s: TrainSettings) -> dict:
     from segbench import tuned
     on = set(s.tuned)
     opts: dict = {}
-    if on & {"channels_last", "non_blocking"}:
-        # mmseg's SegDataPreProcessor takes neither parameter: segbench's subclass does.
+    if on & {"channels_last", "non_blocking", "gpu_aug"}:
+        # mmseg's SegDataPreProcessor takes none of these parameters: segbench's subclass does.
         opts["model.data_preprocessor.type"] = tuned.PREPROCESSOR
     if "channels_last" in on:
         opts["model.data_preprocessor.channels_last"] = True
@@ -172,6 +172,10 @@ def tuned_options(cfg, s: TrainSettings) -> dict:
         import os
         opts["train_dataloader.num_workers"] = tuned.loader_workers(
             s.num_workers, s.cpus or len(os.sched_getaffinity(0)), s.local_procs)
+    if "gpu_aug" in on:
+        from segbench import gpu_aug
+        opts["model.data_preprocessor.gpu_aug"] = True
+        opts.update(gpu_aug.pipeline_options(cfg))
     if "compile" in on and s.compile_scope == "train_step":
         # mmengine's Runner compiles train_step
         opts["compile.mode"] = tuned.resolve_compile_mode(s.compile_mode, s.device)

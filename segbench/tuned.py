@@ -1,7 +1,8 @@
 """The tuned mode: PyTorch's best speed on the same workload, proven equivalent to the stock run.
 
 A tuned case trains the same model, batch, crop, data and optimizer as the stock case, with any of
-these switches on (``TUNED=1``/``all`` = every one; ``TUNED=channels_last,foreach`` = just those):
+these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=channels_last,foreach``
+= just those; ``TUNED=all,gpu_aug`` = all and that one):
 
 ``channels_last``  the model (a hook, before_train) and the input batch (a data preprocessor,
                    :class:`SegbenchDataPreProcessor`, a subclass of mmseg's SegDataPreProcessor
@@ -18,6 +19,15 @@ these switches on (``TUNED=1``/``all`` = every one; ``TUNED=channels_last,foreac
                    than NUM_WORKERS (:func:`loader_workers`). The same data and augmentations;
                    which random crop each sample gets depends on mmengine's per-worker seeds, so
                    the draws differ from the stock run's (their distribution does not).
+``gpu_aug``        the train pipeline's image augmentations (RandomResize, RandomCrop, RandomFlip,
+                   PhotoMetricDistortion) move from the loader's workers to the device: the
+                   workers draw the same random numbers and transform the labels as stock, leave
+                   the decoded image whole and record a plan that the data preprocessor
+                   (:class:`SegbenchDataPreProcessor`, ``gpu_aug=True``) applies on the device,
+                   reproducing cv2's and mmseg's arithmetic (segbench.gpu_aug says how). Labels
+                   are bit-identical to stock's, images too on this host's cv2 (else within
+                   segbench.gpu_aug.AUG_TOLERANCE):
+                   ``python -m segbench.tuned aug-equivalence MODEL`` is its proof.
 ``non_blocking``   asynchronous host-to-device copies of the batch (mmengine's
                    BaseDataPreprocessor ``non_blocking``; mmseg's SegDataPreProcessor does not take
                    the parameter, so this switch also selects :class:`SegbenchDataPreProcessor`).
@@ -38,7 +48,8 @@ Nothing else changes: the trainer is mmengine's Runner, unchanged. This module's
 torch (segbench.launch parses ``TUNED`` before torch is imported); :func:`register` defines and
 registers the data preprocessor and the hook.
 
-``python -m segbench.tuned equivalence MODEL ...`` is the proof; see :func:`equivalence`.
+``python -m segbench.tuned equivalence MODEL ...`` is the proof; see :func:`equivalence`
+(``aug-equivalence MODEL`` the ``gpu_aug`` switch's, in detail).
 """
 from __future__ import annotations
 
@@ -51,7 +62,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf32", "compile")
+SWITCHES = ("channels_last", "foreach", "loader", "workers", "gpu_aug", "non_blocking", "tf32",
+            "compile")
+# Switches that TUNED=all leaves out until a GPU run has measured them (name them to use them,
+# e.g. TUNED=all,gpu_aug): the figures recorded for TUNED=all stay the figures of what it runs.
+OPT_IN = ("gpu_aug",)
+DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
 COMPILE_SCOPES = ("modules", "train_step")
 COMPILE_PARTS = ("backbone", "neck", "decode_head", "auxiliary_head")
@@ -96,12 +112,14 @@ def parse_switches(text: str | None) -> tuple[str, ...]:
     if text.lower() in STOCK_VALUES:
         return ()
     if text.lower() in ALL_VALUES:
-        return SWITCHES
+        return DEFAULT_SWITCHES
     names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in SWITCHES]
+    if "all" in names:                     # all,gpu_aug: the default set plus opt-in switches
+        names += DEFAULT_SWITCHES
+    bad = [n for n in names if n not in SWITCHES and n != "all"]
     if bad or not names:
-        raise ValueError(f"TUNED must be 1, all, 0 or a comma list of {', '.join(SWITCHES)}; "
-                         f"unknown: {', '.join(map(repr, bad)) or repr(text)}")
+        raise ValueError(f"TUNED must be 1, all, 0 or a comma list of {', '.join(SWITCHES)} "
+                         f"(and all); unknown: {', '.join(map(repr, bad)) or repr(text)}")
     return tuple(s for s in SWITCHES if s in names)
 
 
@@ -217,19 +235,39 @@ def register() -> None:
     from mmseg.models.data_preprocessor import SegDataPreProcessor
     from mmseg.registry import MODELS
 
+    from segbench import gpu_aug
+    gpu_aug.register()
+
     @MODELS.register_module(name=PREPROCESSOR)
     class SegbenchDataPreProcessor(SegDataPreProcessor):
-        """mmseg's SegDataPreProcessor, plus: the batch in channels_last, and mmengine's
-        ``non_blocking`` host-to-device copy (which mmseg's ``__init__`` does not pass on)."""
+        """mmseg's SegDataPreProcessor, plus: the batch in channels_last, mmengine's
+        ``non_blocking`` host-to-device copy (which mmseg's ``__init__`` does not pass on), and
+        with ``gpu_aug`` the deferred augmentation plans applied on the device before the stock
+        path (BGR->RGB, normalise, pad, stack)."""
 
         def __init__(self, *args, channels_last: bool = False, non_blocking: bool = False,
-                     **kwargs):
+                     gpu_aug: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self._non_blocking = bool(non_blocking)
             self.channels_last = bool(channels_last)
+            self.gpu_aug = bool(gpu_aug)
+
+        def augment(self, data: dict) -> dict:
+            """The batch with its samples' augmentation plans applied on the device; a batch
+            without plans (not from a gpu_aug pipeline) as it is. Plans reaching a preprocessor
+            without ``gpu_aug`` are an error: it would train on whole, unaugmented images."""
+            samples = data.get("data_samples") or []
+            plans = [s.metainfo.get(gpu_aug.PLAN_KEY) for s in samples]
+            if all(p is None for p in plans):
+                return data
+            if not self.gpu_aug or any(p is None for p in plans):
+                raise RuntimeError("a batch with deferred augmentation plans needs "
+                                   f"{PREPROCESSOR}(gpu_aug=True) and a plan in every sample")
+            data = self.cast_data(data)
+            return dict(data, inputs=gpu_aug.apply_plans(data["inputs"], plans))
 
         def forward(self, data: dict, training: bool = False) -> dict:
-            out = super().forward(data, training)
+            out = super().forward(self.augment(data), training)
             inputs = out["inputs"]
             if self.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
                 out["inputs"] = inputs.contiguous(memory_format=torch.channels_last)
@@ -328,6 +366,21 @@ def _same_batches(a: list, b: list) -> bool:
             if not torch.equal(u.gt_sem_seg.data, v.gt_sem_seg.data):
                 return False
     return True
+
+
+def _aug_check(stock_batches: list, tuned_batches: list, stock_pre, tuned_pre) -> dict:
+    """The ``gpu_aug`` batches (whole images, plans) through the tuned data preprocessor against
+    the stock batches through the stock one (segbench.gpu_aug.compare_outputs and verdict)."""
+    import torch
+
+    from segbench import gpu_aug
+    counts: dict = {}
+    with torch.no_grad():
+        for a, b in zip(stock_batches, tuned_batches, strict=True):
+            counts = gpu_aug.add_counts(counts, gpu_aug.compare_outputs(
+                stock_pre(copy.deepcopy(a), True), tuned_pre(copy.deepcopy(b), True),
+                stock_pre.std.view(-1)))
+    return gpu_aug.verdict(counts)
 
 
 def _no_dropout(model) -> int:
@@ -535,6 +588,14 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
 
     ``tf32``: the flags are process-wide, so they are turned on for each tuned step only.
 
+    ``gpu_aug``: the tuned config's loader (stock worker count, same seed) is drawn from too; its
+    batches (whole images and augmentation plans) through the tuned data preprocessor must equal
+    the stock batches through the stock one -- labels and meta keys identical, images within
+    segbench.gpu_aug.AUG_TOLERANCE (the ``aug`` entry; it replaces ``loader``'s identical-batch
+    check, which whole images cannot pass). The training steps then run on the stock batches on
+    both sides (the tuned preprocessor passes batches without plans through the stock path), so
+    the loss and state comparison measures the other switches.
+
     Not compared: the learning-rate schedule (stepped by a hook these steps do not run; both sides
     use the initial rate, which no switch touches), speed, multi-process (DDP/SyncBN) behaviour.
     ``lr_scale`` multiplies the tuned side's learning rate: a test-only, deliberately
@@ -557,8 +618,15 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
         stock_runner, stock_cfg = _side(model, (), work_dir=Path(tmp) / "stock", **common)
         batches = _batches(stock_runner, stock_cfg, iters, seed)
         tuned_runner, tuned_cfg = _side(model, switches, work_dir=Path(tmp) / "tuned", **common)
-        same_data = None
-        if "loader" in switches:
+        same_data, aug = None, None
+        if "gpu_aug" in switches:
+            # the tuned loader's batches carry whole images and plans: compare them with the
+            # stock batches after each side's data preprocessor (stock worker count, as below)
+            aug = _aug_check(batches, _batches(tuned_runner, tuned_cfg, iters, seed,
+                                               stock_cfg.train_dataloader.num_workers),
+                             stock_runner.model.data_preprocessor,
+                             tuned_runner.model.data_preprocessor)
+        elif "loader" in switches:
             # the worker count decides the random draws (mmengine's per-worker seeds): compare
             # the loader switch's batches at the stock count
             same_data = _same_batches(batches, _batches(tuned_runner, tuned_cfg, iters, seed,
@@ -616,7 +684,8 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     # tuned step is no further from the float64 step than the fp64 rule allows (see above)
     state_ok = [d <= state_tol or bool(ref_rows and ref_rows[i]["ok"])
                 for i, d in enumerate(state_rel)]
-    ok = finite and max_loss <= loss_tol and all(state_ok) and same_data is not False
+    ok = (finite and max_loss <= loss_tol and all(state_ok) and same_data is not False
+          and (aug is None or aug["ok"]))
     return {"model": model, "switches": list(switches), "device": device, "precision": precision,
             "iters": iters, "crop": list(crop) if crop else None, "seed": seed,
             "compile_mode": compile_mode if "compile" in switches else None,
@@ -627,7 +696,7 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
             "max_state_rel_diff": max_state, "max_state_rel_diff_by_part": state_parts,
             "control_eps": CONTROL_EPS if control else None, "control": control_rows,
             "reference": ref_rows if reference else None, "ref_multiplier": multiplier,
-            "state_ok": state_ok, "same_batches": same_data, "ok": ok}
+            "state_ok": state_ok, "same_batches": same_data, "aug": aug, "ok": ok}
 
 
 def _ref_row(ref_loss: float, stock_loss: float, tuned_loss: float, stock_err: dict,
@@ -670,6 +739,12 @@ def format_report(r: dict) -> str:
                  f"(tolerance {r['state_tolerance']:g})")
     if r["same_batches"] is not None:
         lines.append(f"tuned data loader gives identical batches: {r['same_batches']}")
+    if r["aug"] is not None:
+        a = r["aug"]
+        lines.append(f"gpu_aug batches after the preprocessor: labels identical "
+                     f"{a['labels_identical']}, meta keys identical {a['meta_identical']}, image "
+                     f"max abs diff {a['max_abs']} levels, pixels off by >1 {a['share_gt1']:.2e} "
+                     f"(within tolerance: {a['ok']})")
     lines.append("EQUIVALENT" if r["ok"] else "NOT EQUIVALENT")
     return "\n".join(lines)
 
@@ -703,11 +778,35 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip the float64 reference step (the state must then be within the "
                         "tolerance)")
     e.add_argument("--lr-scale", type=float, default=1.0, help=argparse.SUPPRESS)  # test-only
+    a = sub.add_parser("aug-equivalence",
+                       help="gpu_aug: stock pipeline vs deferred augmentation, same images/seeds")
+    a.add_argument("model")
+    a.add_argument("--n", type=int, default=8, help="samples (default 8)")
+    a.add_argument("--seed", type=int, default=0, help="numpy seed of sample i: SEED + i")
+    a.add_argument("--crop", type=_crop, help="HxW (default: the model's own)")
+    a.add_argument("--batch-size", type=int, default=2)
+    a.add_argument("--data-root")
+    a.add_argument("--json", help="also write the result to this file")
     return p
+
+
+def _aug_main(args) -> int:
+    from segbench import gpu_aug
+    if args.n < 1 or args.batch_size < 1:
+        print("segbench.tuned: error: --n and --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    r = gpu_aug.aug_equivalence(args.model, n=args.n, crop=args.crop, data_root=args.data_root,
+                                seed=args.seed, batch_size=args.batch_size)
+    print(gpu_aug.format_report(r), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
+    return 0 if r["ok"] else 1
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd == "aug-equivalence":
+        return _aug_main(args)
     try:
         switches = parse_switches(args.switches)
         if args.iters < 1:

@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from segbench import configs, launch, tuned
+from segbench import configs, gpu_aug, launch, tuned
 
 REPO = Path(__file__).resolve().parent.parent
 SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels_last",
                "model.data_preprocessor.non_blocking", "optim_wrapper.optimizer.foreach",
                "optim_wrapper.optimizer.fused", "train_dataloader.pin_memory",
-               "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers"}
+               "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers",
+               "model.data_preprocessor.gpu_aug"}
+PACK_META = ("img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", "scale_factor",
+             "flip", "flip_direction", "reduce_zero_label", gpu_aug.PLAN_KEY)
 
 
 def opts(model="fastscnn", switches=(), device="cpu", **kw):
@@ -44,6 +47,11 @@ def test_stock_has_none_of_the_switch_options():
     ("compile", "cpu", "fastscnn", {}),      # scope "modules" (default): a hook, no option
     ("workers", "cuda", "fastscnn", {"train_dataloader.num_workers": 15}),   # 16 cores, 1 process
     ("tf32", "cuda", "segformer_b0", {}),                                      # a hook, no option
+    ("gpu_aug", "cuda", "fastscnn", {"model.data_preprocessor.type": tuned.PREPROCESSOR,
+                                     "model.data_preprocessor.gpu_aug": True,
+                                     **{f"train_dataloader.dataset.pipeline.{i}.type": t
+                                        for i, t in enumerate(gpu_aug.DEFERRED.values(), 2)},
+                                     "train_dataloader.dataset.pipeline.6.meta_keys": PACK_META}),
 ])
 def test_each_switch_adds_its_options(switch, device, model, expected):
     stock = opts(model, device=device, cpus=16)
@@ -157,14 +165,15 @@ def test_tf32_hook_only_with_the_switch_and_flags_restored():
 
 
 @pytest.mark.parametrize("text, expected", [
-    (None, ()), ("", ()), ("0", ()), ("1", tuned.SWITCHES), ("all", tuned.SWITCHES),
+    (None, ()), ("", ()), ("0", ()), ("1", tuned.DEFAULT_SWITCHES), ("all", tuned.DEFAULT_SWITCHES),
+    ("all,gpu_aug", tuned.SWITCHES), ("all,foreach", tuned.DEFAULT_SWITCHES),
     ("foreach,channels_last", ("channels_last", "foreach")), (" loader , compile ", ("loader", "compile")),
 ])
 def test_parse_switches(text, expected):
     assert tuned.parse_switches(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["bogus", "channels_last,bogus", ",", "all,foreach"])
+@pytest.mark.parametrize("bad", ["bogus", "channels_last,bogus", ",", "all,bogus"])
 def test_unknown_switch_is_rejected(bad):
     with pytest.raises(ValueError, match="TUNED must be"):
         tuned.parse_switches(bad)
@@ -201,9 +210,10 @@ def test_launch_parses_tuned_knobs(tmp_path):
                                     "TUNED_COMPILE_MODE": "max-autotune",
                                     "TUNED_COMPILE_SCOPE": "train_step"})
     assert stock.tuned == () and stock.name == "fastscnn_sp_bs2_fp32_1"
-    assert case.tuned == tuned.SWITCHES and case.name == "fastscnn_sp_bs2_fp32_1_tuned"
+    assert case.tuned == tuned.DEFAULT_SWITCHES and case.name == "fastscnn_sp_bs2_fp32_1_tuned"
+    assert "gpu_aug" not in case.tuned              # opt-in until measured on a GPU
     cmd = launch.train_command(case, tmp_path / case.name)
-    assert cmd[cmd.index("--tuned") + 1] == ",".join(tuned.SWITCHES)
+    assert cmd[cmd.index("--tuned") + 1] == ",".join(tuned.DEFAULT_SWITCHES)
     assert cmd[cmd.index("--compile-mode") + 1] == "max-autotune"
     assert cmd[cmd.index("--compile-scope") + 1] == "train_step"
     assert launch.parse_case(args, {"TRAIN_LOG_DIR": str(tmp_path)}).compile_scope == "modules"
