@@ -193,6 +193,7 @@ class _RankFile:
     meta: dict[str, Any]
     times: list[float] = field(default_factory=list)
     data_times: list[float | None] = field(default_factory=list)
+    gap_times: list[float | None] = field(default_factory=list)
     losses: list[float | None] = field(default_factory=list)
     mems: list[float | None] = field(default_factory=list)
 
@@ -458,6 +459,7 @@ def _read_rank_file(path: str, rank: int) -> _RankFile | None:
         last_iter = iteration
         data.times.append(time)
         data.data_times.append(_finite(obj.get("data_time")))
+        data.gap_times.append(_finite(obj.get("gap_time")))
         data.losses.append(_finite(obj.get("loss")))
         data.mems.append(_finite(obj.get("mem_mb")))
     return data
@@ -624,8 +626,16 @@ def _per_iter_block(ranks: list[_RankFile], warmup: int, images: tuple[int, int]
     ratio = None
     if window_ips is not None and stats["images_per_s"]:
         ratio = _finite(window_ips / stats["images_per_s"])
+    # between_share: the share of time between iterations -- the data wait plus mmengine's loop
+    # bookkeeping (model.train(), hooks); data_wait_source says whether data_wait_share is the
+    # timed wait for the batch ("iterator") or, in older files, that whole gap ("gap")
+    between = None
+    if any(g is not None for g in first.gap_times):
+        between = iteration_stats(first.times, first.gap_times, warmup, 0, 0)["data_wait_share"]
+    source = first.meta.get("data_time_source") or "gap"
     return {"n": stats.pop("n"), "warmup": stats.pop("warmup"), "rank_files": len(ranks),
-            **stats, "window_vs_per_iter": ratio}
+            **stats, "between_share": between, "data_wait_source": source,
+            "window_vs_per_iter": ratio}
 
 
 def _flops_block(meta: Mapping[str, Any], gpu_num: int, mean_time: float | None,

@@ -357,17 +357,23 @@ def test_invalid_arguments_raise() -> None:
 # ----------------------------------------------------------------------------- per-iteration stats
 
 def iters_files(directory: Path, case: str, rank0_times: list[float], *, device_name: str,
-                precision: str, flops: float | None = 1e12) -> None:
+                precision: str, flops: float | None = 1e12, gap_time: float | None = None) -> None:
+    """Rank files as the timing hook writes them; ``gap_time`` set = the current format (data
+    wait timed at the iterator, the whole gap beside it), None = the older one (no gap_time)."""
     for rank, mem_peak in ((0, 1000.0), (1, 1100.0)):
         meta = {"kind": "meta", "rank": rank, "world_size": 2, "device": "cuda",
                 "device_name": device_name, "batch_size": 4, "input_shape": [4, 3, 512, 1024],
                 "precision": precision, "flops_per_iter": flops, "flops_error": None}
+        if gap_time is not None:
+            meta["data_time_source"] = "iterator"
         lines = [json.dumps(meta)]
         for i, time in enumerate(rank0_times if rank == 0 else [0.5] * len(rank0_times)):
-            lines.append(json.dumps({"kind": "iter", "iter": i + 1, "rank": rank, "time": time,
-                                     "data_time": 0.02, "loss": 3.0 - 0.1 * i,
-                                     "mem_mb": mem_peak - len(rank0_times) + i + 1,
-                                     "t": 1.7e9 + i}))
+            row = {"kind": "iter", "iter": i + 1, "rank": rank, "time": time,
+                   "data_time": 0.02, "loss": 3.0 - 0.1 * i,
+                   "mem_mb": mem_peak - len(rank0_times) + i + 1, "t": 1.7e9 + i}
+            if gap_time is not None:
+                row["gap_time"] = gap_time
+            lines.append(json.dumps(row))
         (directory / f"{case}_iters.rank{rank}.jsonl").write_text("\n".join(lines) + "\n")
 
 
@@ -375,6 +381,16 @@ def record_log_with_interval(tmp_path: Path, log_interval: int) -> Path:
     text = (LOGS / "segbench_success.log").read_text().replace(
         '"log_interval": 10', f'"log_interval": {log_interval}')
     return write(tmp_path / "fastscnn_mp_bs4_fp32_2", text)
+
+
+def test_sidecar_splits_the_gap_into_data_wait_and_loop_time(tmp_path: Path) -> None:
+    log = record_log_with_interval(tmp_path, 2)
+    iters_files(tmp_path, log.name, [1.0] * 8 + [0.2] * 10, device_name="NVIDIA H200",
+                precision="fp32", gap_time=0.05)
+    per_iter = analyze(log, "fastscnn").stats["per_iter"]
+    assert per_iter["data_wait_source"] == "iterator"
+    assert per_iter["data_wait_share"] == pytest.approx(0.1)    # 0.02 of 0.2 s
+    assert per_iter["between_share"] == pytest.approx(0.25)     # 0.05 of 0.2 s
 
 
 def test_sidecar_per_iteration_block(tmp_path: Path) -> None:
@@ -394,6 +410,7 @@ def test_sidecar_per_iteration_block(tmp_path: Path) -> None:
     assert lo == pytest.approx(8 / (0.2 + half)) and hi == pytest.approx(8 / (0.2 - half))
     assert lo < per_iter["images_per_s"] < hi
     assert per_iter["data_wait_share"] == pytest.approx(0.1)  # 0.2 s of 2.0 s
+    assert per_iter["between_share"] is None and per_iter["data_wait_source"] == "gap"  # old format
     steady = per_iter["steady"]
     assert steady["first_half_mean"] == pytest.approx(0.1)
     assert steady["second_half_mean"] == pytest.approx(0.3)

@@ -1,0 +1,84 @@
+"""The timing hook (segbench.timing): what it counts as data wait. Driven the way mmengine's
+IterBasedTrainLoop drives it (model.train(), next(dataloader_iterator), the hook points), with a
+loader and a model.train() that take known times, so each share of the gap is known."""
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from segbench import timing
+
+LOAD_S, TRAIN_S = 0.03, 0.02   # next() waits this long; model.train() takes this long
+
+
+class SlowLoader:
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        time.sleep(LOAD_S)
+        return {"inputs": [torch.zeros(3, 8, 8)], "data_samples": []}
+
+
+class SlowTrainModel(torch.nn.Module):
+    def train(self, mode=True):
+        time.sleep(TRAIN_S)
+        return super().train(mode)
+
+
+def drive(tmp_path, loop, fetch=None) -> list[dict]:
+    """Three iterations of IterBasedTrainLoop.run's body around the hook's points; ``fetch``
+    gets a batch (default: next of the loop's dataloader_iterator, as mmengine does)."""
+    runner = SimpleNamespace(model=SlowTrainModel(), train_loop=loop, iter=0)
+    hook = timing.SegbenchTimerHook(str(tmp_path / "case_iters"), count_flops=False)
+    hook.before_train(runner)
+    for i in range(3):
+        runner.model.train()
+        batch = fetch() if fetch else next(runner.train_loop.dataloader_iterator)
+        hook.before_train_iter(runner, i, batch)
+        hook.after_train_iter(runner, i, batch, {"loss": torch.tensor(1.0)})
+        runner.iter += 1
+    hook.after_train(runner)
+    return [json.loads(ln) for ln in (tmp_path / "case_iters.rank0.jsonl").read_text().splitlines()]
+
+
+def test_data_time_is_the_wait_for_the_batch_not_the_loop_bookkeeping(tmp_path):
+    loop = SimpleNamespace(dataloader_iterator=SlowLoader())
+    meta, *iters = drive(tmp_path, loop)
+    assert meta["data_time_source"] == "iterator"
+    assert isinstance(loop.dataloader_iterator, timing._TimedIterator)   # the loop's own slot
+    for row in iters[1:]:       # iteration 1's clock starts after the meta line, mid-gap
+        assert LOAD_S * 0.9 <= row["data_time"] < LOAD_S + TRAIN_S * 0.9
+        assert row["gap_time"] >= row["data_time"] + TRAIN_S * 0.9       # model.train() too
+        assert row["time"] >= row["gap_time"]
+
+
+def test_without_the_iterator_slot_the_whole_gap_counts(tmp_path):
+    """A loop with no dataloader_iterator (e.g. epoch-based): the gap is all the hook can see."""
+    loader = SlowLoader()
+    meta, *iters = drive(tmp_path, SimpleNamespace(), fetch=lambda: next(loader))
+    assert meta["data_time_source"] == "gap"
+    for row in iters[1:]:
+        assert row["data_time"] == row["gap_time"] >= (LOAD_S + TRAIN_S) * 0.9
+
+
+def test_timed_iterator_passes_everything_through():
+    class Inner:
+        skip = "kept"
+
+        def __init__(self):
+            self.n = 0
+
+        def __next__(self):
+            self.n += 1
+            if self.n > 2:
+                raise StopIteration
+            return self.n
+
+    timed = timing._TimedIterator(Inner())
+    assert timed.last is None and timed.skip == "kept"
+    assert list(timed) == [1, 2] and timed.last is not None
+    with pytest.raises(StopIteration):
+        next(timed)
