@@ -113,6 +113,26 @@ def _str_or_none(value):
     return s or None
 
 
+def tuned_label(switches, compile_mode=None):
+    """The model-name suffix of a tuned case: which switches (``all``, ``all-compile`` for all
+    but one or two, ``+gpu_aug`` for opt-in ones, else the list) and compile's mode. Runs with
+    other switches are other variants: never matched or scaled against each other."""
+    if not switches:
+        return TUNED_LABEL
+    from segbench.tuned import DEFAULT_SWITCHES, SWITCHES
+    names = [str(x) for x in switches]
+    names = [x for x in SWITCHES if x in names] + [x for x in names if x not in SWITCHES]
+    missing = [x for x in DEFAULT_SWITCHES if x not in names]
+    extra = [x for x in names if x not in DEFAULT_SWITCHES]
+    if len(missing) <= 2:
+        text = "all" + "".join(f"-{x}" for x in missing) + "".join(f"+{x}" for x in extra)
+    else:
+        text = ",".join(names)
+    if "compile" in names and compile_mode:
+        text += f", compile {compile_mode}"
+    return f" (tuned: {text})"
+
+
 def parse_case_name(name):
     """Pull model/run_mode/bs/fp/gpus out of a log-file name.
 
@@ -269,7 +289,8 @@ def _build_row(path, speed, stats):
     model = _first(model, from_name["model"])
     tuned = stats.get("tuned")
     if (tuned if isinstance(tuned, list) else from_name["tuned"]) and model:
-        model += TUNED_LABEL
+        model += tuned_label(tuned if isinstance(tuned, list) else None,
+                             _str_or_none(stats.get("compile_mode")))
 
     images = _num(speed.get("FINAL_RESULT"))
     flag = _int(speed.get("JOB_FAIL_FLAG"))

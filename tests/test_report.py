@@ -585,5 +585,33 @@ def test_tuned_cases_are_their_own_variant(tmp_path):
                                                                  "batch_size": 2}))
     rows = {r["case"]: r for r in report.load_cases(tmp_path)}
     assert rows["fastscnn_sp_bs2_fp32_1"]["model"] == "fastscnn"
-    assert rows["fastscnn_sp_bs2_fp32_1_tuned"]["model"] == "fastscnn (tuned)"
+    assert rows["fastscnn_sp_bs2_fp32_1_tuned"]["model"] == "fastscnn (tuned: foreach)"
     assert report.identity(rows["fastscnn_sp_bs2_fp32_1"]) != report.identity(rows["fastscnn_sp_bs2_fp32_1_tuned"])
+
+
+def test_tuned_runs_with_other_switches_are_other_variants(tmp_path):
+    from segbench import report, tuned
+    every = list(tuned.DEFAULT_SWITCHES)
+    assert report.tuned_label(None) == " (tuned)"                 # only the name says tuned
+    assert report.tuned_label(every, "reduce-overhead") == " (tuned: all, compile reduce-overhead)"
+    assert report.tuned_label([s for s in every if s != "compile"]) == " (tuned: all-compile)"
+    assert report.tuned_label(every + ["gpu_aug"], "default") == \
+        " (tuned: all+gpu_aug, compile default)"
+    assert report.tuned_label(["tf32", "foreach"]) == " (tuned: foreach,tf32)"
+    runs = {"a": (every, "reduce-overhead", 62.0), "b": (every, "default", 36.0),
+            "c": ([s for s in every if s != "compile"], None, 48.0)}
+    for sub, (switches, mode, value) in runs.items():
+        d = tmp_path / sub
+        d.mkdir()
+        name = "fastscnn_sp_bs2_fp32_1_tuned"
+        speed = {"log_file": name, "model_name": "fastscnn", "mission_name": "图像分割",
+                 "direction_id": 0, "run_mode": "sp", "index": 1, "gpu_num": 1,
+                 "FINAL_RESULT": value, "JOB_FAIL_FLAG": 0, "UNIT": "images/s"}
+        (d / f"{name}_speed").write_text(json.dumps(speed, ensure_ascii=False))
+        (d / f"{name}_stats.json").write_text(json.dumps(
+            {"tuned": switches, "compile_mode": mode, "fp_item": "fp32", "batch_size": 2}))
+    rows = report.load_cases(tmp_path)
+    assert len({report.identity(r) for r in rows}) == 3
+    md = report.summary_markdown(rows)
+    assert "## fastscnn (tuned: all, compile reduce-overhead)" in md
+    assert "## fastscnn (tuned: all-compile)" in md
