@@ -1,8 +1,11 @@
 """The tuned mode's ``gpu_aug`` switch: the train pipeline's image augmentations run on the device.
 
-Why: at benchmark batch sizes the H200 waits on the data loader (fastscnn: 10% data-wait with 15
-workers). Per image the workers spend ~60% decoding the PNG, which stays where it is, and ~30% on
-RandomResize, RandomCrop, RandomFlip and PhotoMetricDistortion of the image, which this moves.
+Why: at benchmark batch sizes an H200 can wait on the data loader (stock fastscnn with 5 workers:
+29% of the time, in bursts of up to 0.1 s). Per image the workers spend ~60% decoding the PNG, which
+stays where it is, and ~30% on RandomResize, RandomCrop, RandomFlip and PhotoMetricDistortion of
+the image, which this moves. (The tuned runs' 10-13% "data wait" of 2026-11-29 was mostly the gap
+between iterations -- mmengine's per-iteration ``model.train()`` -- not the loader; see
+segbench.timing. Whether this switch pays on a GPU is not measured yet.)
 
 Worker side (:func:`register`, :func:`pipeline_options`): the config's four transforms become
 segbench subclasses of those very classes (``type`` renamed in place, so every parameter of any
