@@ -28,7 +28,7 @@ class _TimedIterator:
     """The train loop's data iterator, timing each ``next``: the wait for the batch alone.
 
     Between two iterations mmengine's IterBasedTrainLoop also calls ``model.train()`` (a walk over
-    every module: 1.3 ms for fastscnn, 4.9 ms for ocrnet_hrnetw48 on the dev CPU) and the hooks'
+    every module: 0.8-1.3 ms for fastscnn, 5-9 ms for ocrnet_hrnetw48 on the dev CPU) and the hooks'
     ``before_train_iter``; the gap between iteration boundaries counted those as data wait."""
 
     def __init__(self, inner):

@@ -1,6 +1,7 @@
 """The tuned mode (segbench.tuned): switches -> cfg-options, the pieces it registers, the
 equivalence check (it passes for equivalent switches and fails for a deliberate difference), and a
 tuned case end to end through run_benchmark.sh on the CPU."""
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -47,6 +48,7 @@ def test_stock_has_none_of_the_switch_options():
     ("compile", "cpu", "fastscnn", {}),      # scope "modules" (default): a hook, no option
     ("workers", "cuda", "fastscnn", {"train_dataloader.num_workers": 15}),   # 16 cores, 1 process
     ("tf32", "cuda", "segformer_b0", {}),                                      # a hook, no option
+    ("train_once", "cuda", "ocrnet_hrnetw48", {}),                             # a hook, no option
     ("gpu_aug", "cuda", "fastscnn", {"model.data_preprocessor.type": tuned.PREPROCESSOR,
                                      "model.data_preprocessor.gpu_aug": True,
                                      **{f"train_dataloader.dataset.pipeline.{i}.type": t
@@ -154,7 +156,7 @@ def test_workers_switch_uses_the_cores_each_process_has(stock, cpus, procs, expe
 def test_tf32_hook_only_with_the_switch_and_flags_restored():
     assert tuned.hooks(()) == [] and tuned.hooks(("foreach", "workers")) == []
     assert [h["type"] for h in tuned.hooks(tuned.SWITCHES)] == [
-        tuned.HOOK, tuned.TF32_HOOK, tuned.COMPILE_HOOK, tuned.LOADER_HOOK]
+        tuned.HOOK, tuned.TF32_HOOK, tuned.TRAIN_ONCE_HOOK, tuned.COMPILE_HOOK, tuned.LOADER_HOOK]
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     prev = tuned.set_tf32(True)
     try:
@@ -166,7 +168,8 @@ def test_tf32_hook_only_with_the_switch_and_flags_restored():
 
 @pytest.mark.parametrize("text, expected", [
     (None, ()), ("", ()), ("0", ()), ("1", tuned.DEFAULT_SWITCHES), ("all", tuned.DEFAULT_SWITCHES),
-    ("all,gpu_aug", tuned.SWITCHES), ("all,foreach", tuned.DEFAULT_SWITCHES),
+    ("all,gpu_aug,train_once", tuned.SWITCHES), ("all,foreach", tuned.DEFAULT_SWITCHES),
+    ("all,gpu_aug", tuple(s for s in tuned.SWITCHES if s != "train_once")),
     ("foreach,channels_last", ("channels_last", "foreach")), (" loader , compile ", ("loader", "compile")),
 ])
 def test_parse_switches(text, expected):
@@ -322,7 +325,7 @@ def bench(env, *args, timeout=600):
 
 
 def test_tuned_case_end_to_end(cpu_env):
-    env = dict(cpu_env, CROP="64x128", TUNED="foreach,channels_last,loader,workers,tf32")
+    env = dict(cpu_env, CROP="64x128", TUNED="foreach,channels_last,loader,workers,tf32,train_once")
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 0, r.stderr + r.stdout
     log_dir = Path(env["TRAIN_LOG_DIR"])
@@ -331,7 +334,7 @@ def test_tuned_case_end_to_end(cpu_env):
     speed = json.loads((log_dir / f"{case}_speed").read_text(encoding="utf-8"))
     assert speed["JOB_FAIL_FLAG"] == 0 and speed["log_file"] == case and speed["FINAL_RESULT"] > 0
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())
-    assert stats["tuned"] == ["channels_last", "foreach", "loader", "workers", "tf32"]
+    assert stats["tuned"] == ["channels_last", "foreach", "loader", "workers", "tf32", "train_once"]
     w = stats["warmup"]
     assert w["warmup_iters"] == 8 and 0 < w["first_iter_s"] <= w["warmup_total_s"]
     assert stats["per_iter"]["n"] == 4  # warm-up excluded from the steady-state figures
@@ -342,12 +345,38 @@ def test_tuned_case_end_to_end(cpu_env):
     text = (log_dir / case).read_text(encoding="utf-8")
     record = json.loads(text.splitlines()[0].split("case: ", 1)[1])
     assert record["case"] == case and record["tuned"] == ["channels_last", "foreach", "loader",
-                                                          "workers", "tf32"]
-    assert "--tuned channels_last,foreach,loader,workers,tf32" in record["train_command"]
+                                                          "workers", "tf32", "train_once"]
+    assert "--tuned channels_last,foreach,loader,workers,tf32,train_once" in record["train_command"]
+    assert "model.train() walks the modules only when the mode changes" in text
     assert "train loader workers shut down" in text
     assert "model converted to channels_last" in text and "TF32 on" in text
     assert "data-loader workers per process (NUM_WORKERS 1" in text
     assert "SegbenchDataPreProcessor" in text and "foreach=True" in text  # the config dump
+
+
+def test_train_once_walks_the_modules_only_when_the_mode_changes():
+    class NormEval(torch.nn.Sequential):     # like mmseg backbones with norm_eval=True
+        def train(self, mode=True):
+            super().train(mode)
+            self[1].eval()
+            return self
+
+    net = torch.nn.Sequential(NormEval(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)),
+                              torch.nn.Dropout(0.1))
+    ref = copy.deepcopy(net)
+    net.train = tuned.TrainOnce(net)
+    modes = lambda m: [x.training for x in m.modules()]   # noqa: E731
+    for _ in range(3):
+        assert net.train() is net
+    ref.train()
+    assert net.train.walks == 1 and modes(net) == modes(ref) and modes(net)[3] is False  # the BN stays in eval
+    net.eval()                            # Module.eval calls self.train(False): the wrapper
+    assert net.train.walks == 2 and not any(modes(net))
+    net.train()
+    assert net.train.walks == 3 and modes(net) == modes(ref)
+    clone = copy.deepcopy(net)            # the FLOP probe's copy walks its own modules
+    clone.eval()
+    assert not any(modes(clone)) and modes(net) == modes(ref)
 
 
 def test_bogus_switch_is_bad_input(cpu_env):
