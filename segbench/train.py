@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> None:
         crop=tuple(args.crop) if args.crop else None, data_root=args.data_root,
         work_dir=args.work_dir, log_interval=args.log_interval, device=device,
         distributed=distributed, tuned=tuned.parse_switches(args.tuned),
-        compile_mode=args.compile_mode, compile_scope=args.compile_scope, cpus=len(os.sched_getaffinity(0)),
+        compile_mode=args.compile_mode, compile_scope=args.compile_scope,
+        cpus=len(os.sched_getaffinity(0)),
         local_procs=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if s.tuned:
         tuned.register()  # the data preprocessor and hook the tuned config names
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"[segbench] tuned: {cfg.train_dataloader.num_workers} data-loader workers per "
               f"process (NUM_WORKERS {s.num_workers}, {s.cpus} CPU cores, {s.local_procs} "
               "process(es) on this host)", flush=True)
-    hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(
-        s.tuned, tuned.resolve_compile_mode(s.compile_mode, s.device), s.compile_scope)
+    hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(s.tuned, s.compile_mode,
+                                                               s.compile_scope)
     if args.iters_prefix:
         hooks.append(dict(type="SegbenchTimerHook", out_prefix=args.iters_prefix,
                           precision=args.precision, count_flops=not args.no_flops,

@@ -139,7 +139,7 @@ def check_switches(switches) -> tuple[str, ...]:
     return tuple(s for s in SWITCHES if s in switches)
 
 
-def hooks(switches, compile_mode: str = "default", compile_scope: str = "modules") -> list[dict]:
+def hooks(switches, compile_mode: str = "auto", compile_scope: str = "modules") -> list[dict]:
     """The custom hooks a tuned run adds to the config."""
     out = [dict(type=HOOK, priority="VERY_HIGH")] if "channels_last" in switches else []
     if "tf32" in switches:
@@ -160,12 +160,11 @@ def compile_modules(model, mode: str = "default", backend: str = "inductor") -> 
 
     The compiled function is the class's forward, bound to the module as a method: a deep copy of
     the model (the timing hook's FLOP probe) then calls it with the copy as ``self``, not the
-    original module."""
+    original module. ``mode`` is torch.compile's (``auto`` resolved by the caller:
+    :func:`resolve_compile_mode`)."""
     import types
 
     import torch
-    device = next(model.parameters()).device.type
-    mode = resolve_compile_mode(mode, device)
     done = []
     for name in COMPILE_PARTS:
         part = getattr(model, name, None)
@@ -331,12 +330,14 @@ def register() -> None:
         """torch.compile of the model's network parts (:func:`compile_modules`) before training.
         Compilation itself happens in the first iterations, which the figures skip."""
 
-        def __init__(self, mode: str = "default"):
+        def __init__(self, mode: str = "auto"):
             self.mode = mode
 
         def before_train(self, runner) -> None:
-            names = compile_modules(bare_model(runner.model), self.mode)
-            runner.logger.info(f"[segbench] tuned: torch.compile (mode {self.mode}) of "
+            model = bare_model(runner.model)
+            mode = resolve_compile_mode(self.mode, next(model.parameters()).device.type)
+            names = compile_modules(model, mode)
+            runner.logger.info(f"[segbench] tuned: torch.compile (mode {mode}) of "
                                f"{', '.join(names)}")
 
     @HOOKS.register_module(name=LOADER_HOOK)
@@ -744,9 +745,10 @@ def _ref_row(ref_loss: float, stock_loss: float, tuned_loss: float, stock_err: d
     units of the reference step's update) and whether the tuned one keeps the fp64 rule. The
     reference counts only if it computed the same step: its loss within the loss tolerance of
     the stock loss (else ``valid`` is False and it decides nothing)."""
-    valid = math.isfinite(ref_loss) and _rel(stock_loss, ref_loss) <= loss_tol
+    stock_rel = _rel(stock_loss, ref_loss)
+    valid = math.isfinite(ref_loss) and stock_rel <= loss_tol
     keeps = all(tuned_err[k] <= multiplier * stock_err[k] + state_tol / 10 for k in tuned_err)
-    return {"ref_loss": ref_loss, "stock_loss_rel_err": _rel(stock_loss, ref_loss),
+    return {"ref_loss": ref_loss, "stock_loss_rel_err": stock_rel,
             "tuned_loss_rel_err": _rel(tuned_loss, ref_loss), "stock_err": stock_err,
             "tuned_err": tuned_err, "valid": valid, "ok": valid and keeps}
 
@@ -836,9 +838,14 @@ def _aug_main(args) -> int:
         return 2
     r = gpu_aug.aug_equivalence(args.model, n=args.n, crop=args.crop, data_root=args.data_root,
                                 seed=args.seed, batch_size=args.batch_size)
-    print(gpu_aug.format_report(r), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
+    return _finish(r, gpu_aug.format_report(r), args.json)
+
+
+def _finish(r: dict, report: str, json_path: str | None) -> int:
+    """Print a check's report, write its result as JSON if asked; exit status 0 if it passed."""
+    print(report, flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(r, indent=1) + "\n")
     return 0 if r["ok"] else 1
 
 
@@ -859,10 +866,7 @@ def main(argv: list[str]) -> int:
                     lr_scale=args.lr_scale,
                     tolerance=args.tolerance, control=not args.no_control,
                     reference=not args.no_reference)
-    print(format_report(r), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
-    return 0 if r["ok"] else 1
+    return _finish(r, format_report(r), args.json)
 
 
 if __name__ == "__main__":

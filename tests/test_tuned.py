@@ -77,6 +77,28 @@ def test_compile_scope_decides_option_or_hook():
         configs.TrainSettings("fastscnn", 2, 50, 1, compile_scope="all").validate()
 
 
+def test_compile_hook_resolves_auto_by_the_model_device():
+    """The hook (scope modules) turns ``auto`` into the mode for the model's device: on this CPU
+    ``default`` (wrapping is lazy: nothing compiles until a forward runs)."""
+    from types import SimpleNamespace
+
+    from mmengine.registry import HOOKS
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    tuned.register()
+    net = MODELS.build(configs.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu",
+                                                           crop=(64, 128))).model)
+    said = []
+    runner = SimpleNamespace(model=net, logger=SimpleNamespace(info=said.append))
+    cfg = dict(tuned.hooks(["compile"])[0])
+    cfg.pop("priority")                          # the Runner takes it off before building
+    assert cfg == {"type": tuned.COMPILE_HOOK, "mode": "auto"}
+    HOOKS.build(cfg).before_train(runner)
+    assert said == ["[segbench] tuned: torch.compile (mode default) of backbone, decode_head, "
+                    "auxiliary_head.0, auxiliary_head.1"]
+
+
 @pytest.mark.parametrize("model, expected", [
     ("fastscnn", ["backbone", "decode_head", "auxiliary_head.0", "auxiliary_head.1"]),
     ("ocrnet_hrnetw48", ["backbone", "decode_head.0", "decode_head.1"]),
