@@ -4,10 +4,16 @@ For each model, in one session on one device, alternately:
   * plain mmseg:  python mmseg/.mim/tools/train.py configs/<model>.py --cfg-options <the harness's>
   * the harness:  bash run_benchmark.sh <model> sp <fp> <bs> <iters> <workers>
 and compute both FINAL_RESULTs with the same analysis (the seed's formula). Prints one row per model
-(median plain, median harness, ratio, CVs over --pairs N alternating runs) and writes
-results.csv / results.json into --out.
+(median plain, median harness, ratio, CVs over the runs) and writes results.csv / results.json
+into --out.
 
     python benchmarks/fidelity.py --models fastscnn,segformer_b0 --iters 500 --pairs 2 --out DIR
+    python benchmarks/fidelity.py --models ocrnet_hrnetw48 --order PHHP --out DIR
+
+``--order`` spells the run sequence per model (P = plain, H = harness; default PH repeated --pairs
+times). PHHP puts each side first once, so a first-position effect (a warmer GPU or page cache for
+the second run) cancels instead of favouring one side; PP or H alone split a sequence over several
+calls of a short device lease.
 """
 from __future__ import annotations
 
@@ -63,9 +69,13 @@ def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, t
     rc = subprocess.run(["bash", str(REPO / "run_benchmark.sh"), model, "sp", fp, str(bs),
                          str(iters), str(workers)],
                         env=dict(os.environ, TRAIN_LOG_DIR=str(log_dir), **extra_env)).returncode
-    case = f"{model}_sp_bs{bs}_{fp}_1"
-    speed = json.loads((log_dir / f"{case}_speed").read_text())
-    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    # the case name ends in the gpu count, "NA" when the run failed before it was known
+    speed_file = next(iter(sorted(log_dir.glob(f"{model}_sp_bs{bs}_{fp}_*_speed"))), None)
+    if speed_file is None:
+        raise SystemExit(f"fidelity: the harness wrote no speed file in {log_dir} (exit {rc})")
+    speed = json.loads(speed_file.read_text())
+    stats_file = speed_file.with_name(speed_file.name[:-len("_speed")] + "_stats.json")
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     return {"images_per_s": speed["FINAL_RESULT"], "rc": rc, "wall_s": round(time.monotonic() - t0, 1),
             "stats": stats}
 
@@ -79,12 +89,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--workers", type=int, default=5)
     p.add_argument("--pairs", type=int, default=1,
                    help="alternating (plain, harness) runs per model; medians and CVs over them")
+    p.add_argument("--order", help="run sequence per model, letters P (plain) and H (harness), "
+                                   "e.g. PHHP; default PH repeated --pairs times")
     p.add_argument("--no-plain", action="store_true", help="only the harness (stability)")
     p.add_argument("--crop", help="HxW (default: the model's own); for a quick CPU check")
     p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--data-root", default=str(REPO / "data" / "cityscapes"))
     p.add_argument("--out", type=Path, default=Path("fidelity_out"))
     a = p.parse_args(argv)
+    order = (a.order or ("H" if a.no_plain else "PH") * a.pairs).upper()
+    if not order or set(order) - {"P", "H"}:
+        p.error(f"--order must be letters P and H, e.g. PHHP, not {a.order!r}")
     a.out.mkdir(parents=True, exist_ok=True)
     crop = tuple(int(x) for x in a.crop.split("x")) if a.crop else None
     extra_env = {"DATA_ROOT": a.data_root, "LOG_INTERVAL": str(a.log_interval)}
@@ -94,25 +109,30 @@ def main(argv: list[str]) -> int:
     for model in [m for m in a.models.split(",") if m]:
         row: dict = {"model": model, "fp": a.fp, "bs": a.bs, "iters": a.iters, "workers": a.workers}
         plain_figs, figs, runs = [], [], []
-        for i in range(1, a.pairs + 1):  # alternate, so drift on the host hits both sides alike
-            if not a.no_plain:
+        for letter in order:  # alternate, so drift on the host hits both sides alike
+            if letter == "P":
                 plain_figs.append(plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root,
-                                              a.out, f"p{i}", crop, a.log_interval)["images_per_s"])
-            runs.append(harness(model, a.fp, a.bs, a.iters, a.workers, a.out, f"{model}_r{i}",
-                                extra_env))
-            figs.append(runs[-1]["images_per_s"])
-        row["harness_runs"], row["harness"], row["harness_cv"] = figs, statistics.median(figs), _cv(figs)
+                                              a.out, f"p{len(plain_figs) + 1}", crop,
+                                              a.log_interval)["images_per_s"])
+            else:
+                runs.append(harness(model, a.fp, a.bs, a.iters, a.workers, a.out,
+                                    f"{model}_r{len(runs) + 1}", extra_env))
+                figs.append(runs[-1]["images_per_s"])
+        row["order"] = order
+        if figs:
+            row["harness_runs"], row["harness"], row["harness_cv"] = \
+                figs, statistics.median(figs), _cv(figs)
         if plain_figs:
             row["plain_runs"], row["plain"], row["plain_cv"] = \
                 plain_figs, statistics.median(plain_figs), _cv(plain_figs)
-        st = runs[-1]["stats"]
+        st = runs[-1]["stats"] if runs else {}
         pi = st.get("per_iter") or {}
         row["per_iter_images_per_s"] = pi.get("images_per_s")
         row["per_iter_cv"] = pi.get("cv")
         row["data_wait_share"] = pi.get("data_wait_share")
         row["peak_mb"] = (st.get("memory") or {}).get("peak_mb_per_rank")
         row["tflops"] = (st.get("flops") or {}).get("tflops_achieved")
-        if row.get("plain"):
+        if row.get("plain") and row.get("harness"):
             row["ratio"] = round(row["harness"] / row["plain"], 4)
         rows.append(row)
         print("fidelity: " + json.dumps(row), flush=True)
@@ -125,7 +145,8 @@ def main(argv: list[str]) -> int:
     print(f"{'model':<16} {'plain':>9} {'harness':>9} {'ratio':>7} {'CV':>7}")
     for r in rows:
         cv = f"{100 * r['harness_cv']:.2f}%" if r.get("harness_cv") is not None else "-"
-        print(f"{r['model']:<16} {r.get('plain', '-'):>9} {r['harness']:>9} {r.get('ratio', '-'):>7} {cv:>7}")
+        print(f"{r['model']:<16} {r.get('plain', '-'):>9} {r.get('harness', '-'):>9} "
+              f"{r.get('ratio', '-'):>7} {cv:>7}")
     return 0
 
 
