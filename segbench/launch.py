@@ -10,7 +10,8 @@ speed file and stats sidecar through segbench.analysis (the code behind analysis
 Knobs (environment): TRAIN_LOG_DIR, CUDA_VISIBLE_DEVICES, DEVICE (auto|cuda|cpu), MP_PROCS (CPU mp,
 default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, BENCH_TIMEOUT (seconds, default 900),
 LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false),
-PROFILE_ITERS (FIRST-LAST, default 50-60), SEGBENCH_VERBOSE (1: echo all training output),
+PROFILE_ITERS (FIRST-LAST, default 50-60), FLOPS (true|false: the one-off FLOP count before
+iteration 1, default true), SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
 reduce-overhead on a GPU, default on the CPU),
@@ -70,6 +71,7 @@ class Case:
     timeout_s: float = 900.0
     repeat: int = 1
     profile_window: tuple[int, int] | None = None
+    count_flops: bool = True              # FLOPS: the timing hook's FLOP probe before iteration 1
     tuned: tuple[str, ...] = ()
     compile_mode: str = "auto"           # resolved by resolve_devices
     compile_scope: str = "modules"
@@ -95,6 +97,10 @@ class Case:
 
 # ---------------------------------------------------------------------------------------------
 # Parsing and validation
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
 
 def _positive_int(name: str, text: str) -> int:
     if not re.fullmatch(r"[0-9]+", text or "") or int(text) < 1:
@@ -167,6 +173,9 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
             raise BadInput(f"PROFILE_ITERS must be FIRST-LAST, not {environ.get('PROFILE_ITERS')!r}")
         profile_window = (int(m.group(1)), min(int(m.group(2)), max_iter))
+    flops_text = (environ.get("FLOPS") or "true").strip().lower()
+    if flops_text not in _TRUE + _FALSE:
+        raise BadInput(f"FLOPS must be true or false, not {environ.get('FLOPS')!r}")
     try:
         switches = tuned.parse_switches(environ.get("TUNED"))
     except ValueError as exc:
@@ -186,7 +195,7 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
         timeout_s=_duration(environ, "BENCH_TIMEOUT", 900.0),
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
-        tuned=switches, compile_mode=compile_mode, compile_scope=compile_scope,
+        count_flops=flops_text in _TRUE, tuned=switches, compile_mode=compile_mode, compile_scope=compile_scope,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
         master_addr=environ.get("MASTER_ADDR") or "127.0.0.1",
         master_port=_env_int(environ, "MASTER_PORT", 0, 0))
@@ -261,6 +270,8 @@ def train_command(case: Case, log_stem: Path) -> list[str]:
             "--iters-prefix", str(Path(f"{log_stem}_iters"))]
     if case.crop:
         args += ["--crop", str(case.crop[0]), str(case.crop[1])]
+    if not case.count_flops:
+        args.append("--no-flops")
     if case.profile_window:
         args += ["--profile-window", str(case.profile_window[0]), str(case.profile_window[1])]
     if case.tuned:
@@ -383,6 +394,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "fp_item": case.fp_item, "batch_size": case.batch_size, "max_iter": case.max_iter,
         "num_workers": case.num_workers, "gpu_num": case.gpu_num, "nnodes": case.nnodes,
         "device": case.device, "profile": case.profile, "log_interval": case.log_interval,
+        "count_flops": case.count_flops,
         "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
         "tuned": list(case.tuned),
         "compile_mode": case.compile_mode if "compile" in case.tuned else None,

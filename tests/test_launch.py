@@ -247,6 +247,17 @@ def test_parse_case_knobs():
         launch.parse_case(["fastscnn", "sp", "fp32", "2", "500", "5"], {"CROP": "16x16"})
 
 
+def test_flops_knob_turns_the_probe_off_and_is_validated():
+    argv = ["fastscnn", "sp", "fp32", "2", "500", "5"]
+    on = launch.parse_case(argv, {})
+    assert on.count_flops and "--no-flops" not in launch.train_command(on, Path("/tmp/x/log"))
+    for text in ("false", "0", "no", "OFF"):
+        off = launch.parse_case(argv, {"FLOPS": text})
+        assert not off.count_flops and "--no-flops" in launch.train_command(off, Path("/tmp/x/log"))
+    with pytest.raises(launch.BadInput, match="FLOPS must be true or false"):
+        launch.parse_case(argv, {"FLOPS": "maybe"})
+
+
 def test_port_in_use_is_refused(cpu_env):
     import socket
     with socket.socket() as s:
