@@ -13,7 +13,10 @@ into --out.
 ``--order`` spells the run sequence per model (P = plain, H = harness; default PH repeated --pairs
 times). PHHP puts each side first once, so a first-position effect (a warmer GPU or page cache for
 the second run) cancels instead of favouring one side; PP or H alone split a sequence over several
-calls of a short device lease.
+calls of a short device lease. Two more letters take the difference apart when the two disagree:
+T = plain mmseg with the harness's timing hook added (a config inheriting the model's, with the
+hook as a custom hook: its device syncs and FLOP probe, none of the launcher), N = the harness
+with ``FLOPS=false`` (no FLOP probe). Each letter's runs get their median and ratio to plain.
 """
 from __future__ import annotations
 
@@ -33,14 +36,31 @@ sys.path.insert(0, str(REPO))
 from segbench import analysis, configs  # noqa: E402
 
 
+LETTERS = {"P": "plain", "H": "harness", "T": "plain_with_hook", "N": "harness_no_flops"}
+
+
 def _cv(xs: list[float]) -> float | None:
     return statistics.stdev(xs) / statistics.mean(xs) if len(xs) > 1 and statistics.mean(xs) > 0 else None
 
 
+def hooked_config(model: str, fp: str, out: Path, tag: str) -> Path:
+    """A config inheriting configs/<model>.py that adds the harness's timing hook (FLOP probe on),
+    for plain tools/train.py: the hook's own effect, without the harness's launcher."""
+    path = out / f"plain_{tag}_{model}_hooked.py"
+    prefix = out / f"plain_{tag}_{model}_iters"
+    path.write_text(
+        f"_base_ = [{str(configs.config_path(model))!r}]\n"
+        "custom_imports = dict(imports=['segbench.timing'], allow_failed_imports=False)\n"
+        f"custom_hooks = [dict(type='SegbenchTimerHook', out_prefix={str(prefix)!r}, "
+        f"precision={fp!r}, count_flops=True)]\n")
+    return path
+
+
 def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_root: str,
                 out: Path, tag: str, crop: tuple[int, int] | None = None,
-                log_interval: int = 10) -> dict:
-    """Plain mmseg tools/train.py with exactly the harness's cfg-options (no segbench hook)."""
+                log_interval: int = 10, with_hook: bool = False) -> dict:
+    """Plain mmseg tools/train.py with exactly the harness's cfg-options (no segbench hook unless
+    ``with_hook``: then the timing hook, through a config that inherits the model's)."""
     import mmseg
     train_py = Path(mmseg.__file__).parent / ".mim" / "tools" / "train.py"
     import torch
@@ -50,7 +70,8 @@ def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_roo
                               device="cuda" if torch.cuda.is_available() else "cpu")
     opts = configs.options(configs.load(model), s)
     log = out / f"plain_{tag}_{model}_sp_bs{bs}_{fp}_1"
-    cmd = [sys.executable, str(train_py), str(configs.config_path(model)),
+    config = hooked_config(model, fp, out, tag) if with_hook else configs.config_path(model)
+    cmd = [sys.executable, str(train_py), str(config),
            "--work-dir", str(out / f"plain_{tag}_{model}_work"), "--cfg-options", *configs.as_cli(opts)]
     t0 = time.monotonic()
     with open(log, "w") as fh:
@@ -98,8 +119,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=Path("fidelity_out"))
     a = p.parse_args(argv)
     order = (a.order or ("H" if a.no_plain else "PH") * a.pairs).upper()
-    if not order or set(order) - {"P", "H"}:
-        p.error(f"--order must be letters P and H, e.g. PHHP, not {a.order!r}")
+    if not order or set(order) - set(LETTERS):
+        p.error(f"--order must be letters of {''.join(LETTERS)}, e.g. PHHP, not {a.order!r}")
     a.out.mkdir(parents=True, exist_ok=True)
     crop = tuple(int(x) for x in a.crop.split("x")) if a.crop else None
     extra_env = {"DATA_ROOT": a.data_root, "LOG_INTERVAL": str(a.log_interval)}
@@ -108,17 +129,32 @@ def main(argv: list[str]) -> int:
     rows = []
     for model in [m for m in a.models.split(",") if m]:
         row: dict = {"model": model, "fp": a.fp, "bs": a.bs, "iters": a.iters, "workers": a.workers}
-        plain_figs, figs, runs = [], [], []
+        by_letter: dict[str, list[float]] = {k: [] for k in LETTERS}
+        runs = []
         for letter in order:  # alternate, so drift on the host hits both sides alike
-            if letter == "P":
-                plain_figs.append(plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root,
-                                              a.out, f"p{len(plain_figs) + 1}", crop,
-                                              a.log_interval)["images_per_s"])
+            n = len(by_letter[letter]) + 1
+            if letter in "PT":
+                tag = f"{'p' if letter == 'P' else 't'}{n}"
+                fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out, tag,
+                                  crop, a.log_interval, with_hook=letter == "T")["images_per_s"]
             else:
-                runs.append(harness(model, a.fp, a.bs, a.iters, a.workers, a.out,
-                                    f"{model}_r{len(runs) + 1}", extra_env))
-                figs.append(runs[-1]["images_per_s"])
+                name = f"{model}_r{n}" if letter == "H" else f"{model}_noflops{n}"
+                env = dict(extra_env, FLOPS="false") if letter == "N" else extra_env
+                run = harness(model, a.fp, a.bs, a.iters, a.workers, a.out, name, env)
+                if letter == "H":
+                    runs.append(run)
+                fig = run["images_per_s"]
+            by_letter[letter].append(fig)
+            print(f"fidelity: {model} {LETTERS[letter]} run {n}: {fig} images/s", flush=True)
+        plain_figs, figs = by_letter["P"], by_letter["H"]
         row["order"] = order
+        for letter in "TN":
+            if by_letter[letter]:
+                key = LETTERS[letter]
+                row[f"{key}_runs"] = by_letter[letter]
+                row[key] = statistics.median(by_letter[letter])
+                if plain_figs:
+                    row[f"{key}_ratio"] = round(row[key] / statistics.median(plain_figs), 4)
         if figs:
             row["harness_runs"], row["harness"], row["harness_cv"] = \
                 figs, statistics.median(figs), _cv(figs)

@@ -84,3 +84,23 @@ def test_as_cli_round_trips_through_mmengine_dictaction():
     cfg.merge_from_dict(parsed)
     assert tuple(cfg.model.data_preprocessor.size) == (256, 512)
     assert cfg.train_dataloader.persistent_workers is True
+
+
+def test_fidelity_hooked_config_is_the_model_config_plus_the_timing_hook(tmp_path):
+    """fidelity.py's letter T: plain mmseg on a config that inherits the model's and adds only the
+    harness's timing hook (the FLOP probe on), so the hook's effect is measured without the
+    launcher."""
+    import importlib.util
+
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location("fidelity", configs.REPO / "benchmarks" / "fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    path = fidelity.hooked_config("ocrnet_hrnetw48", "fp32", tmp_path, "t1")
+    hooked, base = Config.fromfile(str(path)), configs.load("ocrnet_hrnetw48")
+    assert hooked.custom_imports.imports == ["segbench.timing"]
+    assert [h["type"] for h in hooked.custom_hooks] == ["SegbenchTimerHook"]
+    assert hooked.custom_hooks[0]["count_flops"] is True
+    extra = {"custom_imports", "custom_hooks"}
+    assert {k: v for k, v in hooked.to_dict().items() if k not in extra} == \
+        {k: v for k, v in base.to_dict().items() if k not in extra}
