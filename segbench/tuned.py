@@ -548,6 +548,24 @@ def _state_diff(before: dict, stock: dict, tuned: dict, params: set) -> dict:
     return out
 
 
+def _top_weights(before: dict, stock: dict, tuned: dict, params: set, n: int = 3) -> list:
+    """Where the two sides' weights differ most after one step: the ``n`` parameters with the
+    largest share of ||tuned - stock||^2, each with its share of the stock step's own update
+    (||change||^2). A parameter holding most of the difference but little of the update is one
+    whose update is mostly rounding -- ill-conditioned, not computed differently."""
+    diff, upd = {}, {}
+    for k in params:
+        if k in stock and k in tuned:
+            diff[k] = float((tuned[k] - stock[k]).pow(2).sum())
+            upd[k] = float((stock[k] - before.get(k, 0 * stock[k])).pow(2).sum())
+    d_total, u_total = sum(diff.values()), sum(upd.values())
+    if d_total <= 0:
+        return []
+    top = sorted(diff, key=diff.get, reverse=True)[:n]
+    return [{"name": k.removeprefix("model."), "diff_share": diff[k] / d_total,
+             "update_share": upd[k] / u_total if u_total > 0 else None} for k in top]
+
+
 def _control(model, optim_wrapper, batch, seed: int):
     """The stock step run once more from the same state with the weights perturbed by one ulp;
     the state is restored afterwards. Returns (loss, state after the step)."""
@@ -689,6 +707,7 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
         state_parts: dict = {}
         control_rows: list = []
         ref_rows: list = []
+        state_top: list = []
         params = {f"model.{n}" for n, _ in s_model.named_parameters()}
         for step, batch in enumerate(batches):
             if step:
@@ -706,6 +725,7 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
             for k, v in parts.items():
                 state_parts[k] = max(state_parts.get(k, 0.0), v)
             state_rel.append(max(parts.values()))
+            state_top.append(_top_weights(before, after_s, after_t, params))
             if control:
                 control_rows.append({"loss_rel_diff": _rel(c_loss, stock_losses[-1]),
                                      "state_rel_diff": max(_state_diff(before, after_s, c_state,
@@ -734,6 +754,7 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
             "stock_losses": stock_losses, "tuned_losses": tuned_losses, "loss_rel_diff": loss_rel,
             "state_rel_diff": state_rel, "max_loss_rel_diff": max_loss,
             "max_state_rel_diff": max_state, "max_state_rel_diff_by_part": state_parts,
+            "state_top": state_top,
             "control_eps": CONTROL_EPS if control else None, "control": control_rows,
             "reference": ref_rows if reference else None, "ref_multiplier": multiplier,
             "state_ok": state_ok, "same_batches": same_data, "aug": aug, "ok": ok}
@@ -775,6 +796,12 @@ def format_report(r: dict) -> str:
                         " -> beyond the fp64 rule" if row["valid"] else
                         f" -> reference not comparable (its loss is "
                         f"{row['stock_loss_rel_err']:.1e} from stock's)"))
+    for i, (d, top) in enumerate(zip(r["state_rel_diff"], r.get("state_top") or []), 1):
+        if d > r["state_tolerance"] and top:  # where a step beyond the tolerance differs
+            lines.append(f"step {i}: the weights differ most in " + "; ".join(
+                f"{t['name']} ({100 * t['diff_share']:.0f}% of the difference, "
+                + (f"{100 * t['update_share']:.2g}% of the update)"
+                   if t["update_share"] is not None else "no update)") for t in top))
     lines.append(f"max loss rel diff {r['max_loss_rel_diff']:.3e} (tolerance "
                  f"{r['loss_tolerance']:g}); max state rel diff {r['max_state_rel_diff']:.3e} "
                  f"(tolerance {r['state_tolerance']:g})")

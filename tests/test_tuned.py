@@ -298,6 +298,7 @@ def test_equivalence_detects_a_real_difference(small_data, capsys):
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "NOT EQUIVALENT" in out
+    assert "step 1: the weights differ most in backbone." in out  # where, for a step beyond it
 
 
 def test_fp64_reference_decides_when_the_sides_differ_beyond_the_tolerance(small_data):
@@ -315,6 +316,32 @@ def test_fp64_reference_decides_when_the_sides_differ_beyond_the_tolerance(small
     without = tuned.equivalence("fastscnn", ("channels_last", "foreach"), reference=False,
                                 **common)
     assert not without["ok"] and without["reference"] is None
+    # where the sides differ: real parameters, largest share first, shares of one whole
+    names = {n for n, _ in _fastscnn_params()}
+    assert len(with_ref["state_top"]) == 2
+    for top in with_ref["state_top"]:
+        shares = [t["diff_share"] for t in top]
+        assert top and shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+        assert all(t["name"] in names and 0 <= t["update_share"] <= 1 for t in top)
+
+
+def _fastscnn_params():
+    from segbench import configs
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    return MODELS.build(configs.load("fastscnn").model).named_parameters()
+
+
+def test_top_weights_names_the_parameter_that_carries_the_difference():
+    import torch
+    before = {"model.a": torch.zeros(4), "model.b": torch.zeros(4)}
+    stock = {"model.a": torch.full((4,), 1.0), "model.b": torch.full((4,), 1e-3)}
+    tuned_ = {"model.a": torch.full((4,), 1.0 + 1e-4), "model.b": torch.full((4,), 2e-3)}
+    top = tuned._top_weights(before, stock, tuned_, {"model.a", "model.b"})
+    assert [t["name"] for t in top] == ["b", "a"]          # b: most of the difference ...
+    assert top[0]["diff_share"] > 0.98 and top[0]["update_share"] < 1e-5  # ... none of the update
+    assert tuned._top_weights(before, stock, stock, {"model.a", "model.b"}) == []
 
 
 def test_fp64_rule_needs_a_comparable_reference():
