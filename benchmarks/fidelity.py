@@ -134,9 +134,9 @@ def main(argv: list[str]) -> int:
         for letter in order:  # alternate, so drift on the host hits both sides alike
             n = len(by_letter[letter]) + 1
             if letter in "PT":
-                tag = f"{'p' if letter == 'P' else 't'}{n}"
-                fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out, tag,
-                                  crop, a.log_interval, with_hook=letter == "T")["images_per_s"]
+                fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
+                                  f"{letter.lower()}{n}", crop, a.log_interval,
+                                  with_hook=letter == "T")["images_per_s"]
             else:
                 name = f"{model}_r{n}" if letter == "H" else f"{model}_noflops{n}"
                 env = dict(extra_env, FLOPS="false") if letter == "N" else extra_env

@@ -195,7 +195,8 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
         timeout_s=_duration(environ, "BENCH_TIMEOUT", 900.0),
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
-        count_flops=flops_text in _TRUE, tuned=switches, compile_mode=compile_mode, compile_scope=compile_scope,
+        count_flops=flops_text in _TRUE, tuned=switches, compile_mode=compile_mode,
+        compile_scope=compile_scope,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
         master_addr=environ.get("MASTER_ADDR") or "127.0.0.1",
         master_port=_env_int(environ, "MASTER_PORT", 0, 0))

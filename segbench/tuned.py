@@ -553,11 +553,9 @@ def _top_weights(before: dict, stock: dict, tuned: dict, params: set, n: int = 3
     largest share of ||tuned - stock||^2, each with its share of the stock step's own update
     (||change||^2). A parameter holding most of the difference but little of the update is one
     whose update is mostly rounding -- ill-conditioned, not computed differently."""
-    diff, upd = {}, {}
-    for k in params:
-        if k in stock and k in tuned:
-            diff[k] = float((tuned[k] - stock[k]).pow(2).sum())
-            upd[k] = float((stock[k] - before.get(k, 0 * stock[k])).pow(2).sum())
+    keys = [k for k in params if k in stock and k in tuned]
+    diff = {k: _norm(tuned, [k], stock) ** 2 for k in keys}
+    upd = {k: _norm(stock, [k], {k: before.get(k, 0 * stock[k])}) ** 2 for k in keys}
     d_total, u_total = sum(diff.values()), sum(upd.values())
     if d_total <= 0:
         return []
