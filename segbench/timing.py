@@ -180,12 +180,16 @@ class SegbenchTimerHook(Hook):
                 flops, shape = count_step_flops(model, data_batch)
             except Exception as exc:  # counting is evidence, never a reason to stop training
                 err = f"{type(exc).__name__}: {exc}"[:300]
+        cuda = self.device == "cuda"   # what iteration 1 starts from (the probe ran since the reset)
+        probe_peak = round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None
+        reserved = round(torch.cuda.memory_reserved() / 2**20, 1) if cuda else None
         meta = {"kind": "meta", "rank": self.rank, "world_size": get_world_size(),
                 "device": self.device,
                 "device_name": torch.cuda.get_device_name() if self.device == "cuda" else "cpu",
                 "batch_size": shape[0] if shape else None, "input_shape": shape,
                 "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
-                "data_time_source": "iterator" if self._timed is not None else "gap"}
+                "data_time_source": "iterator" if self._timed is not None else "gap",
+                "pre_train_peak_mb": probe_peak, "pre_train_reserved_mb": reserved}
         self._write(meta)
         self._flush()
 
