@@ -17,12 +17,22 @@ calls of a short device lease. Two more letters take the difference apart when t
 T = plain mmseg with the harness's timing hook added (a config inheriting the model's, with the
 hook as a custom hook: its device syncs and FLOP probe, none of the launcher), N = the harness
 with ``FLOPS=false`` (no FLOP probe). Each letter's runs get their median and ratio to plain.
+
+With two or more runs a side, the row also carries the ratio of the harness's mean to plain's with
+its 95% confidence interval (segbench.analysis.ratio_ci95: run-to-run spread decides it) and a
+verdict against ``--tolerance`` (default 3%): ``within`` when the whole interval is, ``outside``
+when none of it is, else ``not resolved`` -- more runs needed, on this host's spread. ``--pool``
+makes that row from the results.json of several earlier invocations (steps of a short device lease)
+without running anything:
+
+    python benchmarks/fidelity.py --pool step1/results.json step2/results.json
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -41,6 +51,99 @@ LETTERS = {"P": "plain", "H": "harness", "T": "plain_with_hook", "N": "harness_n
 
 def _cv(xs: list[float]) -> float | None:
     return statistics.stdev(xs) / statistics.mean(xs) if len(xs) > 1 and statistics.mean(xs) > 0 else None
+
+
+def verdict(ci: dict | None, tolerance: float) -> str:
+    """``within`` / ``outside`` / ``not resolved`` at +-tolerance, from a ratio_ci95 result."""
+    band = f"+-{100 * tolerance:g}%"
+    if ci is None:
+        return f"not resolved at {band} (fewer than 2 runs a side)"
+    if ci["low"] >= 1 - tolerance and ci["high"] <= 1 + tolerance:
+        return f"within {band}"
+    if ci["high"] < 1 - tolerance or ci["low"] > 1 + tolerance:
+        return f"outside {band}"
+    return f"not resolved at {band}"
+
+
+def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float) -> dict:
+    """Fill ``row`` with each letter's runs, median, CV and ratio to plain, and the harness's
+    mean ratio with its 95% CI and verdict."""
+    plain = by_letter.get("P") or []
+    for letter, key in LETTERS.items():
+        runs = by_letter.get(letter) or []
+        if not runs:
+            continue
+        row[f"{key}_runs"], row[key], row[f"{key}_cv"] = runs, round(statistics.median(runs), 4), _cv(runs)
+        if letter != "P" and plain:
+            row[f"{key}_ratio"] = round(row[key] / statistics.median(plain), 4)
+    if row.get("plain") and row.get("harness"):
+        row["ratio"] = row["harness_ratio"]
+        ci = analysis.ratio_ci95(by_letter["H"], plain)
+        row["ratio_mean"] = round(ci["ratio"], 4) if ci else None
+        row["ratio_ci95"] = [round(ci["low"], 4), round(ci["high"], 4)] if ci else None
+        row["verdict"] = verdict(ci, tolerance)
+        row["runs_needed"] = runs_needed(ci, tolerance)
+    return row
+
+
+def runs_needed(ci: dict | None, tolerance: float) -> int | None:
+    """About how many runs a side (the same spread and ratio; t for 2n - 2 degrees of freedom)
+    would put the whole 95% interval inside +-tolerance; None when the mean ratio itself is not
+    inside."""
+    if ci is None:
+        return None
+    room = math.log(1 + tolerance) if ci["ratio"] >= 1 else -math.log(1 - tolerance)
+    room -= abs(math.log(ci["ratio"]))
+    if room <= 0:
+        return None
+    var = ci["cv"][0] ** 2 + ci["cv"][1] ** 2
+    n = 2
+    while analysis._t95(2 * n - 2) * math.sqrt(var / n) > room:
+        n += 1
+    return n
+
+
+def pool(paths: list[Path], tolerance: float) -> list[dict]:
+    """One row per (model, fp, bs, workers) from the rows of several results.json files."""
+    groups: dict[tuple, dict] = {}
+    for path in paths:
+        for r in json.loads(Path(path).read_text()):
+            key = (r["model"], r.get("fp"), r.get("bs"), r.get("workers"))
+            g = groups.setdefault(key, {"iters": [], "orders": [], "by_letter": {k: [] for k in LETTERS}})
+            g["iters"].append(r.get("iters"))
+            g["orders"].append(r.get("order"))
+            for letter, name in LETTERS.items():
+                g["by_letter"][letter] += r.get(f"{name}_runs") or []
+    rows = []
+    for (model, fp, bs, workers), g in groups.items():
+        iters = sorted(set(g["iters"]), key=str)
+        row = {"model": model, "fp": fp, "bs": bs, "workers": workers,
+               "iters": iters[0] if len(iters) == 1 else iters, "order": "+".join(map(str, g["orders"])),
+               "pooled_from": len(g["orders"])}
+        rows.append(summarise(row, g["by_letter"], tolerance))
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'model':<16} {'plain':>9} {'harness':>9} {'ratio':>7} {'CV':>7}  {'mean ratio [95% CI]':<26} verdict")
+    for r in rows:
+        cv = f"{100 * r['harness_cv']:.2f}%" if r.get("harness_cv") is not None else "-"
+        ci = (f"{r['ratio_mean']} [{r['ratio_ci95'][0]}, {r['ratio_ci95'][1]}]"
+              if r.get("ratio_ci95") else "-")
+        print(f"{r['model']:<16} {r.get('plain', '-'):>9} {r.get('harness', '-'):>9} "
+              f"{r.get('ratio', '-'):>7} {cv:>7}  {ci:<26} {r.get('verdict', '-')}"
+              + (f" (~{r['runs_needed']} runs a side would resolve it)"
+                 if r.get("runs_needed") and "not resolved" in r.get("verdict", "") else ""))
+
+
+def write_rows(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    with open(out / "results.csv", "w", newline="") as fh:
+        keys = sorted({k for r in rows for k in r})
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
 
 
 def hooked_config(model: str, fp: str, out: Path, tag: str) -> Path:
@@ -117,7 +220,26 @@ def main(argv: list[str]) -> int:
     p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--data-root", default=str(REPO / "data" / "cityscapes"))
     p.add_argument("--out", type=Path, default=Path("fidelity_out"))
+    p.add_argument("--tolerance", type=float, default=0.03,
+                   help="the verdict's band around 1 for harness / plain (default 0.03)")
+    p.add_argument("--pool", nargs="+", type=Path, metavar="RESULTS_JSON",
+                   help="no runs: pool the runs of earlier results.json files (written to --out)")
     a = p.parse_args(argv)
+    if not 0 < a.tolerance < 1:
+        p.error(f"--tolerance must be between 0 and 1, not {a.tolerance}")
+    if a.pool:
+        missing = [str(x) for x in a.pool if not x.is_file()]
+        if missing:
+            p.error(f"--pool: no such file: {', '.join(missing)}")
+        try:
+            rows = pool(a.pool, a.tolerance)
+        except (ValueError, KeyError, TypeError) as exc:
+            p.error(f"--pool: not a fidelity results.json ({type(exc).__name__}: {exc})")
+        write_rows(rows, a.out)
+        for row in rows:
+            print("fidelity: " + json.dumps(row), flush=True)
+        print_table(rows)
+        return 0
     order = (a.order or ("H" if a.no_plain else "PH") * a.pairs).upper()
     if not order or set(order) - set(LETTERS):
         p.error(f"--order must be letters of {''.join(LETTERS)}, e.g. PHHP, not {a.order!r}")
@@ -146,21 +268,8 @@ def main(argv: list[str]) -> int:
                 fig = run["images_per_s"]
             by_letter[letter].append(fig)
             print(f"fidelity: {model} {LETTERS[letter]} run {n}: {fig} images/s", flush=True)
-        plain_figs, figs = by_letter["P"], by_letter["H"]
         row["order"] = order
-        for letter in "TN":
-            if by_letter[letter]:
-                key = LETTERS[letter]
-                row[f"{key}_runs"] = by_letter[letter]
-                row[key] = statistics.median(by_letter[letter])
-                if plain_figs:
-                    row[f"{key}_ratio"] = round(row[key] / statistics.median(plain_figs), 4)
-        if figs:
-            row["harness_runs"], row["harness"], row["harness_cv"] = \
-                figs, statistics.median(figs), _cv(figs)
-        if plain_figs:
-            row["plain_runs"], row["plain"], row["plain_cv"] = \
-                plain_figs, statistics.median(plain_figs), _cv(plain_figs)
+        summarise(row, by_letter, a.tolerance)
         st = runs[-1]["stats"] if runs else {}
         pi = st.get("per_iter") or {}
         row["per_iter_images_per_s"] = pi.get("images_per_s")
@@ -168,21 +277,11 @@ def main(argv: list[str]) -> int:
         row["data_wait_share"] = pi.get("data_wait_share")
         row["peak_mb"] = (st.get("memory") or {}).get("peak_mb_per_rank")
         row["tflops"] = (st.get("flops") or {}).get("tflops_achieved")
-        if row.get("plain") and row.get("harness"):
-            row["ratio"] = round(row["harness"] / row["plain"], 4)
         rows.append(row)
         print("fidelity: " + json.dumps(row), flush=True)
         (a.out / "results.json").write_text(json.dumps(rows, indent=1))
-    with open(a.out / "results.csv", "w", newline="") as fh:
-        keys = sorted({k for r in rows for k in r})
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    print(f"{'model':<16} {'plain':>9} {'harness':>9} {'ratio':>7} {'CV':>7}")
-    for r in rows:
-        cv = f"{100 * r['harness_cv']:.2f}%" if r.get("harness_cv") is not None else "-"
-        print(f"{r['model']:<16} {r.get('plain', '-'):>9} {r.get('harness', '-'):>9} "
-              f"{r.get('ratio', '-'):>7} {cv:>7}")
+    write_rows(rows, a.out)
+    print_table(rows)
     return 0
 
 

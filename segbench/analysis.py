@@ -577,6 +577,34 @@ def summarize_repeats(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+
+def ratio_ci95(numer: Sequence[float], denom: Sequence[float]) -> dict[str, Any] | None:
+    """The ratio of the means of two independent sets of run figures (e.g. the harness's
+    images/s over plain mmseg's, one figure per run) with a 95% confidence interval, or None
+    below two positive runs on either side.
+
+    On the log scale, log(mean) has variance ~ s^2 / (n * mean^2) (delta method), so the log
+    ratio's standard error is the root of the two sides' sum; Welch-Satterthwaite gives its
+    degrees of freedom (rounded down), and the interval is ratio * exp(+-t95 * se): asymmetric, as
+    a ratio's should be. Run-to-run spread, not the spread of iterations inside a run, is what
+    decides how well a few runs resolve a ratio.
+    """
+    if len(numer) < 2 or len(denom) < 2 or min(*numer, *denom) <= 0:
+        return None
+    parts = []
+    for xs in (numer, denom):
+        mean = _mean(xs)
+        parts.append((mean, (_std(xs, mean) / mean) ** 2 / len(xs), len(xs)))
+    (m_n, v_n, n_n), (m_d, v_d, n_d) = parts
+    var = v_n + v_d
+    df = var * var / (v_n * v_n / (n_n - 1) + v_d * v_d / (n_d - 1)) if var > 0 else math.inf
+    half = _t95(max(1, int(df)) if math.isfinite(df) else 10**6) * math.sqrt(var)
+    ratio = m_n / m_d
+    return {"ratio": ratio, "low": ratio * math.exp(-half), "high": ratio * math.exp(half),
+            "df": df if math.isfinite(df) else None, "n": [n_n, n_d],
+            "cv": [math.sqrt(v_n * n_n), math.sqrt(v_d * n_d)]}
+
+
 # ----------------------------------------------------------------------------- analysis
 
 def _record_failure(run: _Run) -> str | None:

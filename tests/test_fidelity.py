@@ -1,0 +1,74 @@
+"""benchmarks/fidelity.py without running anything: the verdict from the ratio's interval, the
+per-letter summary, and --pool, which makes one row from several invocations' results.json."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+import fidelity  # noqa: E402
+
+
+def test_verdict_bands():
+    assert fidelity.verdict({"low": 0.98, "high": 1.02}, 0.03) == "within +-3%"
+    assert fidelity.verdict({"low": 1.05, "high": 1.2}, 0.03) == "outside +-3%"
+    assert fidelity.verdict({"low": 0.8, "high": 0.96}, 0.03) == "outside +-3%"
+    assert fidelity.verdict({"low": 0.9, "high": 1.09}, 0.03) == "not resolved at +-3%"
+    assert fidelity.verdict(None, 0.05).startswith("not resolved at +-5%")
+
+
+def test_summarise_letters_and_interval():
+    row = fidelity.summarise({}, {"P": [10.0, 10.05, 9.95], "H": [10.02, 10.0, 9.98], "N": [12.0],
+                                  "T": []}, 0.03)
+    assert row["plain"] == 10.0 and row["harness"] == 10.0 and row["ratio"] == 1.0
+    assert row["harness_no_flops_ratio"] == 1.2 and "plain_with_hook" not in row
+    assert row["ratio_ci95"][0] < 1.0 < row["ratio_ci95"][1]
+    assert row["verdict"] == "within +-3%"
+    wide = fidelity.summarise({}, {"P": [10.0, 10.2, 9.8], "H": [10.1, 10.0, 9.9]}, 0.03)
+    assert wide["verdict"] == "not resolved at +-3%" and wide["runs_needed"] > 3
+    one_side = fidelity.summarise({}, {"P": [10.0], "H": [11.0]}, 0.03)
+    assert one_side["ratio"] == 1.1 and one_side["ratio_ci95"] is None
+    assert one_side["verdict"].startswith("not resolved")
+
+
+def test_runs_needed_shrinks_the_interval_into_the_band():
+    """The estimate is what it says: that many runs a side, same spread, resolve the ratio."""
+    from segbench.analysis import ratio_ci95
+    a, b = [11.9, 12.7, 11.5, 11.0], [12.6, 11.3, 11.7, 11.9]
+    ci = ratio_ci95(a, b)
+    n = fidelity.runs_needed(ci, 0.03)
+    assert n > 4
+    big = ratio_ci95(a * (n // 4 + 1), b * (n // 4 + 1))   # same means and about the same spread
+    assert fidelity.verdict(big, 0.03) == "within +-3%"
+    assert fidelity.runs_needed(ratio_ci95([11.0, 11.2], [10.0, 10.1]), 0.03) is None   # 1.1 itself
+
+
+def test_pool_joins_the_runs_of_several_invocations(tmp_path, capsys):
+    def results(name, rows):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(rows))
+        return d / "results.json"
+
+    base = {"model": "m", "fp": "fp32", "bs": 2, "workers": 5}
+    first = results("s1", [dict(base, iters=300, order="PNH", plain_runs=[10.0], harness_runs=[10.4],
+                                harness_no_flops_runs=[10.2])])
+    second = results("s2", [dict(base, iters=500, order="HP", plain_runs=[10.2], harness_runs=[10.0]),
+                            dict(base, model="other", iters=500, order="PH", plain_runs=[5.0],
+                                 harness_runs=[5.1])])
+    out = tmp_path / "pooled"
+    assert fidelity.main(["--pool", str(first), str(second), "--out", str(out)]) == 0
+    rows = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
+    m = rows["m"]
+    assert m["plain_runs"] == [10.0, 10.2] and m["harness_runs"] == [10.4, 10.0]
+    assert m["harness_no_flops_runs"] == [10.2] and m["iters"] == [300, 500]
+    assert m["order"] == "PNH+HP" and m["pooled_from"] == 2 and m["ratio_ci95"] is not None
+    assert rows["other"]["ratio_ci95"] is None          # one run a side: no interval
+    assert "mean ratio [95% CI]" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        fidelity.main(["--pool", str(tmp_path / "nope.json"), "--out", str(out)])
+    (tmp_path / "bad.json").write_text("[{}]")
+    with pytest.raises(SystemExit):
+        fidelity.main(["--pool", str(tmp_path / "bad.json"), "--out", str(out)])
