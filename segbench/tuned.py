@@ -586,12 +586,7 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
 
-def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128),
-                data_root=None, precision: str = "fp32", seed: int = 0,
-                compile_mode: str = "auto", compile_scope: str = "modules",
-                lr_scale: float = 1.0,
-                tolerance: tuple[float, float] | None = None, control: bool = True,
-                reference: bool = True) -> dict:
+def equivalence(model: str, switches=SWITCHES, *, exact_fp32: bool = False, **kw) -> dict:
     """Train the stock and the tuned configuration side by side, step by step, and compare.
 
     Each side is mmengine's Runner built from the harness's config (stock: no switch; tuned: the
@@ -656,7 +651,36 @@ def equivalence(model: str, switches=SWITCHES, *, iters: int = 5, crop=(64, 128)
     use the initial rate, which no switch touches), speed, multi-process (DDP/SyncBN) behaviour.
     ``lr_scale`` multiplies the tuned side's learning rate: a test-only, deliberately
     non-equivalent change that the check must detect.
+
+    ``exact_fp32``: TF32 off for every side's convolutions and matrix multiplies (cuDNN's
+    convolutions use TF32 by default, in stock too), for the whole check; refused with the
+    ``tf32`` switch. A diagnosis, not the benchmark's setting: when a step fails the fp64 rule with
+    TF32 and passes without, the failure is TF32's rounding in that step, not different maths.
+    Keyword arguments: see :func:`_equivalence`.
     """
+    import torch
+    switches = check_switches(switches)
+    if exact_fp32 and "tf32" in switches:
+        raise ValueError("exact fp32 turns TF32 off on every side; it cannot be combined with "
+                         "the tf32 switch")
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if exact_fp32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        r = _equivalence(model, switches, **kw)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    r["exact_fp32"] = exact_fp32
+    return r
+
+
+def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
+                 data_root=None, precision: str = "fp32", seed: int = 0,
+                 compile_mode: str = "auto", compile_scope: str = "modules",
+                 lr_scale: float = 1.0,
+                 tolerance: tuple[float, float] | None = None, control: bool = True,
+                 reference: bool = True) -> dict:
+    """The check itself (see :func:`equivalence`)."""
     import torch
     from mmengine.runner import set_random_seed
 
@@ -776,7 +800,8 @@ def format_report(r: dict) -> str:
     lines = [f"equivalence: {r['model']} stock vs tuned [{','.join(r['switches']) or 'none'}] "
              f"on {r['device']}, {r['precision']}, crop {r['crop']}, {r['iters']} lock-step "
              f"steps, seed {r['seed']}" + (f", lr x{r['lr_scale']:g} on the tuned side (test-only)"
-                                           if r["lr_scale"] != 1.0 else ""),
+                                           if r["lr_scale"] != 1.0 else "")
+             + (", TF32 off on every side (exact fp32)" if r.get("exact_fp32") else ""),
              f"{'step':>4}  {'stock loss':>14}  {'tuned loss':>14}  {'loss rel':>10}  "
              f"{'state rel':>10}  {'1-ulp control: loss':>20}  {'state':>10}"]
     control = r["control"] or [None] * len(r["stock_losses"])
@@ -843,6 +868,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-reference", action="store_true",
                    help="skip the float64 reference step (the state must then be within the "
                         "tolerance)")
+    e.add_argument("--exact-fp32", action="store_true",
+                   help="TF32 off on every side (a diagnosis: is a difference TF32's rounding?)")
     e.add_argument("--lr-scale", type=float, default=1.0, help=argparse.SUPPRESS)  # test-only
     a = sub.add_parser("aug-equivalence",
                        help="gpu_aug: stock pipeline vs deferred augmentation, same images/seeds")
@@ -882,10 +909,13 @@ def main(argv: list[str]) -> int:
         switches = parse_switches(args.switches)
         if args.iters < 1:
             raise ValueError(f"--iters must be >= 1, not {args.iters}")
+        if args.exact_fp32 and "tf32" in switches:
+            raise ValueError("--exact-fp32 turns TF32 off on every side; leave out the tf32 switch")
     except ValueError as exc:
         print(f"segbench.tuned: error: {exc}", file=sys.stderr)
         return 2
-    r = equivalence(args.model, switches, iters=args.iters, crop=args.crop,
+    r = equivalence(args.model, switches, exact_fp32=args.exact_fp32, iters=args.iters,
+                    crop=args.crop,
                     data_root=args.data_root, precision=args.precision, seed=args.seed,
                     compile_mode=args.compile_mode, compile_scope=args.compile_scope,
                     lr_scale=args.lr_scale,

@@ -301,6 +301,38 @@ def test_equivalence_detects_a_real_difference(small_data, capsys):
     assert "step 1: the weights differ most in backbone." in out  # where, for a step beyond it
 
 
+def test_exact_fp32_turns_tf32_off_for_the_whole_check_and_restores_it(monkeypatch, capsys):
+    """--exact-fp32: every side runs with TF32 off (flags seen inside the check), the caller's
+    flags come back after it (also when it fails), and the tf32 switch is refused."""
+    import torch
+    seen = []
+
+    def fake_check(model, switches, **kw):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        if kw.get("iters") == 99:
+            raise RuntimeError("boom")
+        return {"ok": True}
+
+    monkeypatch.setattr(tuned, "_equivalence", fake_check)
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        r = tuned.equivalence("fastscnn", ("channels_last",), exact_fp32=True, iters=1)
+        assert seen == [(False, False)] and r["exact_fp32"] is True
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+        with pytest.raises(RuntimeError):
+            tuned.equivalence("fastscnn", ("channels_last",), exact_fp32=True, iters=99)
+        assert torch.backends.cudnn.allow_tf32 is True
+        assert tuned.equivalence("fastscnn", ("channels_last",), iters=1)["exact_fp32"] is False
+        assert seen[-1] == (True, True)                  # without the flag nothing is changed
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    with pytest.raises(ValueError, match="tf32 switch"):
+        tuned.equivalence("fastscnn", ("tf32",), exact_fp32=True)
+    assert tuned.main(["equivalence", "fastscnn", "--switches", "all", "--exact-fp32"]) == 2
+    assert "leave out the tf32 switch" in capsys.readouterr().err
+
+
 def test_fp64_reference_decides_when_the_sides_differ_beyond_the_tolerance(small_data):
     """With a state tolerance far below the rounding differences, the direct comparison fails
     every step; the float64 reference then decides, and passes the equivalent switches."""
