@@ -607,6 +607,14 @@ def ratio_ci95(numer: Sequence[float], denom: Sequence[float]) -> dict[str, Any]
 
 # ----------------------------------------------------------------------------- analysis
 
+def _host_block(case: Mapping[str, Any], result: Mapping[str, Any] | None) -> dict | None:
+    """The host's state before and after the run (segbench.env.host_probe), from the case and
+    result records; None for logs without them."""
+    before = case.get("host") if isinstance(case.get("host"), dict) else None
+    after = result.get("host") if isinstance(result, Mapping) and isinstance(result.get("host"), dict) else None
+    return {"before": before, "after": after} if before or after else None
+
+
 def _record_failure(run: _Run) -> str | None:
     """Why the run's harness record says it failed, or None."""
     if run.result_malformed:
@@ -790,6 +798,7 @@ def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: in
              "warmup": _warmup_block(ranks, WARMUP_LOG_INTERVALS * log_interval),
              "memory": {"peak_mb_per_rank": _peak_memory(ranks)}, "flops": flops,
              "last_loss": _last_loss(ranks, run), "env": case.get("env"),
+             "host": _host_block(case, run.result),
              "command": case.get("command"), "log_file": log_name, "warnings": warnings}
     exit_code = 0 if reason is None else 2 if read_error else 1
     return Result(speed=speed, stats=stats, reason=reason, exit_code=exit_code,

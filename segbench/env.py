@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -165,6 +166,68 @@ def _nvidia_driver() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+# nvidia-smi fields of host_probe's per-GPU state, and the keys they are reported under
+GPU_STATE_FIELDS = (("index", "index"), ("clocks.sm", "sm_mhz"), ("clocks.max.sm", "sm_max_mhz"),
+                    ("clocks.mem", "mem_mhz"), ("power.draw", "power_w"),
+                    ("temperature.gpu", "temp_c"), ("utilization.gpu", "util_pct"))
+PROBE_LOOP = 200_000
+
+
+def _loop(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i * i % 7
+    return x
+
+
+def host_probe(gpu: bool = False) -> dict:
+    """The host's state just before or after a run, so that a run on a slow host can be told
+    from a slow run: ``cpu_mloops_per_s`` (a fixed pure-Python loop, best of 3, in millions of
+    iterations per second -- the interpreter-bound kind of work that launching a small model's
+    kernels is), the 1/5/15-minute load averages and, with ``gpu``, each GPU's SM and memory
+    clocks, power, temperature and utilisation from nvidia-smi (``gpus``: None without it).
+    Takes about 0.1 s; never raises."""
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _loop(PROBE_LOOP)
+        best = min(best, time.perf_counter() - t0)
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "cpu_mloops_per_s": round(PROBE_LOOP / best / 1e6, 3), "loadavg": load,
+            "gpus": _gpu_state() if gpu else None}
+
+
+def _gpu_state() -> list[dict] | None:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    query = ",".join(f for f, _ in GPU_STATE_FIELDS)
+    try:
+        out = subprocess.run([smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    gpus = []
+    for line in out.stdout.strip().splitlines():
+        values = [v.strip() for v in line.split(",")]
+        if len(values) != len(GPU_STATE_FIELDS):
+            continue
+        row = {}
+        for (_, key), v in zip(GPU_STATE_FIELDS, values):
+            try:
+                row[key] = int(v) if key == "index" else float(v)
+            except ValueError:   # "[N/A]", "[Not Supported]"
+                row[key] = None
+        gpus.append(row)
+    return gpus or None
 
 
 # ---------------------------------------------------------------------------------------------

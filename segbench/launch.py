@@ -403,6 +403,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "command": case.command, "train_command": shlex.join(cmd),
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "env": case.env_info,
+        "host": env.host_probe(gpu=case.profile == "gpu"),
     }
     t0 = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as fh:
@@ -416,7 +417,8 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         rc = run.wait(case.timeout_s)
         stop["run"] = None
         result = {"exit_code": rc, "reason": _reason(run, rc, case),
-                  "elapsed_s": round(time.monotonic() - t0, 2)}
+                  "elapsed_s": round(time.monotonic() - t0, 2),
+                  "host": env.host_probe(gpu=case.profile == "gpu")}
         _record(fh, "result", result)
     if result["reason"]:
         tail = "\n".join("    " + t for t in run.tail[-8:])

@@ -297,6 +297,21 @@ def test_record_success_wins_over_arguments() -> None:
     assert stats["case"] == "fastscnn_mp_bs4_fp32_2" and stats["fp_item"] == "fp32"
     assert stats["device"] == "cuda" and stats["profile"] == "gpu"
     assert stats["env"]["torch"] == "2.13.0" and stats["command"].startswith("torchrun")
+    assert stats["host"] is None   # a log written before the records carried the host's state
+
+
+def test_host_state_comes_from_the_case_and_result_records(tmp_path: Path) -> None:
+    line = ("11/29 02:52:31 - mmengine - INFO - Iter(train) [{i:>3}/500]  lr: 1.0e-01  "
+            "eta: 0:00:09  time: 0.1000  data_time: 0.0106  memory: 1210  loss: 2.9000\n")
+    host = {"time": "t", "cpu_mloops_per_s": 8.0, "loadavg": [0.1, 0.2, 0.3], "gpus": None}
+    text = ('[segbench] case: {"case": "c", "batch_size": 2, "gpu_num": 1, "host": %s}\n'
+            % json.dumps(host)
+            + "".join(line.format(i=10 * (i + 1)) for i in range(8))
+            + '[segbench] result: {"exit_code": 0, "reason": null, "elapsed_s": 1.0, "host": %s}\n'
+            % json.dumps(dict(host, cpu_mloops_per_s=4.0)))
+    stats = analyze(write(tmp_path / "x", text), "m").stats
+    assert stats["host"]["before"]["cpu_mloops_per_s"] == 8.0
+    assert stats["host"]["after"]["cpu_mloops_per_s"] == 4.0
 
 
 def test_record_timeout_keeps_partial_figure() -> None:

@@ -51,6 +51,33 @@ def test_collect_describes_the_environment():
     assert info["mmengine"] == "0.10.7"
 
 
+def test_host_probe_measures_the_cpu_and_reads_nvidia_smi(tmp_path, monkeypatch):
+    probe = env.host_probe()
+    assert probe["cpu_mloops_per_s"] > 0 and probe["gpus"] is None
+    assert probe["loadavg"] is None or len(probe["loadavg"]) == 3
+    # a slower interpreter loop reads lower: the figure is the loop's own rate
+    fast = env.host_probe()["cpu_mloops_per_s"]
+    real = env._loop
+    monkeypatch.setattr(env, "_loop", lambda n: (real(n), real(n)))   # twice the work
+    assert env.host_probe()["cpu_mloops_per_s"] < 0.8 * fast
+    monkeypatch.setattr(env, "_loop", real)
+    # GPU state from nvidia-smi's CSV, "[N/A]" as None; none when nvidia-smi is missing or fails
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, 1980, 1980, 3201, 412.50, 41, 99'\n"
+                   "echo '1, 345, 1980, 3201, [N/A], 30, 0'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    gpus = env.host_probe(gpu=True)["gpus"]
+    assert gpus == [{"index": 0, "sm_mhz": 1980.0, "sm_max_mhz": 1980.0, "mem_mhz": 3201.0,
+                     "power_w": 412.5, "temp_c": 41.0, "util_pct": 99.0},
+                    {"index": 1, "sm_mhz": 345.0, "sm_max_mhz": 1980.0, "mem_mhz": 3201.0,
+                     "power_w": None, "temp_c": 30.0, "util_pct": 0.0}]
+    smi.write_text("#!/bin/sh\nexit 9\n")
+    assert env.host_probe(gpu=True)["gpus"] is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert env.host_probe(gpu=True)["gpus"] is None
+
+
 def test_spec_renders_pins():
     assert env._spec("mmengine", "0.10.7") == "mmengine==0.10.7"
     assert env._spec("setuptools", "<81") == "setuptools<81"

@@ -304,6 +304,9 @@ def test_per_iteration_figure_agrees_with_the_log_window_figure(cpu_env, tmp_pat
     assert stats["flops"]["per_iter_per_process"] > 0 and stats["flops"]["tflops_achieved"] > 0
     assert stats["last_loss"] is not None and stats["env"]["mmengine"] == "0.10.7"
     assert stats["command"] == "bash run_benchmark.sh fastscnn sp fp32 2 60 1"
+    # the host's state as the run started and ended (a CPU profile: no GPU state)
+    for when in ("before", "after"):
+        assert stats["host"][when]["cpu_mloops_per_s"] > 0 and stats["host"][when]["gpus"] is None
 
 
 def test_repeat_takes_the_median_run(cpu_env):
