@@ -40,8 +40,9 @@ these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=
                    H200 the tuned runs' gap between iterations was 4-10 ms, growing with the
                    model). A hook (:data:`TRAIN_ONCE_HOOK`) makes a call in the mode the model is
                    already in a no-op (:class:`TrainOnce`); ``eval()`` or a change of mode still
-                   walks. Nothing in a training step changes a module's mode. Opt-in (OPT_IN)
-                   until a GPU run measures it.
+                   walks. Nothing in a training step changes a module's mode. Opt-in (OPT_IN):
+                   on the H200 it took ~1.1 ms off fastscnn's gap between iterations but made no
+                   measurable difference to the figure (benchmarks/RESULTS.md, fourth session).
 ``compile``        ``torch.compile``, mode from TUNED_COMPILE_MODE, of what TUNED_COMPILE_SCOPE
                    names: ``modules`` (the default) compiles the forward of each of the model's
                    network parts -- backbone, neck, decode head(s), auxiliary head(s) -- by a hook
@@ -71,7 +72,8 @@ from pathlib import Path
 
 SWITCHES = ("channels_last", "foreach", "loader", "workers", "gpu_aug", "non_blocking", "tf32",
             "train_once", "compile")
-# Switches that TUNED=all leaves out until a GPU run has measured them (name them to use them,
+# Switches that TUNED=all leaves out -- train_once: measured on the H200, no gain; gpu_aug: its
+# images bit-identical there, its speed not measured yet (name them to use them,
 # e.g. TUNED=all,gpu_aug): the figures recorded for TUNED=all stay the figures of what it runs.
 OPT_IN = ("gpu_aug", "train_once")
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
