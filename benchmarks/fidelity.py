@@ -98,7 +98,7 @@ def runs_needed(ci: dict | None, tolerance: float) -> int | None:
         return None
     var = ci["cv"][0] ** 2 + ci["cv"][1] ** 2
     n = 2
-    while analysis._t95(2 * n - 2) * math.sqrt(var / n) > room:
+    while analysis.t95(2 * n - 2) * math.sqrt(var / n) > room:
         n += 1
     return n
 

@@ -231,7 +231,7 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()) or "unknown failure"
 
 
-def _t95(df: int) -> float:
+def t95(df: int) -> float:
     """Two-sided 95% Student-t quantile for ``df`` >= 1 degrees of freedom (see module doc)."""
     if df > max(_T95):
         return _Z95
@@ -532,7 +532,7 @@ def iteration_stats(times: Sequence[float], data_times: Sequence[float | None] |
     halves = (_mean(arr[:n // 2]), _mean(arr[n // 2:])) if n >= 2 else None
     ci95 = None
     if std is not None and images > 0:
-        half = _t95(n - 1) * std / math.sqrt(n)
+        half = t95(n - 1) * std / math.sqrt(n)
         ci95 = [_finite(images / (mean + half)),
                 _finite(images / (mean - half)) if mean - half > 0 else None]
     waited = [(t, d) for t, d in pairs if d is not None and math.isfinite(d) and d >= 0]
@@ -598,7 +598,7 @@ def ratio_ci95(numer: Sequence[float], denom: Sequence[float]) -> dict[str, Any]
     (m_n, v_n, n_n), (m_d, v_d, n_d) = parts
     var = v_n + v_d
     df = var * var / (v_n * v_n / (n_n - 1) + v_d * v_d / (n_d - 1)) if var > 0 else math.inf
-    half = _t95(max(1, int(df)) if math.isfinite(df) else 10**6) * math.sqrt(var)
+    half = t95(max(1, int(df)) if math.isfinite(df) else 10**6) * math.sqrt(var)
     ratio = m_n / m_d
     return {"ratio": ratio, "low": ratio * math.exp(-half), "high": ratio * math.exp(half),
             "df": df if math.isfinite(df) else None, "n": [n_n, n_d],
