@@ -104,20 +104,22 @@ def runs_needed(ci: dict | None, tolerance: float) -> int | None:
 
 
 def pool(paths: list[Path], tolerance: float) -> list[dict]:
-    """One row per (model, fp, bs, workers) from the rows of several results.json files."""
+    """One row per (model, fp, bs, workers, cuDNN benchmark) from the rows of several
+    results.json files (rows without ``cudnn_benchmark`` had it on)."""
     groups: dict[tuple, dict] = {}
     for path in paths:
         for r in json.loads(Path(path).read_text()):
-            key = (r["model"], r.get("fp"), r.get("bs"), r.get("workers"))
+            key = (r["model"], r.get("fp"), r.get("bs"), r.get("workers"),
+                   r.get("cudnn_benchmark", True))
             g = groups.setdefault(key, {"iters": [], "orders": [], "by_letter": {k: [] for k in LETTERS}})
             g["iters"].append(r.get("iters"))
             g["orders"].append(r.get("order"))
             for letter, name in LETTERS.items():
                 g["by_letter"][letter] += r.get(f"{name}_runs") or []
     rows = []
-    for (model, fp, bs, workers), g in groups.items():
+    for (model, fp, bs, workers, bench), g in groups.items():
         iters = sorted(set(g["iters"]), key=str)
-        row = {"model": model, "fp": fp, "bs": bs, "workers": workers,
+        row = {"model": model, "fp": fp, "bs": bs, "workers": workers, "cudnn_benchmark": bench,
                "iters": iters[0] if len(iters) == 1 else iters, "order": "+".join(map(str, g["orders"])),
                "pooled_from": len(g["orders"])}
         rows.append(summarise(row, g["by_letter"], tolerance))
@@ -161,7 +163,7 @@ def hooked_config(model: str, fp: str, out: Path, tag: str) -> Path:
 
 def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_root: str,
                 out: Path, tag: str, crop: tuple[int, int] | None = None,
-                log_interval: int = 10, with_hook: bool = False) -> dict:
+                log_interval: int = 10, with_hook: bool = False, cudnn_benchmark: bool = True) -> dict:
     """Plain mmseg tools/train.py with exactly the harness's cfg-options (no segbench hook unless
     ``with_hook``: then the timing hook, through a config that inherits the model's)."""
     import mmseg
@@ -169,7 +171,7 @@ def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_roo
     import torch
     s = configs.TrainSettings(model=model, batch_size=bs, max_iters=iters, num_workers=workers,
                               precision=fp, data_root=data_root, crop=crop,
-                              log_interval=log_interval,
+                              log_interval=log_interval, cudnn_benchmark=cudnn_benchmark,
                               device="cuda" if torch.cuda.is_available() else "cpu")
     opts = configs.options(configs.load(model), s)
     log = out / f"plain_{tag}_{model}_sp_bs{bs}_{fp}_1"
@@ -220,6 +222,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--data-root", default=str(REPO / "data" / "cityscapes"))
     p.add_argument("--out", type=Path, default=Path("fidelity_out"))
+    p.add_argument("--no-cudnn-benchmark", action="store_true",
+                   help="both sides with cuDNN's benchmark off (CUDNN_BENCHMARK=false for the "
+                        "harness): a diagnosis of run-to-run spread, not the seed's setting")
     p.add_argument("--tolerance", type=float, default=0.03,
                    help="the verdict's band around 1 for harness / plain (default 0.03)")
     p.add_argument("--pool", nargs="+", type=Path, metavar="RESULTS_JSON",
@@ -248,9 +253,12 @@ def main(argv: list[str]) -> int:
     extra_env = {"DATA_ROOT": a.data_root, "LOG_INTERVAL": str(a.log_interval)}
     if a.crop:
         extra_env["CROP"] = a.crop
+    if a.no_cudnn_benchmark:
+        extra_env["CUDNN_BENCHMARK"] = "false"
     rows = []
     for model in [m for m in a.models.split(",") if m]:
-        row: dict = {"model": model, "fp": a.fp, "bs": a.bs, "iters": a.iters, "workers": a.workers}
+        row: dict = {"model": model, "fp": a.fp, "bs": a.bs, "iters": a.iters, "workers": a.workers,
+                     "cudnn_benchmark": not a.no_cudnn_benchmark}
         by_letter: dict[str, list[float]] = {k: [] for k in LETTERS}
         runs = []
         for letter in order:  # alternate, so drift on the host hits both sides alike
@@ -258,7 +266,8 @@ def main(argv: list[str]) -> int:
             if letter in "PT":
                 fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
                                   f"{letter.lower()}{n}", crop, a.log_interval,
-                                  with_hook=letter == "T")["images_per_s"]
+                                  with_hook=letter == "T",
+                                  cudnn_benchmark=not a.no_cudnn_benchmark)["images_per_s"]
             else:
                 name = f"{model}_r{n}" if letter == "H" else f"{model}_noflops{n}"
                 env = dict(extra_env, FLOPS="false") if letter == "N" else extra_env

@@ -42,6 +42,7 @@ class TrainSettings:
     compile_scope: str = "modules"        # with "compile": segbench.tuned.COMPILE_SCOPES
     cpus: int = 0                         # with "workers": CPU cores this process may use (0: ask)
     local_procs: int = 1                  # with "workers": training processes on this host
+    cudnn_benchmark: bool = True          # the seed's setting; False only to diagnose (CUDNN_BENCHMARK)
 
     def validate(self) -> None:
         if self.model not in MODELS:
@@ -114,7 +115,7 @@ def options(cfg, s: TrainSettings) -> dict:
         "train_cfg.val_interval": s.max_iters,
         "default_hooks.logger.interval": s.log_interval,
         "randomness.seed": s.seed,
-        "env_cfg.cudnn_benchmark": True,
+        "env_cfg.cudnn_benchmark": s.cudnn_benchmark,
     }
     if s.data_root:
         opts["train_dataloader.dataset.data_root"] = s.data_root

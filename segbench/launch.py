@@ -11,7 +11,9 @@ Knobs (environment): TRAIN_LOG_DIR, CUDA_VISIBLE_DEVICES, DEVICE (auto|cuda|cpu)
 default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, BENCH_TIMEOUT (seconds, default 900),
 LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false),
 PROFILE_ITERS (FIRST-LAST, default 50-60), FLOPS (true|false: the one-off FLOP count before
-iteration 1, default true), SEGBENCH_VERBOSE (1: echo all training output),
+iteration 1, default true), CUDNN_BENCHMARK (true|false, default true as in the seed's configs;
+false only to diagnose run-to-run spread: the case record and sidecar say so),
+SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
 reduce-overhead on a GPU, default on the CPU),
@@ -72,6 +74,7 @@ class Case:
     repeat: int = 1
     profile_window: tuple[int, int] | None = None
     count_flops: bool = True              # FLOPS: the timing hook's FLOP probe before iteration 1
+    cudnn_benchmark: bool = True          # CUDNN_BENCHMARK: env_cfg.cudnn_benchmark
     tuned: tuple[str, ...] = ()
     compile_mode: str = "auto"           # resolved by resolve_devices
     compile_scope: str = "modules"
@@ -176,6 +179,9 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
     flops_text = (environ.get("FLOPS") or "true").strip().lower()
     if flops_text not in _TRUE + _FALSE:
         raise BadInput(f"FLOPS must be true or false, not {environ.get('FLOPS')!r}")
+    bench_text = (environ.get("CUDNN_BENCHMARK") or "true").strip().lower()
+    if bench_text not in _TRUE + _FALSE:
+        raise BadInput(f"CUDNN_BENCHMARK must be true or false, not {environ.get('CUDNN_BENCHMARK')!r}")
     try:
         switches = tuned.parse_switches(environ.get("TUNED"))
     except ValueError as exc:
@@ -195,7 +201,8 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
         timeout_s=_duration(environ, "BENCH_TIMEOUT", 900.0),
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
-        count_flops=flops_text in _TRUE, tuned=switches, compile_mode=compile_mode,
+        count_flops=flops_text in _TRUE, cudnn_benchmark=bench_text in _TRUE,
+        tuned=switches, compile_mode=compile_mode,
         compile_scope=compile_scope,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
         master_addr=environ.get("MASTER_ADDR") or "127.0.0.1",
@@ -273,6 +280,8 @@ def train_command(case: Case, log_stem: Path) -> list[str]:
         args += ["--crop", str(case.crop[0]), str(case.crop[1])]
     if not case.count_flops:
         args.append("--no-flops")
+    if not case.cudnn_benchmark:
+        args.append("--no-cudnn-benchmark")
     if case.profile_window:
         args += ["--profile-window", str(case.profile_window[0]), str(case.profile_window[1])]
     if case.tuned:
@@ -395,7 +404,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "fp_item": case.fp_item, "batch_size": case.batch_size, "max_iter": case.max_iter,
         "num_workers": case.num_workers, "gpu_num": case.gpu_num, "nnodes": case.nnodes,
         "device": case.device, "profile": case.profile, "log_interval": case.log_interval,
-        "count_flops": case.count_flops,
+        "count_flops": case.count_flops, "cudnn_benchmark": case.cudnn_benchmark,
         "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
         "tuned": list(case.tuned),
         "compile_mode": case.compile_mode if "compile" in case.tuned else None,
@@ -519,7 +528,8 @@ def main(argv: list[str], environ=os.environ) -> int:
             label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
             print(f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
                   f"crop {'x'.join(map(str, case.crop or configs.MODELS[case.model]))}, "
-                  f"log {case.path()}", flush=True)
+                  + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
+                  + f"log {case.path()}", flush=True)
             runs = []
             for i in range(1, case.repeat + 1):
                 log = case.path() if case.repeat == 1 else case.path(f".rep{i}")

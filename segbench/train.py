@@ -29,6 +29,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--iters-prefix", help="write per-iteration records to PREFIX.rank<R>.jsonl")
     p.add_argument("--no-flops", action="store_true")
+    p.add_argument("--no-cudnn-benchmark", action="store_true")
     p.add_argument("--profile-window", type=int, nargs=2, metavar=("FIRST", "LAST"))
     p.add_argument("--tuned", default="", metavar="LIST",
                    help="tuned-mode switches, comma-separated (segbench.tuned.SWITCHES)")
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> None:
         distributed=distributed, tuned=tuned.parse_switches(args.tuned),
         compile_mode=args.compile_mode, compile_scope=args.compile_scope,
         cpus=len(os.sched_getaffinity(0)),
-        local_procs=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        local_procs=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+        cudnn_benchmark=not args.no_cudnn_benchmark)
     if s.tuned:
         tuned.register()  # the data preprocessor and hook the tuned config names
     cfg = configs.build(s)

@@ -29,6 +29,13 @@ def test_config_inherits_mmseg_and_measures_training_only(model, base, crop):
     assert cfg.model.backbone.get("init_cfg") is None
 
 
+def test_cudnn_benchmark_is_on_unless_asked_off():
+    common = dict(model="fastscnn", batch_size=2, max_iters=50, num_workers=1, device="cpu")
+    assert configs.build(configs.TrainSettings(**common)).env_cfg.cudnn_benchmark is True
+    off = configs.build(configs.TrainSettings(**common, cudnn_benchmark=False))
+    assert off.env_cfg.cudnn_benchmark is False
+
+
 def test_options_reach_the_config():
     s = configs.TrainSettings("segformer_b0", batch_size=3, max_iters=70, num_workers=4,
                               precision="bf16", crop=(256, 512), data_root="/d", work_dir="/w",

@@ -66,6 +66,13 @@ def test_pool_joins_the_runs_of_several_invocations(tmp_path, capsys):
     assert m["harness_no_flops_runs"] == [10.2] and m["iters"] == [300, 500]
     assert m["order"] == "PNH+HP" and m["pooled_from"] == 2 and m["ratio_ci95"] is not None
     assert rows["other"]["ratio_ci95"] is None          # one run a side: no interval
+    # runs with cuDNN's benchmark off are never pooled with runs that had it on
+    third = results("s3", [dict(base, iters=300, order="PH", cudnn_benchmark=False,
+                                plain_runs=[9.0], harness_runs=[9.1])])
+    assert fidelity.main(["--pool", str(first), str(third), "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert sorted((r["cudnn_benchmark"], r["plain_runs"]) for r in rows) == \
+        [(False, [9.0]), (True, [10.0])]
     assert "mean ratio [95% CI]" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         fidelity.main(["--pool", str(tmp_path / "nope.json"), "--out", str(out)])

@@ -258,6 +258,18 @@ def test_flops_knob_turns_the_probe_off_and_is_validated():
         launch.parse_case(argv, {"FLOPS": "maybe"})
 
 
+def test_cudnn_benchmark_knob_reaches_the_train_command_and_is_validated():
+    argv = ["fastscnn", "sp", "fp32", "2", "500", "5"]
+    on = launch.parse_case(argv, {})
+    assert on.cudnn_benchmark and "--no-cudnn-benchmark" not in launch.train_command(on, Path("/tmp/x/log"))
+    for text in ("false", "0", "off"):
+        off = launch.parse_case(argv, {"CUDNN_BENCHMARK": text})
+        assert not off.cudnn_benchmark
+        assert "--no-cudnn-benchmark" in launch.train_command(off, Path("/tmp/x/log"))
+    with pytest.raises(launch.BadInput, match="CUDNN_BENCHMARK must be true or false"):
+        launch.parse_case(argv, {"CUDNN_BENCHMARK": "fast"})
+
+
 def test_port_in_use_is_refused(cpu_env):
     import socket
     with socket.socket() as s:
