@@ -127,7 +127,8 @@ def pool(paths: list[Path], tolerance: float) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'model':<16} {'plain':>9} {'harness':>9} {'ratio':>7} {'CV':>7}  {'mean ratio [95% CI]':<26} verdict")
+    print(f"{'model':<16} {'plain':>9} {'harness':>9} {'ratio':>7} {'CV':>7}  "
+          f"{'mean ratio [95% CI]':<26} verdict")
     for r in rows:
         cv = f"{100 * r['harness_cv']:.2f}%" if r.get("harness_cv") is not None else "-"
         ci = (f"{r['ratio_mean']} [{r['ratio_ci95'][0]}, {r['ratio_ci95'][1]}]"

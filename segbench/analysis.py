@@ -577,7 +577,6 @@ def summarize_repeats(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-
 def ratio_ci95(numer: Sequence[float], denom: Sequence[float]) -> dict[str, Any] | None:
     """The ratio of the means of two independent sets of run figures (e.g. the harness's
     images/s over plain mmseg's, one figure per run) with a 95% confidence interval, or None
@@ -611,7 +610,8 @@ def _host_block(case: Mapping[str, Any], result: Mapping[str, Any] | None) -> di
     """The host's state before and after the run (segbench.env.host_probe), from the case and
     result records; None for logs without them."""
     before = case.get("host") if isinstance(case.get("host"), dict) else None
-    after = result.get("host") if isinstance(result, Mapping) and isinstance(result.get("host"), dict) else None
+    after = result.get("host") if isinstance(result, Mapping) else None
+    after = after if isinstance(after, dict) else None
     return {"before": before, "after": after} if before or after else None
 
 
