@@ -289,8 +289,7 @@ def main(argv: list[str]) -> int:
         row["tflops"] = (st.get("flops") or {}).get("tflops_achieved")
         rows.append(row)
         print("fidelity: " + json.dumps(row), flush=True)
-        (a.out / "results.json").write_text(json.dumps(rows, indent=1))
-    write_rows(rows, a.out)
+        write_rows(rows, a.out)   # after every model: a run cut off keeps what it finished
     print_table(rows)
     return 0
 

@@ -156,16 +156,21 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def _nvidia_driver() -> str | None:
+def _nvidia_smi(*args: str) -> list[str] | None:
+    """nvidia-smi's output lines for these arguments; None without it, on failure or no output."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return None
     try:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run([smi, *args], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    return out.stdout.strip().splitlines() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _nvidia_driver() -> str | None:
+    lines = _nvidia_smi("--query-gpu=driver_version", "--format=csv,noheader")
+    return lines[0] if lines else None
 
 
 # nvidia-smi fields of host_probe's per-GPU state, and the keys they are reported under
@@ -204,19 +209,9 @@ def host_probe(gpu: bool = False) -> dict:
 
 
 def _gpu_state() -> list[dict] | None:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None
     query = ",".join(f for f, _ in GPU_STATE_FIELDS)
-    try:
-        out = subprocess.run([smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
     gpus = []
-    for line in out.stdout.strip().splitlines():
+    for line in _nvidia_smi(f"--query-gpu={query}", "--format=csv,noheader,nounits") or []:
         values = [v.strip() for v in line.split(",")]
         if len(values) != len(GPU_STATE_FIELDS):
             continue

@@ -131,6 +131,14 @@ def _env_int(environ, name: str, default: int, minimum: int = 1) -> int:
     return int(text)
 
 
+def _env_bool(environ, name: str, default: bool) -> bool:
+    """A true/false knob (1/true/yes/on, 0/false/no/off, any case); unset or empty: ``default``."""
+    text = (environ.get(name) or ("true" if default else "false")).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise BadInput(f"{name} must be true or false, not {environ.get(name)!r}")
+    return text in _TRUE
+
+
 def _duration(environ, name: str, default: float) -> float:
     text = environ.get(name, "")
     if text == "":
@@ -176,12 +184,6 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
             raise BadInput(f"PROFILE_ITERS must be FIRST-LAST, not {environ.get('PROFILE_ITERS')!r}")
         profile_window = (int(m.group(1)), min(int(m.group(2)), max_iter))
-    flops_text = (environ.get("FLOPS") or "true").strip().lower()
-    if flops_text not in _TRUE + _FALSE:
-        raise BadInput(f"FLOPS must be true or false, not {environ.get('FLOPS')!r}")
-    bench_text = (environ.get("CUDNN_BENCHMARK") or "true").strip().lower()
-    if bench_text not in _TRUE + _FALSE:
-        raise BadInput(f"CUDNN_BENCHMARK must be true or false, not {environ.get('CUDNN_BENCHMARK')!r}")
     try:
         switches = tuned.parse_switches(environ.get("TUNED"))
     except ValueError as exc:
@@ -201,7 +203,8 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
         timeout_s=_duration(environ, "BENCH_TIMEOUT", 900.0),
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
-        count_flops=flops_text in _TRUE, cudnn_benchmark=bench_text in _TRUE,
+        count_flops=_env_bool(environ, "FLOPS", True),
+        cudnn_benchmark=_env_bool(environ, "CUDNN_BENCHMARK", True),
         tuned=switches, compile_mode=compile_mode,
         compile_scope=compile_scope,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),

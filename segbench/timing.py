@@ -185,7 +185,7 @@ class SegbenchTimerHook(Hook):
         reserved = round(torch.cuda.memory_reserved() / 2**20, 1) if cuda else None
         meta = {"kind": "meta", "rank": self.rank, "world_size": get_world_size(),
                 "device": self.device,
-                "device_name": torch.cuda.get_device_name() if self.device == "cuda" else "cpu",
+                "device_name": torch.cuda.get_device_name() if cuda else "cpu",
                 "batch_size": shape[0] if shape else None, "input_shape": shape,
                 "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
                 "data_time_source": "iterator" if self._timed is not None else "gap",

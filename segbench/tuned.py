@@ -78,6 +78,8 @@ SWITCHES = ("channels_last", "foreach", "loader", "workers", "gpu_aug", "non_blo
 OPT_IN = ("gpu_aug", "train_once")
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
+EXACT_FP32_WITH_TF32 = ("--exact-fp32 turns TF32 off on every side; leave out the tf32 switch "
+                        "(they cannot be combined)")
 COMPILE_SCOPES = ("modules", "train_step")
 COMPILE_PARTS = ("backbone", "neck", "decode_head", "auxiliary_head")
 PREPROCESSOR = "SegbenchDataPreProcessor"
@@ -214,10 +216,12 @@ def bare_model(model):
 
 
 @contextlib.contextmanager
-def tf32_on():
-    """TF32 maths on for the block, the previous flags restored after it."""
+def tf32_flags(matmul: bool, cudnn: bool):
+    """TF32 maths for fp32 matmuls and cuDNN convolutions set so for the block, the previous
+    flags restored after it."""
     import torch
-    before = set_tf32(True)
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
     try:
         yield
     finally:
@@ -479,7 +483,7 @@ def _step(model, optim_wrapper, batch, seed: int, tf32: bool = False) -> float:
     from mmengine.runner import set_random_seed
     set_random_seed(seed)                  # identical RNG state on both sides (dropout)
     # the TF32 flags are process-wide: on for this side's step only
-    with tf32_on() if tf32 else contextlib.nullcontext():
+    with tf32_flags(True, True) if tf32 else contextlib.nullcontext():
         log_vars = model.train_step(copy.deepcopy(batch), optim_wrapper)
     return float(log_vars["loss"].detach())
 
@@ -660,18 +664,11 @@ def equivalence(model: str, switches=SWITCHES, *, exact_fp32: bool = False, **kw
     TF32 and passes without, the failure is TF32's rounding in that step, not different maths.
     Keyword arguments: see :func:`_equivalence`.
     """
-    import torch
     switches = check_switches(switches)
     if exact_fp32 and "tf32" in switches:
-        raise ValueError("exact fp32 turns TF32 off on every side; it cannot be combined with "
-                         "the tf32 switch")
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if exact_fp32:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
+        raise ValueError(EXACT_FP32_WITH_TF32)
+    with tf32_flags(False, False) if exact_fp32 else contextlib.nullcontext():
         r = _equivalence(model, switches, **kw)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     r["exact_fp32"] = exact_fp32
     return r
 
@@ -912,7 +909,7 @@ def main(argv: list[str]) -> int:
         if args.iters < 1:
             raise ValueError(f"--iters must be >= 1, not {args.iters}")
         if args.exact_fp32 and "tf32" in switches:
-            raise ValueError("--exact-fp32 turns TF32 off on every side; leave out the tf32 switch")
+            raise ValueError(EXACT_FP32_WITH_TF32)
     except ValueError as exc:
         print(f"segbench.tuned: error: {exc}", file=sys.stderr)
         return 2
