@@ -4,6 +4,8 @@
 #   bash run_PyTorch.sh                 # docker + GPU: in an official PyTorch CUDA image; else on the host
 #   bash run_PyTorch.sh --local         # on the host, never in docker
 #   bash run_PyTorch.sh --dry-run       # print the cases
+#   bash run_PyTorch.sh --wheelhouse DIR  # air-gapped host: set up from DIR (PrepareEnv.sh --wheelhouse)
+#   bash run_PyTorch.sh --no-setup      # the set-up is done: run the cases only
 # With no GPU it runs the CPU profile (small crops, few iterations, mp = 2 CPU processes), labelled.
 # Other options (case file, --models/--modes/--bs/--fp, --resume): python -m segbench.suite --help
 set -euo pipefail
@@ -12,15 +14,26 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 image="${PYTORCH_IMAGE:-pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime}"
 local_only=0
 setup=1
+wheelhouse=""
 suite_args=()
-for arg in "$@"; do
-    case "${arg}" in
+while [[ $# -gt 0 ]]; do
+    case "$1" in
         --local) local_only=1 ;;
         --no-setup) setup=0 ;;
-        --dry-run) setup=0; suite_args+=("${arg}") ;;
-        *) suite_args+=("${arg}") ;;
+        --dry-run) setup=0; suite_args+=("$1") ;;
+        --wheelhouse)
+            [[ $# -ge 2 && -d "$2" ]] || {
+                echo "run_PyTorch.sh: error: --wheelhouse needs a directory of wheels" >&2; exit 2; }
+            wheelhouse="$(cd "$2" && pwd)"
+            shift ;;
+        *) suite_args+=("$1") ;;
     esac
+    shift
 done
+prepare_args=()
+if [[ -n "${wheelhouse}" ]]; then
+    prepare_args=(--wheelhouse "${wheelhouse}")
+fi
 
 _has_gpu() {
     command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
@@ -35,14 +48,17 @@ _in_docker() {
         -e CUDA_VISIBLE_DEVICES -e TRAIN_LOG_DIR -e CITYSCAPES_ROOT \
         -v "${here}:/workspace/segbench" -w /workspace/segbench \
         ${CITYSCAPES_ROOT:+-v "${CITYSCAPES_ROOT}:${CITYSCAPES_ROOT}:ro"} \
-        "${image}" bash -c 'PYTHON=python bash PrepareEnv.sh --system &&
+        ${wheelhouse:+-v "${wheelhouse}:${wheelhouse}:ro"} \
+        -e SEGBENCH_WHEELHOUSE="${wheelhouse}" \
+        "${image}" bash -c 'PYTHON=python bash PrepareEnv.sh --system \
+                ${SEGBENCH_WHEELHOUSE:+--wheelhouse "${SEGBENCH_WHEELHOUSE}"} &&
             SEGBENCH_PYTHON=python bash run_PyTorch.sh --local --no-setup "$@"' \
         run_PyTorch.sh ${suite_args[@]+"${suite_args[@]}"}
 }
 
 _local() {
     if [[ "${setup}" == 1 ]]; then
-        bash "${here}/PrepareEnv.sh"
+        bash "${here}/PrepareEnv.sh" ${prepare_args[@]+"${prepare_args[@]}"}
     fi
     # shellcheck source=segbench/sh/common.sh
     source "${here}/segbench/sh/common.sh"

@@ -5,8 +5,8 @@
 Per trace: the iterations in the window (counted by the optimizer's ``Optimizer.step#...``
 events, or ``--iters``), the window's wall span (first to last event), the GPU's busy time (the
 union of kernel, memcpy and memset intervals), their share of the span, the kernel count and
-launches per iteration, the distinct kernel names with a digest of their set, and the kernels that
-took most time. Meant for telling runs apart that should be alike: if a slow run's GPU busy time
+launches per iteration, the distinct kernel names with a digest of their set, the kernels that
+took most time, and (in ``--json``) every kernel's whole name, launch count and time. Meant for telling runs apart that should be alike: if a slow run's GPU busy time
 per iteration matches a fast run's, the difference is on the host (launching, Python); if the
 kernel set's digest differs, the runs chose different kernels (e.g. cuDNN's benchmark picking
 other algorithms). A CPU-only trace has no kernels: its GPU fields are 0 and it says so.
@@ -53,8 +53,10 @@ def summarize(trace: dict, iters: int | None = None, top: int = 10) -> dict:
     steps = sum(1 for e in events if str(e.get("name", "")).startswith(STEP_PREFIX))
     n = iters or steps or None
     per_name: dict[str, float] = {}
+    count: dict[str, int] = {}
     for e in kernels:
         per_name[e["name"]] = per_name.get(e["name"], 0.0) + float(e.get("dur", 0))
+        count[e["name"]] = count.get(e["name"], 0) + 1
     busy_ms = _busy([(float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0))) for e in gpu]) / 1e3
     span_ms = (end - start) / 1e3
     names = sorted(per_name)
@@ -71,6 +73,9 @@ def summarize(trace: dict, iters: int | None = None, top: int = 10) -> dict:
         "kernel_set_digest": hashlib.sha1("\n".join(names).encode()).hexdigest()[:12] if names else None,
         "top_kernels": [{"name": k[:120], "ms": round(v / 1e3, 3)}
                         for k, v in sorted(per_name.items(), key=lambda kv: -kv[1])[:top]],
+        # every kernel, whole name: what two runs' sets differ by (compare two summaries' tables)
+        "kernel_table": [{"name": k, "count": count[k], "ms": round(v / 1e3, 3)}
+                         for k, v in sorted(per_name.items(), key=lambda kv: -kv[1])],
         "note": None if gpu else "no GPU events: a CPU-only trace",
     }
 

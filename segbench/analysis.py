@@ -797,7 +797,9 @@ def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: in
              "compile_scope": case.get("compile_scope"),
              "cudnn_benchmark": case.get("cudnn_benchmark"), "window": window, "per_iter": per_iter,
              "warmup": _warmup_block(ranks, WARMUP_LOG_INTERVALS * log_interval),
-             "memory": {"peak_mb_per_rank": _peak_memory(ranks)}, "flops": flops,
+             "memory": {"peak_mb_per_rank": _peak_memory(ranks),
+                        "device_index_per_rank": [r.meta.get("device_index") for r in ranks] or None},
+             "flops": flops,
              "last_loss": _last_loss(ranks, run), "env": case.get("env"),
              "host": _host_block(case, run.result),
              "command": case.get("command"), "log_file": log_name, "warnings": warnings}

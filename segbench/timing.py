@@ -186,6 +186,7 @@ class SegbenchTimerHook(Hook):
         meta = {"kind": "meta", "rank": self.rank, "world_size": get_world_size(),
                 "device": self.device,
                 "device_name": torch.cuda.get_device_name() if cuda else "cpu",
+                "device_index": torch.cuda.current_device() if cuda else None,
                 "batch_size": shape[0] if shape else None, "input_shape": shape,
                 "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
                 "data_time_source": "iterator" if self._timed is not None else "gap",

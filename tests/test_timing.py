@@ -49,6 +49,7 @@ def test_data_time_is_the_wait_for_the_batch_not_the_loop_bookkeeping(tmp_path):
     meta, *iters = drive(tmp_path, loop)
     assert meta["data_time_source"] == "iterator"
     assert meta["pre_train_peak_mb"] is None and meta["pre_train_reserved_mb"] is None   # CPU
+    assert meta["device"] == "cpu" and meta["device_index"] is None
     assert isinstance(loop.dataloader_iterator, timing._TimedIterator)   # the loop's own slot
     for row in iters[1:]:       # iteration 1's clock starts after the meta line, mid-gap
         assert LOAD_S * 0.9 <= row["data_time"] < LOAD_S + TRAIN_S * 0.9

@@ -27,6 +27,8 @@ def test_busy_time_is_the_union_of_device_intervals_and_the_digest_tracks_the_ke
     assert s["span_ms"] == 1.0 and s["gpu_busy_ms"] == 0.3 and s["gpu_busy_share"] == 0.3
     assert s["gpu_busy_ms_per_iter"] == 0.15 and s["kernels"] == 3 and s["kernels_per_iter"] == 1.5
     assert s["distinct_kernels"] == 2 and s["top_kernels"][0] == {"name": "conv_a", "ms": 0.2}
+    assert s["kernel_table"] == [{"name": "conv_a", "count": 2, "ms": 0.2},
+                                 {"name": "conv_b", "count": 1, "ms": 0.1}]
     other = dict(trace, traceEvents=trace["traceEvents"][:-2] + [ev("conv_c", 900, 100)])
     assert trace_summary.summarize(other)["kernel_set_digest"] != s["kernel_set_digest"]
     assert trace_summary.summarize(trace, iters=4)["iterations"] == 4
