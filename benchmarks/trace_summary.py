@@ -6,8 +6,9 @@ Per trace: the iterations in the window (counted by the optimizer's ``Optimizer.
 events, or ``--iters``), the window's wall span (first to last event), the GPU's busy time (the
 union of kernel, memcpy and memset intervals), their share of the span, the kernel count and
 launches per iteration, the distinct kernel names with a digest of their set, the kernels that
-took most time, and (in ``--json``) every kernel's whole name, launch count and time. Meant for telling runs apart that should be alike: if a slow run's GPU busy time
-per iteration matches a fast run's, the difference is on the host (launching, Python); if the
+took most time, and (in ``--json``) every kernel's whole name, launch count and time. Meant for
+telling runs apart that should be alike: if a slow run's GPU busy time per iteration matches a fast
+run's, the difference is on the host (launching, Python); if the
 kernel set's digest differs, the runs chose different kernels (e.g. cuDNN's benchmark picking
 other algorithms). A CPU-only trace has no kernels: its GPU fields are 0 and it says so.
 
