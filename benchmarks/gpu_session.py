@@ -15,8 +15,8 @@ and run over one or more calls:
   checkout, kept on a warm host) or named in ``--skip`` are not run again.
 - Each step runs in its own process group with ``STEP_DIR`` (its output folder),
   ``TRAIN_LOG_DIR`` (= STEP_DIR) and ``PY`` (the set-up's python) set; at its timeout the group
-  gets SIGTERM (the harness then writes its files) and, 20 s later, SIGKILL. Only that group is
-  signalled.
+  gets SIGTERM (the harness then writes its files) and, when any of it is still running 20 s later,
+  SIGKILL; the step ends when the whole group has, not just its shell. Only that group is signalled.
 - After every step, everything so far is packed into ``OUT/results.tgz`` (files over 4 MB left
   out) and ``OUT/session.json`` (per step: command, exit status, start, wall seconds), so what ran
   comes back even if the call itself is cut off.
@@ -37,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 VENV_PY = REPO / ".venv" / "bin" / "python"
 MAX_PACKED_BYTES = 4 * 1024 * 1024
+GRACE_S = 20  # after a step's timeout: SIGTERM, this long for its processes to finish, then SIGKILL
 
 
 def parse_plan(text: str) -> list[dict]:
@@ -55,6 +56,27 @@ def parse_plan(text: str) -> list[dict]:
     return steps
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_group(pgid: int, deadline: float) -> None:
+    """Wait until no process of the group is left, or until ``deadline``; then SIGKILL the rest."""
+    while _group_alive(pgid) and time.time() < deadline:
+        time.sleep(0.2)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def run_step(step: dict, step_dir: Path, env: dict) -> dict:
     step_dir.mkdir(parents=True, exist_ok=True)
     env = dict(env, STEP_DIR=str(step_dir), TRAIN_LOG_DIR=str(step_dir), PYTHONUNBUFFERED="1")
@@ -69,9 +91,13 @@ def run_step(step: dict, step_dir: Path, env: dict) -> dict:
             timed_out = True
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                rc = proc.wait(timeout=20)
+                rc = proc.wait(timeout=GRACE_S)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                rc = None
+            # The step's shell can die of the SIGTERM at once while the harness below it is still
+            # writing its failing speed file: wait for the whole group, not just its leader.
+            _wait_group(proc.pid, start + step["timeout"] + GRACE_S)
+            if rc is None:
                 rc = proc.wait()
     return {"name": step["name"], "command": step["command"], "rc": rc, "timed_out": timed_out,
             "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)),

@@ -51,7 +51,10 @@ def summarize(trace: dict, iters: int | None = None, top: int = 10) -> dict:
     end = max(float(e["ts"]) + float(e.get("dur", 0)) for e in events)
     gpu = [e for e in events if e.get("cat") in GPU_CATS]
     kernels = [e for e in gpu if e.get("cat") == "kernel"]
-    steps = sum(1 for e in events if str(e.get("name", "")).startswith(STEP_PREFIX))
+    # On a GPU, each host-side range is mirrored on the device timeline (cat gpu_user_annotation):
+    # count the host's copies only.
+    steps = sum(1 for e in events if str(e.get("name", "")).startswith(STEP_PREFIX)
+                and not str(e.get("cat", "")).startswith("gpu_"))
     n = iters or steps or None
     per_name: dict[str, float] = {}
     count: dict[str, int] = {}

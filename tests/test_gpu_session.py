@@ -49,3 +49,27 @@ def test_budget_timeout_and_resume(tmp_path, monkeypatch):
     assert gpu_session.main(args + ["--budget", "600"]) == 0
     rec = json.loads((out / "session.json").read_text())
     assert [s["name"] for s in rec["steps"]] == ["a", "hang", "small", "big"]
+
+
+def test_a_timed_out_step_ends_when_its_whole_group_has(tmp_path, monkeypatch):
+    """At a step's timeout its shell dies of the SIGTERM at once, while the harness below it is
+    still writing its files: the step (and the pack) waits for the whole group."""
+    late = ("import signal, sys, time\n"
+            "def done(*a):\n"
+            "    time.sleep(1)\n"
+            "    open(sys.argv[1], 'w').write('written after SIGTERM')\n"
+            "    sys.exit(1)\n"
+            "signal.signal(signal.SIGTERM, done)\n"
+            "time.sleep(60)\n")
+    (tmp_path / "late.py").write_text(late)
+    plan = tmp_path / "plan.txt"
+    plan.write_text(f'slow | 2 | "{sys.executable}" "{tmp_path / "late.py"}" "$STEP_DIR/late" & wait\n')
+    monkeypatch.setattr(gpu_session, "setup",
+                        lambda wheelhouse, state: {"name": "setup", "rc": 0, "wall_s": 0})
+    out = tmp_path / "out"
+    assert gpu_session.main(["--plan", str(plan), "--out", str(out), "--state", str(tmp_path / "state"),
+                             "--budget", "60"]) == 0
+    step = json.loads((out / "session.json").read_text())["steps"][0]
+    assert step["timed_out"] and step["wall_s"] < 20
+    with tarfile.open(out / "results.tgz") as tar:
+        assert "slow/late" in tar.getnames()

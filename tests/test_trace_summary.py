@@ -20,6 +20,7 @@ def test_busy_time_is_the_union_of_device_intervals_and_the_digest_tracks_the_ke
         ev("Optimizer.step#SGD.step", 0, 10, "cpu_op"), ev("Optimizer.step#SGD.step", 500, 10, "cpu_op"),
         ev("conv_a", 100, 100), ev("conv_b", 150, 100),          # overlap: 100..250 = 150 us
         ev("Memcpy HtoD", 300, 50, "gpu_memcpy"), ev("conv_a", 900, 100),
+        ev("Optimizer.step#SGD.step", 600, 5, "gpu_user_annotation"),  # the device's mirror: not a step
         {"ph": "i", "name": "marker", "ts": 5000},                # not a complete event: ignored
     ]}
     s = trace_summary.summarize(trace)
