@@ -26,6 +26,17 @@ makes that row from the results.json of several earlier invocations (steps of a 
 without running anything:
 
     python benchmarks/fidelity.py --pool step1/results.json step2/results.json
+
+``--concurrent A,B`` (a host with two GPUs) runs each pair's plain and harness runs at the same
+time, one on device A and one on device B, swapping devices from pair to pair:
+
+    python benchmarks/fidelity.py --models ocrnet_hrnetw48 --iters 300 --pairs 4 --concurrent 0,1
+
+The two runs of a pair share the host's state (its CPU speed of the moment, its neighbours), so a
+host whose speed moves from run to run moves both, and the pair's ratio keeps only what differs:
+the harness. The row's interval is then the matched pairs' (segbench.analysis.paired_ratio_ci95);
+the sides also compete for the host's CPUs, symmetrically. Its figures are of two runs at once, not
+of a quiet host: read the ratio, not the images/s.
 """
 from __future__ import annotations
 
@@ -38,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,9 +77,11 @@ def verdict(ci: dict | None, tolerance: float) -> str:
     return f"not resolved at {band}"
 
 
-def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float) -> dict:
+def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float,
+              paired: bool = False) -> dict:
     """Fill ``row`` with each letter's runs, median, CV and ratio to plain, and the harness's
-    mean ratio with its 95% CI and verdict."""
+    mean ratio with its 95% CI and verdict (``paired``: plain's and the harness's runs are matched
+    pairs, index by index, and the interval is the pairs')."""
     plain = by_letter.get("P") or []
     for letter, key in LETTERS.items():
         runs = by_letter.get(letter) or []
@@ -78,7 +92,9 @@ def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float) ->
             row[f"{key}_ratio"] = round(row[key] / statistics.median(plain), 4)
     if row.get("plain") and row.get("harness"):
         row["ratio"] = row["harness_ratio"]
-        ci = analysis.ratio_ci95(by_letter["H"], plain)
+        ci = (analysis.paired_ratio_ci95(by_letter["H"], plain) if paired
+              else analysis.ratio_ci95(by_letter["H"], plain))
+        row["pairing"] = "concurrent" if paired else "sequential"
         row["ratio_mean"] = round(ci["ratio"], 4) if ci else None
         row["ratio_ci95"] = [round(ci["low"], 4), round(ci["high"], 4)] if ci else None
         row["verdict"] = verdict(ci, tolerance)
@@ -87,42 +103,44 @@ def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float) ->
 
 
 def runs_needed(ci: dict | None, tolerance: float) -> int | None:
-    """About how many runs a side (the same spread and ratio; t for 2n - 2 degrees of freedom)
-    would put the whole 95% interval inside +-tolerance; None when the mean ratio itself is not
-    inside."""
+    """About how many runs a side (the same spread and ratio; t for 2n - 2 degrees of freedom, or
+    n - 1 for matched pairs) would put the whole 95% interval inside +-tolerance; None when the
+    mean ratio itself is not inside."""
     if ci is None:
         return None
     room = math.log(1 + tolerance) if ci["ratio"] >= 1 else -math.log(1 - tolerance)
     room -= abs(math.log(ci["ratio"]))
     if room <= 0:
         return None
-    var = ci["cv"][0] ** 2 + ci["cv"][1] ** 2
+    paired = ci.get("paired", False)
+    var = ci["cv"] ** 2 if paired else ci["cv"][0] ** 2 + ci["cv"][1] ** 2
     n = 2
-    while analysis.t95(2 * n - 2) * math.sqrt(var / n) > room:
+    while analysis.t95(n - 1 if paired else 2 * n - 2) * math.sqrt(var / n) > room:
         n += 1
     return n
 
 
 def pool(paths: list[Path], tolerance: float) -> list[dict]:
-    """One row per (model, fp, bs, workers, cuDNN benchmark) from the rows of several
-    results.json files (rows without ``cudnn_benchmark`` had it on)."""
+    """One row per (model, fp, bs, workers, cuDNN benchmark, pairing) from the rows of several
+    results.json files (rows without ``cudnn_benchmark`` had it on; without ``pairing``, ran one
+    after another). Concurrent rows stay matched: their runs are joined in order."""
     groups: dict[tuple, dict] = {}
     for path in paths:
         for r in json.loads(Path(path).read_text()):
             key = (r["model"], r.get("fp"), r.get("bs"), r.get("workers"),
-                   r.get("cudnn_benchmark", True))
+                   r.get("cudnn_benchmark", True), r.get("pairing", "sequential"))
             g = groups.setdefault(key, {"iters": [], "orders": [], "by_letter": {k: [] for k in LETTERS}})
             g["iters"].append(r.get("iters"))
             g["orders"].append(r.get("order"))
             for letter, name in LETTERS.items():
                 g["by_letter"][letter] += r.get(f"{name}_runs") or []
     rows = []
-    for (model, fp, bs, workers, bench), g in groups.items():
+    for (model, fp, bs, workers, bench, pairing), g in groups.items():
         iters = sorted(set(g["iters"]), key=str)
         row = {"model": model, "fp": fp, "bs": bs, "workers": workers, "cudnn_benchmark": bench,
                "iters": iters[0] if len(iters) == 1 else iters, "order": "+".join(map(str, g["orders"])),
                "pooled_from": len(g["orders"])}
-        rows.append(summarise(row, g["by_letter"], tolerance))
+        rows.append(summarise(row, g["by_letter"], tolerance, paired=pairing == "concurrent"))
     return rows
 
 
@@ -164,7 +182,8 @@ def hooked_config(model: str, fp: str, out: Path, tag: str) -> Path:
 
 def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_root: str,
                 out: Path, tag: str, crop: tuple[int, int] | None = None,
-                log_interval: int = 10, with_hook: bool = False, cudnn_benchmark: bool = True) -> dict:
+                log_interval: int = 10, with_hook: bool = False, cudnn_benchmark: bool = True,
+                extra_env: dict | None = None) -> dict:
     """Plain mmseg tools/train.py with exactly the harness's cfg-options (no segbench hook unless
     ``with_hook``: then the timing hook, through a config that inherits the model's)."""
     import mmseg
@@ -179,20 +198,21 @@ def plain_mmseg(model: str, fp: str, bs: int, iters: int, workers: int, data_roo
     config = hooked_config(model, fp, out, tag) if with_hook else configs.config_path(model)
     cmd = [sys.executable, str(train_py), str(config),
            "--work-dir", str(out / f"plain_{tag}_{model}_work"), "--cfg-options", *configs.as_cli(opts)]
-    t0 = time.monotonic()
+    t0, start = time.monotonic(), time.time()
     with open(log, "w") as fh:
         rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
-                            env=dict(os.environ, PYTHONPATH=str(REPO))).returncode
+                            env=dict(os.environ, PYTHONPATH=str(REPO), **(extra_env or {}))).returncode
     res = analysis.analyze(log, model, batch_size=bs, gpu_num=1, run_mode="sp")
     return {"images_per_s": res.speed["FINAL_RESULT"] if rc == 0 else 0.0, "rc": rc,
-            "reason": res.reason, "wall_s": round(time.monotonic() - t0, 1), "log": str(log)}
+            "reason": res.reason, "wall_s": round(time.monotonic() - t0, 1), "log": str(log),
+            "start": start}
 
 
 def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, tag: str,
             extra_env: dict) -> dict:
     log_dir = out / f"harness_{tag}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
+    t0, start = time.monotonic(), time.time()
     rc = subprocess.run(["bash", str(REPO / "run_benchmark.sh"), model, "sp", fp, str(bs),
                          str(iters), str(workers)],
                         env=dict(os.environ, TRAIN_LOG_DIR=str(log_dir), **extra_env)).returncode
@@ -204,7 +224,7 @@ def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, t
     stats_file = speed_file.with_name(speed_file.name[:-len("_speed")] + "_stats.json")
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     return {"images_per_s": speed["FINAL_RESULT"], "rc": rc, "wall_s": round(time.monotonic() - t0, 1),
-            "stats": stats}
+            "stats": stats, "start": start}
 
 
 def main(argv: list[str]) -> int:
@@ -228,6 +248,10 @@ def main(argv: list[str]) -> int:
                         "harness): a diagnosis of run-to-run spread, not the seed's setting")
     p.add_argument("--tolerance", type=float, default=0.03,
                    help="the verdict's band around 1 for harness / plain (default 0.03)")
+    p.add_argument("--concurrent", metavar="A,B",
+                   help="two devices (CUDA_VISIBLE_DEVICES values): each pair's plain and harness "
+                        "runs at the same time, one on each, swapping from pair to pair; the "
+                        "interval is the matched pairs'")
     p.add_argument("--pool", nargs="+", type=Path, metavar="RESULTS_JSON",
                    help="no runs: pool the runs of earlier results.json files (written to --out)")
     a = p.parse_args(argv)
@@ -249,6 +273,14 @@ def main(argv: list[str]) -> int:
     order = (a.order or ("H" if a.no_plain else "PH") * a.pairs).upper()
     if not order or set(order) - set(LETTERS):
         p.error(f"--order must be letters of {''.join(LETTERS)}, e.g. PHHP, not {a.order!r}")
+    devices = None
+    if a.concurrent is not None:
+        devices = [d.strip() for d in a.concurrent.split(",")]
+        if len(devices) != 2 or not all(devices):
+            p.error(f"--concurrent takes two devices, e.g. 0,1, not {a.concurrent!r}")
+        if a.order or a.no_plain:
+            p.error("--concurrent runs pairs of plain and harness (--pairs N), "
+                    "not with --order or --no-plain")
     a.out.mkdir(parents=True, exist_ok=True)
     crop = tuple(int(x) for x in a.crop.split("x")) if a.crop else None
     extra_env = {"DATA_ROOT": a.data_root, "LOG_INTERVAL": str(a.log_interval)}
@@ -262,7 +294,29 @@ def main(argv: list[str]) -> int:
                      "cudnn_benchmark": not a.no_cudnn_benchmark}
         by_letter: dict[str, list[float]] = {k: [] for k in LETTERS}
         runs = []
-        for letter in order:  # alternate, so drift on the host hits both sides alike
+        if devices:
+            row["concurrent_devices"] = []
+            for k in range(a.pairs):  # each pair at once; devices swap from pair to pair
+                n, dev_p, dev_h = k + 1, devices[k % 2], devices[(k + 1) % 2]
+                with ThreadPoolExecutor(max_workers=2) as both:
+                    plain_run = both.submit(
+                        plain_mmseg, model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
+                        f"p{n}", crop, a.log_interval, cudnn_benchmark=not a.no_cudnn_benchmark,
+                        extra_env={"CUDA_VISIBLE_DEVICES": dev_p})
+                    harness_run = both.submit(harness, model, a.fp, a.bs, a.iters, a.workers, a.out,
+                                              f"{model}_r{n}", dict(extra_env, CUDA_VISIBLE_DEVICES=dev_h))
+                    plain_res, run = plain_run.result(), harness_run.result()
+                plain_fig = plain_res["images_per_s"]
+                runs.append(run)
+                by_letter["P"].append(plain_fig)
+                by_letter["H"].append(run["images_per_s"])
+                gap = round(abs(run["start"] - plain_res["start"]), 2)
+                row["concurrent_devices"].append(
+                    {"plain": dev_p, "harness": dev_h, "start_gap_s": gap,
+                     "wall_s": {"plain": plain_res["wall_s"], "harness": run["wall_s"]}})
+                print(f"fidelity: {model} pair {n} at once: plain {plain_fig} images/s (device {dev_p}), "
+                      f"harness {run['images_per_s']} images/s (device {dev_h})", flush=True)
+        for letter in ("" if devices else order):  # alternate, so drift hits both sides alike
             n = len(by_letter[letter]) + 1
             if letter in "PT":
                 fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
@@ -279,7 +333,7 @@ def main(argv: list[str]) -> int:
             by_letter[letter].append(fig)
             print(f"fidelity: {model} {LETTERS[letter]} run {n}: {fig} images/s", flush=True)
         row["order"] = order
-        summarise(row, by_letter, a.tolerance)
+        summarise(row, by_letter, a.tolerance, paired=devices is not None)
         st = runs[-1]["stats"] if runs else {}
         pi = st.get("per_iter") or {}
         row["per_iter_images_per_s"] = pi.get("images_per_s")

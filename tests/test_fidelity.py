@@ -79,3 +79,62 @@ def test_pool_joins_the_runs_of_several_invocations(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("[{}]")
     with pytest.raises(SystemExit):
         fidelity.main(["--pool", str(tmp_path / "bad.json"), "--out", str(out)])
+
+
+def test_matched_pairs_cancel_a_host_that_moves():
+    """Concurrent pairs: the host's speed moves both runs of a pair, so the pairs' interval
+    resolves what the same figures read as independent sets cannot."""
+    plain = [12.0, 9.6, 14.4, 10.8]
+    harness = [p * r for p, r in zip(plain, [0.995, 1.0, 0.99, 1.004])]
+    paired = fidelity.summarise({}, {"P": plain, "H": harness}, 0.03, paired=True)
+    assert paired["pairing"] == "concurrent" and paired["verdict"] == "within +-3%"
+    unpaired = fidelity.summarise({}, {"P": plain, "H": harness}, 0.03)
+    assert unpaired["pairing"] == "sequential" and unpaired["verdict"] == "not resolved at +-3%"
+    from segbench.analysis import paired_ratio_ci95
+    wide = paired_ratio_ci95([10.0, 10.6, 9.8], [10.2, 10.0, 10.1])
+    n = fidelity.runs_needed(wide, 0.03)
+    assert n > 3 and fidelity.verdict(paired_ratio_ci95([10.0, 10.6, 9.8] * (n // 3 + 1),
+                                                        [10.2, 10.0, 10.1] * (n // 3 + 1)),
+                                      0.03) == "within +-3%"
+
+
+def test_pool_keeps_concurrent_pairs_matched_and_apart(tmp_path):
+    base = {"model": "m", "fp": "fp32", "bs": 2, "workers": 5, "iters": 300}
+    paths = []
+    for name, rows in (("c1", [dict(base, order="PH", pairing="concurrent", plain_runs=[10.0, 12.0],
+                                    harness_runs=[9.9, 11.9])]),
+                       ("c2", [dict(base, order="PH", pairing="concurrent", plain_runs=[8.0],
+                                    harness_runs=[8.0])]),
+                       ("s1", [dict(base, order="PH", plain_runs=[11.0], harness_runs=[11.5])])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(rows))
+        paths.append(str(tmp_path / name / "results.json"))
+    out = tmp_path / "pooled"
+    assert fidelity.main(["--pool", *paths, "--out", str(out)]) == 0
+    rows = {r["pairing"]: r for r in json.loads((out / "results.json").read_text())}
+    assert rows["concurrent"]["plain_runs"] == [10.0, 12.0, 8.0]
+    assert rows["concurrent"]["harness_runs"] == [9.9, 11.9, 8.0]
+    assert rows["sequential"]["plain_runs"] == [11.0]
+
+
+def test_concurrent_pair_on_the_cpu(small_data, tmp_path, monkeypatch):
+    """One pair for real: plain tools/train.py and run_benchmark.sh started together (the CPU
+    profile; the devices are only passed on), each with a figure, the pair's devices recorded."""
+    for k in ("CUDA_VISIBLE_DEVICES", "REPEAT", "PROFILING", "CROP", "TUNED"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("DEVICE", "cpu")
+    monkeypatch.setenv("SEGBENCH_PYTHON", sys.executable)
+    out = tmp_path / "fid"
+    assert fidelity.main(["--models", "fastscnn", "--iters", "12", "--workers", "1", "--pairs", "1",
+                          "--concurrent", "0,1", "--crop", "64x128", "--log-interval", "2",
+                          "--data-root", str(small_data), "--out", str(out)]) == 0
+    row = json.loads((out / "results.json").read_text())[0]
+    assert row["pairing"] == "concurrent" and len(row["plain_runs"]) == len(row["harness_runs"]) == 1
+    assert row["plain_runs"][0] > 0 and row["harness_runs"][0] > 0
+    pair = row["concurrent_devices"][0]
+    assert (pair["plain"], pair["harness"]) == ("0", "1")
+    assert pair["start_gap_s"] < min(pair["wall_s"].values()) / 2      # they overlapped
+    with pytest.raises(SystemExit):
+        fidelity.main(["--models", "fastscnn", "--concurrent", "0", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        fidelity.main(["--models", "fastscnn", "--concurrent", "0,1", "--order", "PH", "--out", str(out)])
