@@ -3,7 +3,7 @@
 # pinned stack (mmengine 0.10.7, mmcv 2.1.0, mmsegmentation 1.2.2), and the data. Re-runnable.
 #   bash PrepareEnv.sh                       # .venv in the checkout + synthetic Cityscapes
 #   bash PrepareEnv.sh --system              # install into the current python3
-#   bash PrepareEnv.sh --dev                 # also pytest, hypothesis, shellcheck (the test command does this)
+#   bash PrepareEnv.sh --dev                 # also the test tools: pytest, hypothesis, shellcheck, ruff
 #   bash PrepareEnv.sh --download-wheels DIR [--python-version 3.12 --platform manylinux2014_x86_64]
 #   bash PrepareEnv.sh --wheelhouse DIR      # offline: no index, no network
 # Environment: PYTHON (base interpreter), TORCH_VERSION, MMCV_FLAVOR (lite|full), CITYSCAPES_ROOT

@@ -512,8 +512,8 @@ def iteration_stats(times: Sequence[float], data_times: Sequence[float | None] |
     ``images_per_s`` = batch_size * gpu_num / mean time; ``images_per_s_ci95`` maps the 95% CI of
     the mean time (mean +- t * std / sqrt(n)) to images/s, its upper end None when mean - half
     width <= 0; ``std`` is the sample std (ddof=1), None for one iteration, as are ``cv``, the CI
-    and ``steady``. The images/s figures are None when batch_size * gpu_num is not positive. Raises ValueError when no iteration is left or the
-    arguments do not fit together.
+    and ``steady``. The images/s figures are None when batch_size * gpu_num is not positive.
+    Raises ValueError when no iteration is left or the arguments do not fit together.
     """
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")

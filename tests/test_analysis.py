@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from segbench import analysis
 from segbench.analysis import (Result, analyze, iteration_stats, main, speed_path_to_stats_path,
-                               paired_ratio_ci95, ratio_ci95, summarize_repeats, write_json_atomic, write_outputs)
+                               paired_ratio_ci95, ratio_ci95, summarize_repeats, write_json_atomic,
+                               write_outputs)
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS = Path(__file__).parent / "logs"

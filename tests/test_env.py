@@ -18,7 +18,8 @@ def test_standin_lets_mmseg_models_register_and_fails_clearly_when_an_op_is_call
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
-    assert {"FastSCNN", "HRNet", "OCRHead", "MixVisionTransformer", "SegformerHead"} <= set(MODELS.module_dict)
+    assert {"FastSCNN", "HRNet", "OCRHead", "MixVisionTransformer",
+            "SegformerHead"} <= set(MODELS.module_dict)
     ext = importlib.import_module("mmcv._ext")
     assert "none" in ext.get_compiler_version() and "none" in ext.get_compiling_cuda_version()
     with pytest.raises(RuntimeError, match="mmcv compiled op 'nms' was called.*MMCV_FLAVOR=full"):
@@ -37,7 +38,8 @@ def test_stack_is_complete_here_and_check_command_agrees():
 def test_stack_problems_name_what_is_missing(monkeypatch):
     real = env.installed_version
     monkeypatch.setattr(env, "installed_version",
-                        lambda d: None if d == "mmsegmentation" else ("0.10.6" if d == "mmengine" else real(d)))
+                        lambda d: None if d == "mmsegmentation"
+                        else ("0.10.6" if d == "mmengine" else real(d)))
     problems = env.stack_problems()
     assert "mmsegmentation is not installed" in problems
     assert "mmengine 0.10.6 is installed, segbench needs 0.10.7" in problems

@@ -2,7 +2,6 @@
 with 2 gloo processes) -> log, speed file, stats sidecar, per-iteration files. Plus the launcher's
 validation, fault handling and safety, each through a small real run."""
 import json
-import os
 import re
 import shutil
 import signal
@@ -203,7 +202,8 @@ def test_sigterm_to_run_benchmark_ends_children_and_writes_files(cpu_env):
 def test_same_case_twice_at_once_is_refused(cpu_env):
     env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="hang@3", BENCH_TIMEOUT="60")
     log_dir = Path(env["TRAIN_LOG_DIR"])
-    first = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"), "fastscnn", "sp", "fp32", "2", "12", "1"],
+    first = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"),
+                              "fastscnn", "sp", "fp32", "2", "12", "1"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = log_dir / "fastscnn_sp_bs2_fp32_1.lock"
     deadline = time.monotonic() + 60
@@ -302,6 +302,18 @@ def test_shell_scripts_are_shellcheck_clean():
                        if ".venv" not in p.parts and "data" not in p.parts)]
     r = subprocess.run([binary, *dict.fromkeys(scripts)], cwd=REPO, capture_output=True, text=True,
                        timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_python_is_ruff_clean():
+    """pyflakes and pycodestyle's errors and warnings (ruff's E, F, W; pyproject.toml's line length)
+    over the package, the tests and the benchmarks (ruff comes with the test set-up)."""
+    found = Path(sys.executable).parent / "ruff"
+    binary = str(found) if found.exists() else shutil.which("ruff")
+    if binary is None:
+        pytest.skip("ruff is not installed (bash PrepareEnv.sh --dev installs it)")
+    r = subprocess.run([binary, "check", "--select", "E,F,W", "segbench", "tests", "benchmarks",
+                        "analysis_log.py"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -325,7 +325,6 @@ def test_chart_contents_and_layout(tmp_path):
     try:
         ax = fig.axes[0]
         fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
         assert "throughput" in ax.get_title(loc="left")
         assert "images/s" in ax.get_xlabel()
         ticks = [t.get_text() for t in ax.get_yticklabels()]
@@ -586,7 +585,8 @@ def test_tuned_cases_are_their_own_variant(tmp_path):
     rows = {r["case"]: r for r in report.load_cases(tmp_path)}
     assert rows["fastscnn_sp_bs2_fp32_1"]["model"] == "fastscnn"
     assert rows["fastscnn_sp_bs2_fp32_1_tuned"]["model"] == "fastscnn (tuned: foreach)"
-    assert report.identity(rows["fastscnn_sp_bs2_fp32_1"]) != report.identity(rows["fastscnn_sp_bs2_fp32_1_tuned"])
+    assert (report.identity(rows["fastscnn_sp_bs2_fp32_1"])
+            != report.identity(rows["fastscnn_sp_bs2_fp32_1_tuned"]))
 
 
 def test_tuned_runs_with_other_switches_are_other_variants(tmp_path):

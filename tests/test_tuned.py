@@ -450,7 +450,8 @@ def test_train_once_walks_the_modules_only_when_the_mode_changes():
     for _ in range(3):
         assert net.train() is net
     ref.train()
-    assert net.train.walks == 1 and modes(net) == modes(ref) and modes(net)[3] is False  # the BN stays in eval
+    # the BN stays in eval
+    assert net.train.walks == 1 and modes(net) == modes(ref) and modes(net)[3] is False
     net.eval()                            # Module.eval calls self.train(False): the wrapper
     assert net.train.walks == 2 and not any(modes(net))
     net.train()
