@@ -187,6 +187,17 @@ def _loop(n: int) -> int:
     return x
 
 
+def cpu_ranges(cpus) -> str:
+    """CPU numbers -> a CPU list: {0, 1, 2, 5} -> '0-2,5' (what CPU_AFFINITY takes)."""
+    out: list[list[int]] = []
+    for c in sorted(cpus):
+        if out and out[-1][1] == c - 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
+
+
 def host_probe(gpu: bool = False) -> dict:
     """The host's state just before or after a run, so that a run on a slow host can be told
     from a slow run: ``cpu_mloops_per_s`` (a fixed pure-Python loop, best of 3, in millions of

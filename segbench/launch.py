@@ -13,6 +13,8 @@ LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING 
 PROFILE_ITERS (FIRST-LAST, default 50-60), FLOPS (true|false: the one-off FLOP count before
 iteration 1, default true), CUDNN_BENCHMARK (true|false, default true as in the seed's configs;
 false only to diagnose run-to-run spread: the case record and sidecar say so),
+CPU_AFFINITY (a CPU list such as 0-7 or 0,2,4: the case's processes -- trainer, ranks, loader
+workers -- run on those CPUs only; unset: wherever the host schedules them),
 SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
@@ -75,6 +77,7 @@ class Case:
     profile_window: tuple[int, int] | None = None
     count_flops: bool = True              # FLOPS: the timing hook's FLOP probe before iteration 1
     cudnn_benchmark: bool = True          # CUDNN_BENCHMARK: env_cfg.cudnn_benchmark
+    cpu_affinity: tuple[int, ...] | None = None   # CPU_AFFINITY: the CPUs the case may run on
     tuned: tuple[str, ...] = ()
     compile_mode: str = "auto"           # resolved by resolve_devices
     compile_scope: str = "modules"
@@ -137,6 +140,25 @@ def _env_bool(environ, name: str, default: bool) -> bool:
     if text not in _TRUE + _FALSE:
         raise BadInput(f"{name} must be true or false, not {environ.get(name)!r}")
     return text in _TRUE
+
+
+def _cpu_list(environ, name: str) -> tuple[int, ...] | None:
+    """A CPU list knob (``0-3,8,10-11``) -> sorted CPU numbers, each one this process may use
+    (os.sched_getaffinity); unset or empty: None."""
+    text = (environ.get(name) or "").strip()
+    if not text:
+        return None
+    cpus: set[int] = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*([0-9]+)(?:-([0-9]+))?\s*", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise BadInput(f"{name} must be a CPU list like 0-7 or 0,2,4, not {text!r}")
+        cpus.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+    allowed = os.sched_getaffinity(0)
+    if not cpus <= allowed:
+        raise BadInput(f"{name} names CPUs this process may not use ({env.cpu_ranges(cpus - allowed)}); "
+                       f"it may use {env.cpu_ranges(allowed)}")
+    return tuple(sorted(cpus))
 
 
 def _duration(environ, name: str, default: float) -> float:
@@ -205,6 +227,7 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
         count_flops=_env_bool(environ, "FLOPS", True),
         cudnn_benchmark=_env_bool(environ, "CUDNN_BENCHMARK", True),
+        cpu_affinity=_cpu_list(environ, "CPU_AFFINITY"),
         tuned=switches, compile_mode=compile_mode,
         compile_scope=compile_scope,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
@@ -408,6 +431,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "num_workers": case.num_workers, "gpu_num": case.gpu_num, "nnodes": case.nnodes,
         "device": case.device, "profile": case.profile, "log_interval": case.log_interval,
         "count_flops": case.count_flops, "cudnn_benchmark": case.cudnn_benchmark,
+        "cpu_affinity": list(case.cpu_affinity) if case.cpu_affinity else None,
         "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
         "tuned": list(case.tuned),
         "compile_mode": case.compile_mode if "compile" in case.tuned else None,
@@ -513,6 +537,10 @@ def main(argv: list[str], environ=os.environ) -> int:
     except BadInput as exc:
         return _write_bad_input(argv, str(exc), environ)
     case.command = shlex.join(["bash", "run_benchmark.sh", *argv])
+    if case.cpu_affinity:
+        # the launcher's own affinity: every process it starts (torchrun, ranks, loader workers)
+        # inherits it; nothing here is multi-threaded yet, and no fork needs a preexec hook
+        os.sched_setaffinity(0, case.cpu_affinity)
     case.env_info = env.collect()
     verbose = environ.get("SEGBENCH_VERBOSE", "") in ("1", "true")
     stop: dict = {"run": None, "signal": None}
@@ -529,9 +557,11 @@ def main(argv: list[str], environ=os.environ) -> int:
     try:
         with CaseLock(case.path(".lock")):
             label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
+            pinned = case.cpu_affinity and f"CPUs {env.cpu_ranges(case.cpu_affinity)} (CPU_AFFINITY), "
             print(f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
                   f"crop {'x'.join(map(str, case.crop or configs.MODELS[case.model]))}, "
                   + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
+                  + (pinned or "")
                   + f"log {case.path()}", flush=True)
             runs = []
             for i in range(1, case.repeat + 1):

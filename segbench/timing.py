@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from segbench import tuned
+from segbench import env, tuned
 
 FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records
 
@@ -187,6 +188,7 @@ class SegbenchTimerHook(Hook):
                 "device": self.device,
                 "device_name": torch.cuda.get_device_name() if cuda else "cpu",
                 "device_index": torch.cuda.current_device() if cuda else None,
+                "cpus": env.cpu_ranges(os.sched_getaffinity(0)),
                 "batch_size": shape[0] if shape else None, "input_shape": shape,
                 "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
                 "data_time_source": "iterator" if self._timed is not None else "gap",

@@ -2,6 +2,7 @@
 with 2 gloo processes) -> log, speed file, stats sidecar, per-iteration files. Plus the launcher's
 validation, fault handling and safety, each through a small real run."""
 import json
+import os
 import re
 import shutil
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from segbench import launch
+from segbench import env, launch
 
 REPO = Path(__file__).resolve().parent.parent
 SPEED_KEYS = ["log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
@@ -269,6 +270,40 @@ def test_cudnn_benchmark_knob_reaches_the_train_command_and_is_validated():
         assert "--no-cudnn-benchmark" in launch.train_command(off, Path("/tmp/x/log"))
     with pytest.raises(launch.BadInput, match="CUDNN_BENCHMARK must be true or false"):
         launch.parse_case(argv, {"CUDNN_BENCHMARK": "fast"})
+
+
+def test_cpu_affinity_knob_is_parsed_and_validated():
+    argv = ["fastscnn", "sp", "fp32", "2", "60", "1"]
+    allowed = sorted(os.sched_getaffinity(0))
+    assert launch.parse_case(argv, {}).cpu_affinity is None
+    first = allowed[0]
+    assert launch.parse_case(argv, {"CPU_AFFINITY": f" {first} "}).cpu_affinity == (first,)
+    if len(allowed) >= 2 and allowed[1] == first + 1:
+        assert launch.parse_case(argv, {"CPU_AFFINITY": f"{first}-{first + 1},{first}"}).cpu_affinity \
+            == (first, first + 1)
+    for bad in ("x", "3-1", "1,,2", "-1", "0-"):
+        with pytest.raises(launch.BadInput, match="CPU_AFFINITY must be a CPU list"):
+            launch.parse_case(argv, {"CPU_AFFINITY": bad})
+    outside = max(allowed) + 1
+    with pytest.raises(launch.BadInput, match=f"CPU_AFFINITY names CPUs this process may not use "
+                                              f"\\({outside}\\)"):
+        launch.parse_case(argv, {"CPU_AFFINITY": str(outside)})
+    assert env.cpu_ranges({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8" and env.cpu_ranges([3]) == "3"
+
+
+def test_cpu_affinity_pins_the_training_process(cpu_env):
+    """CPU_AFFINITY=<one CPU>: the trainer itself reports that CPU alone (its meta line), the case
+    record and the sidecar carry the list, the banner says so."""
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    env_ = dict(cpu_env, CROP="64x128", CPU_AFFINITY=str(cpu))
+    r = bench(env_, "fastscnn", "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert f"CPUs {cpu} (CPU_AFFINITY)" in r.stdout
+    log_dir = Path(env_["TRAIN_LOG_DIR"])
+    meta = json.loads((log_dir / "fastscnn_sp_bs2_fp32_1_iters.rank0.jsonl").read_text().splitlines()[0])
+    assert meta["cpus"] == str(cpu)
+    stats = json.loads((log_dir / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
+    assert stats["cpu_affinity"] == [cpu] and speed_of(env_, "fastscnn_sp_bs2_fp32_1")["JOB_FAIL_FLAG"] == 0
 
 
 def test_port_in_use_is_refused(cpu_env):
