@@ -6,12 +6,11 @@ runs that scale badly), one process per GPU:
 
 - ``all_reduce_<bytes>B_us``: NCCL all_reduce of 4 B, 1 MiB and 64 MiB, microseconds each (mean of 200
   after 10 warm-ups).
-- ``<variant>_40layers_step_ms``: forward + backward of 40 Conv2d(3x3, 32 channels) + norm layers on
-  a 2x3x128x256 batch (a view of a 512x1024 one), ms per step (mean of 20 after 10): ``bn``
-  BatchNorm2d, no DDP; ``bn_ddp``
-  BatchNorm2d under DistributedDataParallel; ``syncbn_ddp`` SyncBatchNorm under DDP (what mmseg's
-  SyncBN configs train with in `mp`). ``syncbn_ddp`` minus ``bn_ddp`` over 40 is SyncBN's cost per
-  layer and step.
+- ``<variant>_40layers_step_ms``: forward + backward of 40 Conv2d(3x3, 32 channels) + norm layers
+  on a 2x3x128x256 batch (a view of a 512x1024 one), ms per step (mean of 20 after 10): ``bn``
+  BatchNorm2d, no DDP; ``bn_ddp`` BatchNorm2d under DistributedDataParallel; ``syncbn_ddp``
+  SyncBatchNorm under DDP (what mmseg's SyncBN configs train with in `mp`). ``syncbn_ddp`` minus
+  ``bn_ddp`` over 40 is SyncBN's cost per layer and step.
 GPU only (NCCL). Rank 0 prints one JSON line.
 """
 import argparse

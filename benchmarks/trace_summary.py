@@ -8,9 +8,9 @@ union of kernel, memcpy and memset intervals), their share of the span, the kern
 launches per iteration, the distinct kernel names with a digest of their set, the kernels that
 took most time, and (in ``--json``) every kernel's whole name, launch count and time. Meant for
 telling runs apart that should be alike: if a slow run's GPU busy time per iteration matches a fast
-run's, the difference is on the host (launching, Python); if the
-kernel set's digest differs, the runs chose different kernels (e.g. cuDNN's benchmark picking
-other algorithms). A CPU-only trace has no kernels: its GPU fields are 0 and it says so.
+run's, the difference is on the host (launching, Python); if the kernel set's digest differs, the
+runs chose different kernels (e.g. cuDNN's benchmark picking other algorithms). A CPU-only trace
+has no kernels: its GPU fields are 0 and it says so.
 
 The traces are large (tens of MB for ocrnet_hrnetw48); run this where they were written and keep
 the summary.
