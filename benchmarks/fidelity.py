@@ -276,8 +276,8 @@ def main(argv: list[str]) -> int:
     devices = None
     if a.concurrent is not None:
         devices = [d.strip() for d in a.concurrent.split(",")]
-        if len(devices) != 2 or not all(devices):
-            p.error(f"--concurrent takes two devices, e.g. 0,1, not {a.concurrent!r}")
+        if len(devices) != 2 or not all(devices) or devices[0] == devices[1]:
+            p.error(f"--concurrent takes two different devices, e.g. 0,1, not {a.concurrent!r}")
         if a.order or a.no_plain:
             p.error("--concurrent runs pairs of plain and harness (--pairs N), "
                     "not with --order or --no-plain")

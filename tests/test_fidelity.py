@@ -134,7 +134,8 @@ def test_concurrent_pair_on_the_cpu(small_data, tmp_path, monkeypatch):
     pair = row["concurrent_devices"][0]
     assert (pair["plain"], pair["harness"]) == ("0", "1")
     assert pair["start_gap_s"] < min(pair["wall_s"].values()) / 2      # they overlapped
-    with pytest.raises(SystemExit):
-        fidelity.main(["--models", "fastscnn", "--concurrent", "0", "--out", str(out)])
+    for bad in ("0", "0,0", "0,1,2"):
+        with pytest.raises(SystemExit):
+            fidelity.main(["--models", "fastscnn", "--concurrent", bad, "--out", str(out)])
     with pytest.raises(SystemExit):
         fidelity.main(["--models", "fastscnn", "--concurrent", "0,1", "--order", "PH", "--out", str(out)])
