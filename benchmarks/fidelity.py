@@ -227,6 +227,33 @@ def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, t
             "stats": stats, "start": start}
 
 
+def concurrent_pairs(model: str, a: argparse.Namespace, devices: list[str], crop, extra_env: dict,
+                     by_letter: dict[str, list[float]], runs: list[dict]) -> list[dict]:
+    """``a.pairs`` pairs, each plain and harness started together, one per device, the devices
+    swapping from pair to pair; figures into ``by_letter`` P/H, harness runs into ``runs``.
+    Returns each pair's devices, the gap between its two starts and its two wall times."""
+    pairs = []
+    for k in range(a.pairs):
+        n, dev_p, dev_h = k + 1, devices[k % 2], devices[(k + 1) % 2]
+        with ThreadPoolExecutor(max_workers=2) as both:
+            plain_run = both.submit(
+                plain_mmseg, model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
+                f"p{n}", crop, a.log_interval, cudnn_benchmark=not a.no_cudnn_benchmark,
+                extra_env={"CUDA_VISIBLE_DEVICES": dev_p})
+            harness_run = both.submit(harness, model, a.fp, a.bs, a.iters, a.workers, a.out,
+                                      f"{model}_r{n}", dict(extra_env, CUDA_VISIBLE_DEVICES=dev_h))
+            plain_res, run = plain_run.result(), harness_run.result()
+        runs.append(run)
+        by_letter["P"].append(plain_res["images_per_s"])
+        by_letter["H"].append(run["images_per_s"])
+        pairs.append({"plain": dev_p, "harness": dev_h,
+                      "start_gap_s": round(abs(run["start"] - plain_res["start"]), 2),
+                      "wall_s": {"plain": plain_res["wall_s"], "harness": run["wall_s"]}})
+        print(f"fidelity: {model} pair {n} at once: plain {plain_res['images_per_s']} images/s "
+              f"(device {dev_p}), harness {run['images_per_s']} images/s (device {dev_h})", flush=True)
+    return pairs
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(configs.MODELS))
@@ -295,43 +322,25 @@ def main(argv: list[str]) -> int:
         by_letter: dict[str, list[float]] = {k: [] for k in LETTERS}
         runs = []
         if devices:
-            row["concurrent_devices"] = []
-            for k in range(a.pairs):  # each pair at once; devices swap from pair to pair
-                n, dev_p, dev_h = k + 1, devices[k % 2], devices[(k + 1) % 2]
-                with ThreadPoolExecutor(max_workers=2) as both:
-                    plain_run = both.submit(
-                        plain_mmseg, model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
-                        f"p{n}", crop, a.log_interval, cudnn_benchmark=not a.no_cudnn_benchmark,
-                        extra_env={"CUDA_VISIBLE_DEVICES": dev_p})
-                    harness_run = both.submit(harness, model, a.fp, a.bs, a.iters, a.workers, a.out,
-                                              f"{model}_r{n}", dict(extra_env, CUDA_VISIBLE_DEVICES=dev_h))
-                    plain_res, run = plain_run.result(), harness_run.result()
-                plain_fig = plain_res["images_per_s"]
-                runs.append(run)
-                by_letter["P"].append(plain_fig)
-                by_letter["H"].append(run["images_per_s"])
-                gap = round(abs(run["start"] - plain_res["start"]), 2)
-                row["concurrent_devices"].append(
-                    {"plain": dev_p, "harness": dev_h, "start_gap_s": gap,
-                     "wall_s": {"plain": plain_res["wall_s"], "harness": run["wall_s"]}})
-                print(f"fidelity: {model} pair {n} at once: plain {plain_fig} images/s (device {dev_p}), "
-                      f"harness {run['images_per_s']} images/s (device {dev_h})", flush=True)
-        for letter in ("" if devices else order):  # alternate, so drift hits both sides alike
-            n = len(by_letter[letter]) + 1
-            if letter in "PT":
-                fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
-                                  f"{letter.lower()}{n}", crop, a.log_interval,
-                                  with_hook=letter == "T",
-                                  cudnn_benchmark=not a.no_cudnn_benchmark)["images_per_s"]
-            else:
-                name = f"{model}_r{n}" if letter == "H" else f"{model}_noflops{n}"
-                env = dict(extra_env, FLOPS="false") if letter == "N" else extra_env
-                run = harness(model, a.fp, a.bs, a.iters, a.workers, a.out, name, env)
-                if letter == "H":
-                    runs.append(run)
-                fig = run["images_per_s"]
-            by_letter[letter].append(fig)
-            print(f"fidelity: {model} {LETTERS[letter]} run {n}: {fig} images/s", flush=True)
+            row["concurrent_devices"] = concurrent_pairs(model, a, devices, crop, extra_env,
+                                                         by_letter, runs)
+        else:
+            for letter in order:  # alternate, so drift on the host hits both sides alike
+                n = len(by_letter[letter]) + 1
+                if letter in "PT":
+                    fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
+                                      f"{letter.lower()}{n}", crop, a.log_interval,
+                                      with_hook=letter == "T",
+                                      cudnn_benchmark=not a.no_cudnn_benchmark)["images_per_s"]
+                else:
+                    name = f"{model}_r{n}" if letter == "H" else f"{model}_noflops{n}"
+                    env = dict(extra_env, FLOPS="false") if letter == "N" else extra_env
+                    run = harness(model, a.fp, a.bs, a.iters, a.workers, a.out, name, env)
+                    if letter == "H":
+                        runs.append(run)
+                    fig = run["images_per_s"]
+                by_letter[letter].append(fig)
+                print(f"fidelity: {model} {LETTERS[letter]} run {n}: {fig} images/s", flush=True)
         row["order"] = order
         summarise(row, by_letter, a.tolerance, paired=devices is not None)
         st = runs[-1]["stats"] if runs else {}
