@@ -37,14 +37,24 @@ host whose speed moves from run to run moves both, and the pair's ratio keeps on
 the harness. The row's interval is then the matched pairs' (segbench.analysis.paired_ratio_ci95);
 the sides also compete for the host's CPUs, symmetrically. Its figures are of two runs at once, not
 of a quiet host: read the ratio, not the images/s.
+
+The two runs of a pair do not start or end training at the same second (the harness's launcher and
+FLOP probe come first; a run slowed by the host ends later, alone in the slow spell). So each
+concurrent row also carries ``matched``: both sides' images/s over only the seconds in which both
+were in their measured phase (their log windows after the skipped ones, placed by the log lines'
+own time stamps, whole windows only, to the second), with the pairs' interval and verdict from
+those. ``--pool`` computes it for rows written before it existed, from the logs beside their
+results.json.
 """
 from __future__ import annotations
 
 import argparse
+import calendar
 import csv
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -59,6 +69,9 @@ from segbench import analysis, configs  # noqa: E402
 
 
 LETTERS = {"P": "plain", "H": "harness", "T": "plain_with_hook", "N": "harness_no_flops"}
+# an mmengine training line: "11/29 18:37:50 - mmengine - INFO - Iter(train) [ 10/300]  ...  time: 0.9154 ..."
+_STAMPED = re.compile(r"(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d) - mmengine - INFO - "
+                      r"Iter\(train\) \[\s*(\d+)/\d+\].*?\stime: ([0-9.]+)")
 
 
 def _cv(xs: list[float]) -> float | None:
@@ -129,11 +142,14 @@ def pool(paths: list[Path], tolerance: float) -> list[dict]:
         for r in json.loads(Path(path).read_text()):
             key = (r["model"], r.get("fp"), r.get("bs"), r.get("workers"),
                    r.get("cudnn_benchmark", True), r.get("pairing", "sequential"))
-            g = groups.setdefault(key, {"iters": [], "orders": [], "by_letter": {k: [] for k in LETTERS}})
+            g = groups.setdefault(key, {"iters": [], "orders": [], "by_letter": {k: [] for k in LETTERS},
+                                        "matched": {"P": [], "H": [], "unmatched": 0, "missing": 0}})
             g["iters"].append(r.get("iters"))
             g["orders"].append(r.get("order"))
             for letter, name in LETTERS.items():
                 g["by_letter"][letter] += r.get(f"{name}_runs") or []
+            if key[-1] == "concurrent":
+                _pool_matched(g["matched"], Path(path), r)
     rows = []
     for (model, fp, bs, workers, bench, pairing), g in groups.items():
         iters = sorted(set(g["iters"]), key=str)
@@ -141,7 +157,99 @@ def pool(paths: list[Path], tolerance: float) -> list[dict]:
                "iters": iters[0] if len(iters) == 1 else iters, "order": "+".join(map(str, g["orders"])),
                "pooled_from": len(g["orders"])}
         rows.append(summarise(row, g["by_letter"], tolerance, paired=pairing == "concurrent"))
+        m = g["matched"]
+        if pairing == "concurrent" and not m["missing"]:
+            summarise_matched(row, m["P"], m["H"], tolerance, unmatched=m["unmatched"])
     return rows
+
+
+def _pool_matched(acc: dict, results_json: Path, r: dict) -> None:
+    """Add a concurrent row's time-matched pairs to ``acc``: its own ``matched`` block, else the
+    figures from the logs beside its results.json; ``missing`` counts rows with neither (a pooled
+    row then carries no ``matched``: it would not be the same pairs as its other figures)."""
+    if r.get("matched"):
+        acc["P"] += r["matched"]["plain_runs"]
+        acc["H"] += r["matched"]["harness_runs"]
+        acc["unmatched"] += r["matched"].get("unmatched_pairs", 0)
+        return
+    pairs = matched_from_logs(results_json, r)
+    if pairs is None:
+        acc["missing"] += 1
+        return
+    acc["P"] += [m["plain"] for m in pairs if m]
+    acc["H"] += [m["harness"] for m in pairs if m]
+    acc["unmatched"] += sum(1 for m in pairs if not m)
+
+
+def stamped_windows(log: Path) -> list[tuple[int, float]]:
+    """The training windows of the last run in an mmengine text log: (the second its line was
+    logged, as seconds into a leap year -- only differences are used --, its mean iteration time).
+    The stamps are the logging host's local time, so compare logs of one host only."""
+    windows: list[tuple[int, float]] = []
+    last_iter = 0
+    for line in Path(log).read_text(errors="replace").splitlines():
+        m = _STAMPED.search(line)
+        if m is None:
+            continue
+        month, day, hh, mm, ss, it = (int(x) for x in m.groups()[:6])
+        if it <= last_iter:          # the counter went back: a new run in the same file
+            windows = []
+        last_iter = it
+        windows.append((calendar.timegm((2000, month, day, hh, mm, ss)), float(m.group(7))))
+    return windows
+
+
+def time_matched(plain_log: Path, harness_log: Path, bs: int,
+                 skip: int = analysis.SKIP_WINDOWS) -> dict | None:
+    """Both sides' images/s over the same seconds: the span in which both had passed their
+    ``skip`` first windows and neither had ended, each side's windows lying wholly inside it (a
+    window runs from the previous line's stamp to its own). None when either log has no such
+    window (too short a run, or an overlap shorter than a window)."""
+    p, h = stamped_windows(plain_log), stamped_windows(harness_log)
+    if min(len(p), len(h)) <= skip or skip < 1:
+        return None
+    lo, hi = max(p[skip - 1][0], h[skip - 1][0]), min(p[-1][0], h[-1][0])
+
+    def inside(ws: list[tuple[int, float]]) -> list[float]:
+        return [t for (start, _), (end, t) in zip(ws[skip - 1:], ws[skip:]) if start >= lo and end <= hi]
+
+    pw, hw = inside(p), inside(h)
+    if not pw or not hw or min(sum(pw), sum(hw)) <= 0:
+        return None
+    return {"overlap_s": hi - lo, "windows": [len(pw), len(hw)],
+            "plain": round(bs * len(pw) / sum(pw), 4), "harness": round(bs * len(hw) / sum(hw), 4)}
+
+
+def summarise_matched(row: dict, plain: list[float], harness: list[float], tolerance: float,
+                      unmatched: int = 0) -> dict:
+    """``row["matched"]``: the time-matched figures of a concurrent row's pairs with their
+    matched-pairs interval and verdict (``unmatched``: pairs left out, no overlap to compare)."""
+    ci = analysis.paired_ratio_ci95(harness, plain)
+    row["matched"] = {
+        "plain_runs": plain, "harness_runs": harness, "unmatched_pairs": unmatched,
+        "ratio_mean": round(ci["ratio"], 4) if ci else None,
+        "ratio_ci95": [round(ci["low"], 4), round(ci["high"], 4)] if ci else None,
+        "verdict": verdict(ci, tolerance), "runs_needed": runs_needed(ci, tolerance)}
+    return row
+
+
+def logs_of_pair(out: Path, model: str, fp: str, bs: int, n: int) -> tuple[Path, Path]:
+    """Where pair ``n``'s plain and harness logs lie in a concurrent invocation's --out."""
+    case = f"{model}_sp_bs{bs}_{fp}_1"
+    return out / f"plain_p{n}_{case}", out / f"harness_{model}_r{n}" / case
+
+
+def matched_from_logs(results_json: Path, row: dict) -> list[dict | None] | None:
+    """A concurrent row's per-pair :func:`time_matched` figures from the logs beside its
+    results.json (rows written before ``matched`` existed); None when the logs are not there."""
+    out = Path(results_json).parent
+    pairs = []
+    for n in range(1, len(row.get("plain_runs") or []) + 1):
+        plain_log, harness_log = logs_of_pair(out, row["model"], row.get("fp"), row.get("bs"), n)
+        if not (plain_log.is_file() and harness_log.is_file()):
+            return None
+        pairs.append(time_matched(plain_log, harness_log, row.get("bs")))
+    return pairs
 
 
 def print_table(rows: list[dict]) -> None:
@@ -155,6 +263,13 @@ def print_table(rows: list[dict]) -> None:
               f"{r.get('ratio', '-'):>7} {cv:>7}  {ci:<26} {r.get('verdict', '-')}"
               + (f" (~{r['runs_needed']} runs a side would resolve it)"
                  if r.get("runs_needed") and "not resolved" in r.get("verdict", "") else ""))
+        m = r.get("matched")
+        if m:
+            ci = (f"{m['ratio_mean']} [{m['ratio_ci95'][0]}, {m['ratio_ci95'][1]}]"
+                  if m.get("ratio_ci95") else "-")
+            print(f"{'  time-matched':<16} {'':>9} {'':>9} {'':>7} {'':>7}  {ci:<26} {m['verdict']}"
+                  f" ({len(m['plain_runs'])} pairs" + (f", {m['unmatched_pairs']} without overlap"
+                                                       if m.get("unmatched_pairs") else "") + ")")
 
 
 def write_rows(rows: list[dict], out: Path) -> None:
@@ -224,14 +339,15 @@ def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, t
     stats_file = speed_file.with_name(speed_file.name[:-len("_speed")] + "_stats.json")
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     return {"images_per_s": speed["FINAL_RESULT"], "rc": rc, "wall_s": round(time.monotonic() - t0, 1),
-            "stats": stats, "start": start}
+            "stats": stats, "start": start, "log": str(speed_file)[:-len("_speed")]}
 
 
 def concurrent_pairs(model: str, a: argparse.Namespace, devices: list[str], crop, extra_env: dict,
                      by_letter: dict[str, list[float]], runs: list[dict]) -> list[dict]:
     """``a.pairs`` pairs, each plain and harness started together, one per device, the devices
     swapping from pair to pair; figures into ``by_letter`` P/H, harness runs into ``runs``.
-    Returns each pair's devices, the gap between its two starts and its two wall times."""
+    Returns each pair's devices, the gap between its two starts, its two wall times and its
+    :func:`time_matched` figures."""
     pairs = []
     for k in range(a.pairs):
         n, dev_p, dev_h = k + 1, devices[k % 2], devices[(k + 1) % 2]
@@ -248,7 +364,8 @@ def concurrent_pairs(model: str, a: argparse.Namespace, devices: list[str], crop
         by_letter["H"].append(run["images_per_s"])
         pairs.append({"plain": dev_p, "harness": dev_h,
                       "start_gap_s": round(abs(run["start"] - plain_res["start"]), 2),
-                      "wall_s": {"plain": plain_res["wall_s"], "harness": run["wall_s"]}})
+                      "wall_s": {"plain": plain_res["wall_s"], "harness": run["wall_s"]},
+                      "matched": time_matched(Path(plain_res["log"]), Path(run["log"]), a.bs)})
         print(f"fidelity: {model} pair {n} at once: plain {plain_res['images_per_s']} images/s "
               f"(device {dev_p}), harness {run['images_per_s']} images/s (device {dev_h})", flush=True)
     return pairs
@@ -343,6 +460,10 @@ def main(argv: list[str]) -> int:
                 print(f"fidelity: {model} {LETTERS[letter]} run {n}: {fig} images/s", flush=True)
         row["order"] = order
         summarise(row, by_letter, a.tolerance, paired=devices is not None)
+        if devices:
+            got = [pair["matched"] for pair in row["concurrent_devices"] if pair["matched"]]
+            summarise_matched(row, [m["plain"] for m in got], [m["harness"] for m in got], a.tolerance,
+                              unmatched=a.pairs - len(got))
         st = runs[-1]["stats"] if runs else {}
         pi = st.get("per_iter") or {}
         row["per_iter_images_per_s"] = pi.get("images_per_s")

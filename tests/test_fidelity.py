@@ -1,6 +1,7 @@
 """benchmarks/fidelity.py without running anything: the verdict from the ratio's interval, the
 per-letter summary, and --pool, which makes one row from several invocations' results.json."""
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -117,6 +118,80 @@ def test_pool_keeps_concurrent_pairs_matched_and_apart(tmp_path):
     assert rows["sequential"]["plain_runs"] == [11.0]
 
 
+def _stamped_log(path, start_s, slow_from_s, windows, total=300):
+    """An mmengine text log of ``windows`` 10-iteration windows starting at second ``start_s``
+    of 11/29 18:00: 0.1 s an iteration (1 s a window) until second ``slow_from_s``, 0.2 after --
+    a host's slow spell that hits whatever runs then -- with a val line and a data_time field."""
+    t, lines = start_s, []
+    for k in range(1, windows + 1):
+        it_time = 0.1 if t < slow_from_s else 0.2
+        t += round(10 * it_time)
+        stamp = f"11/29 18:{t // 60:02d}:{t % 60:02d}"
+        lines.append(f"{stamp} - mmengine - INFO - Iter(train) [{10 * k:>3}/{total}]  lr: 1.0e-02  "
+                     f"time: {it_time:.4f}  data_time: 0.0100  memory: 7854  loss: 1.0")
+        if k == 5:
+            lines.append(f"{stamp} - mmengine - INFO - Iter(val) [10/50]  time: 9.0000  data_time: 0.5")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_time_matched_compares_the_same_seconds(tmp_path):
+    """The harness starting 2 s later runs 4 s longer into a slow spell that slows both: the
+    seed formula says 0.94, the shared seconds say 1."""
+    plain = _stamped_log(tmp_path / "plain", 0, 25, 30)
+    harness = _stamped_log(tmp_path / "harness", 2, 25, 30)
+    seed = lambda log: 2 / statistics.mean(t for _, t in fidelity.stamped_windows(log)[4:])  # noqa: E731
+    assert seed(harness) / seed(plain) < 0.95
+    m = fidelity.time_matched(plain, harness, bs=2)
+    assert m["harness"] == m["plain"] and m["overlap_s"] == 35 - 6
+    assert m["windows"] == [24, 24]              # the whole windows of seconds 6..35, on each side
+    assert fidelity.stamped_windows(plain)[0] == (fidelity.stamped_windows(harness)[0][0] - 2, 0.1)
+    # a second run in the same file: only the last counts
+    text = plain.read_text()
+    (tmp_path / "twice").write_text(text.replace("time: 0.1000", "time: 0.5000") + text)
+    assert fidelity.stamped_windows(tmp_path / "twice") == fidelity.stamped_windows(plain)
+    # no shared seconds after the skipped windows, or too short a log: no figure
+    assert fidelity.time_matched(plain, _stamped_log(tmp_path / "late", 40, 99, 30), bs=2) is None
+    assert fidelity.time_matched(plain, _stamped_log(tmp_path / "short", 0, 99, 4), bs=2) is None
+
+
+def test_pool_matches_old_concurrent_rows_from_their_logs(tmp_path, capsys):
+    base = {"model": "m", "fp": "fp32", "bs": 2, "workers": 5, "iters": 300, "order": "PH",
+            "pairing": "concurrent"}
+    out = tmp_path / "c1"
+    out.mkdir()
+    for n, (gap, slow) in enumerate(((2, 25), (0, 99)), 1):
+        plain_log, harness_log = fidelity.logs_of_pair(out, "m", "fp32", 2, n)
+        harness_log.parent.mkdir()
+        _stamped_log(plain_log, 0, slow, 30)
+        _stamped_log(harness_log, gap, slow, 30)
+    (out / "results.json").write_text(json.dumps([dict(base, plain_runs=[10.0, 10.0],
+                                                       harness_runs=[9.4, 10.0])]))
+    assert fidelity.main(["--pool", str(out / "results.json"), "--out", str(tmp_path / "p")]) == 0
+    row = json.loads((tmp_path / "p" / "results.json").read_text())[0]
+    assert row["matched"]["harness_runs"] == row["matched"]["plain_runs"]
+    # pair 2 never slows (2 images / 0.1 s); pair 1's shared seconds include its slow spell
+    assert row["matched"]["plain_runs"][1] == 20.0 > row["matched"]["plain_runs"][0]
+    assert row["matched"]["ratio_mean"] == 1.0 and row["matched"]["verdict"] == "within +-3%"
+    assert row["ratio_mean"] < 0.98                      # the seed formula's pairs, as they were
+    assert "time-matched" in capsys.readouterr().out
+    # a row whose logs are gone pools without a matched block rather than with other pairs'
+    (tmp_path / "c2").mkdir()
+    (tmp_path / "c2" / "results.json").write_text(json.dumps([dict(base, plain_runs=[10.0],
+                                                                   harness_runs=[10.0])]))
+    assert fidelity.main(["--pool", str(out / "results.json"), str(tmp_path / "c2" / "results.json"),
+                          "--out", str(tmp_path / "p2")]) == 0
+    row = json.loads((tmp_path / "p2" / "results.json").read_text())[0]
+    assert row["plain_runs"] == [10.0, 10.0, 10.0] and "matched" not in row
+    # a row carrying its own matched block is taken as it is
+    (out / "results.json").write_text(json.dumps([dict(base, plain_runs=[10.0], harness_runs=[9.0],
+                                                       matched={"plain_runs": [10.0], "harness_runs": [9.9],
+                                                                "unmatched_pairs": 1})]))
+    assert fidelity.main(["--pool", str(out / "results.json"), "--out", str(tmp_path / "p3")]) == 0
+    m = json.loads((tmp_path / "p3" / "results.json").read_text())[0]["matched"]
+    assert m["harness_runs"] == [9.9] and m["unmatched_pairs"] == 1 and m["ratio_ci95"] is None
+
+
 def test_concurrent_pair_on_the_cpu(small_data, tmp_path, monkeypatch):
     """One pair for real: plain tools/train.py and run_benchmark.sh started together (the CPU
     profile; the devices are only passed on), each with a figure, the pair's devices recorded."""
@@ -134,6 +209,10 @@ def test_concurrent_pair_on_the_cpu(small_data, tmp_path, monkeypatch):
     pair = row["concurrent_devices"][0]
     assert (pair["plain"], pair["harness"]) == ("0", "1")
     assert pair["start_gap_s"] < min(pair["wall_s"].values()) / 2      # they overlapped
+    # the time-matched figures: this pair's, or counted as without overlap (CPU windows are short)
+    assert "matched" in pair and row["matched"]["unmatched_pairs"] + len(row["matched"]["plain_runs"]) == 1
+    if pair["matched"]:
+        assert row["matched"]["plain_runs"] == [pair["matched"]["plain"]] and pair["matched"]["plain"] > 0
     for bad in ("0", "0,0", "0,1,2"):
         with pytest.raises(SystemExit):
             fidelity.main(["--models", "fastscnn", "--concurrent", bad, "--out", str(out)])
