@@ -36,7 +36,10 @@ The two runs of a pair share the host's state (its CPU speed of the moment, its 
 host whose speed moves from run to run moves both, and the pair's ratio keeps only what differs:
 the harness. The row's interval is then the matched pairs' (segbench.analysis.paired_ratio_ci95);
 the sides also compete for the host's CPUs, symmetrically. Its figures are of two runs at once, not
-of a quiet host: read the ratio, not the images/s.
+of a quiet host: read the ratio, not the images/s. ``--sides XY`` (default PH) pairs any two of the
+letters, side Y's figure over side X's: PN (is it the FLOP probe?), PT (the hook?), and the A/A
+pairs PP and HH, whose ratio is 1 by construction -- their interval is the method's own noise on
+this host, and HH's against PP's says whether the harness's runs spread more than plain mmseg's.
 
 The two runs of a pair do not start or end training at the same second (the harness's launcher and
 FLOP probe come first; a run slowed by the host ends later, alone in the slow spell). So each
@@ -90,11 +93,10 @@ def verdict(ci: dict | None, tolerance: float) -> str:
     return f"not resolved at {band}"
 
 
-def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float,
-              paired: bool = False) -> dict:
+def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float) -> dict:
     """Fill ``row`` with each letter's runs, median, CV and ratio to plain, and the harness's
-    mean ratio with its 95% CI and verdict (``paired``: plain's and the harness's runs are matched
-    pairs, index by index, and the interval is the pairs')."""
+    mean ratio with its 95% CI and verdict, the runs taken as independent (sequential runs;
+    :func:`summarise_sides` then replaces the ratio's fields for concurrent pairs)."""
     plain = by_letter.get("P") or []
     for letter, key in LETTERS.items():
         runs = by_letter.get(letter) or []
@@ -105,13 +107,28 @@ def summarise(row: dict, by_letter: dict[str, list[float]], tolerance: float,
             row[f"{key}_ratio"] = round(row[key] / statistics.median(plain), 4)
     if row.get("plain") and row.get("harness"):
         row["ratio"] = row["harness_ratio"]
-        ci = (analysis.paired_ratio_ci95(by_letter["H"], plain) if paired
-              else analysis.ratio_ci95(by_letter["H"], plain))
-        row["pairing"] = "concurrent" if paired else "sequential"
+        ci = analysis.ratio_ci95(by_letter["H"], plain)
+        row["pairing"] = "sequential"
         row["ratio_mean"] = round(ci["ratio"], 4) if ci else None
         row["ratio_ci95"] = [round(ci["low"], 4), round(ci["high"], 4)] if ci else None
         row["verdict"] = verdict(ci, tolerance)
         row["runs_needed"] = runs_needed(ci, tolerance)
+    return row
+
+
+def summarise_sides(row: dict, sides: str, a_runs: list[float], b_runs: list[float],
+                    tolerance: float) -> dict:
+    """A concurrent row's ratio: side ``sides[1]``'s runs over side ``sides[0]``'s, matched pairs
+    (index by index), with the pairs' 95% interval, verdict and runs needed (after
+    :func:`summarise`, whose independent-runs fields for the ratio it replaces)."""
+    ci = analysis.paired_ratio_ci95(b_runs, a_runs)
+    row.update({
+        "pairing": "concurrent", "sides": sides, "side_a_runs": a_runs, "side_b_runs": b_runs,
+        "ratio": (round(statistics.median(b_runs) / statistics.median(a_runs), 4)
+                  if a_runs and b_runs and min(a_runs) > 0 else None),
+        "ratio_mean": round(ci["ratio"], 4) if ci else None,
+        "ratio_ci95": [round(ci["low"], 4), round(ci["high"], 4)] if ci else None,
+        "verdict": verdict(ci, tolerance), "runs_needed": runs_needed(ci, tolerance)})
     return row
 
 
@@ -134,32 +151,40 @@ def runs_needed(ci: dict | None, tolerance: float) -> int | None:
 
 
 def pool(paths: list[Path], tolerance: float) -> list[dict]:
-    """One row per (model, fp, bs, workers, cuDNN benchmark, pairing) from the rows of several
-    results.json files (rows without ``cudnn_benchmark`` had it on; without ``pairing``, ran one
-    after another). Concurrent rows stay matched: their runs are joined in order."""
+    """One row per (model, fp, bs, workers, cuDNN benchmark, pairing, sides) from the rows of
+    several results.json files (rows without ``cudnn_benchmark`` had it on; without ``pairing``,
+    ran one after another; concurrent ones without ``sides`` paired plain and harness).
+    Concurrent rows stay matched: their pairs are joined in order."""
     groups: dict[tuple, dict] = {}
     for path in paths:
         for r in json.loads(Path(path).read_text()):
+            pairing = r.get("pairing", "sequential")
+            sides = r.get("sides", "PH") if pairing == "concurrent" else None
             key = (r["model"], r.get("fp"), r.get("bs"), r.get("workers"),
-                   r.get("cudnn_benchmark", True), r.get("pairing", "sequential"))
+                   r.get("cudnn_benchmark", True), pairing, sides)
             g = groups.setdefault(key, {"iters": [], "orders": [], "by_letter": {k: [] for k in LETTERS},
-                                        "matched": {"P": [], "H": [], "unmatched": 0, "missing": 0}})
+                                        "a": [], "b": [],
+                                        "matched": {"a": [], "b": [], "unmatched": 0, "missing": 0}})
             g["iters"].append(r.get("iters"))
             g["orders"].append(r.get("order"))
             for letter, name in LETTERS.items():
                 g["by_letter"][letter] += r.get(f"{name}_runs") or []
-            if key[-1] == "concurrent":
+            if sides:
+                g["a"] += r.get("side_a_runs", r.get("plain_runs")) or []
+                g["b"] += r.get("side_b_runs", r.get("harness_runs")) or []
                 _pool_matched(g["matched"], Path(path), r)
     rows = []
-    for (model, fp, bs, workers, bench, pairing), g in groups.items():
+    for (model, fp, bs, workers, bench, pairing, sides), g in groups.items():
         iters = sorted(set(g["iters"]), key=str)
         row = {"model": model, "fp": fp, "bs": bs, "workers": workers, "cudnn_benchmark": bench,
                "iters": iters[0] if len(iters) == 1 else iters, "order": "+".join(map(str, g["orders"])),
                "pooled_from": len(g["orders"])}
-        rows.append(summarise(row, g["by_letter"], tolerance, paired=pairing == "concurrent"))
-        m = g["matched"]
-        if pairing == "concurrent" and not m["missing"]:
-            summarise_matched(row, m["P"], m["H"], tolerance, unmatched=m["unmatched"])
+        rows.append(summarise(row, g["by_letter"], tolerance))
+        if sides:
+            summarise_sides(row, sides, g["a"], g["b"], tolerance)
+            m = g["matched"]
+            if not m["missing"]:
+                summarise_matched(row, m["a"], m["b"], tolerance, unmatched=m["unmatched"])
     return rows
 
 
@@ -168,16 +193,16 @@ def _pool_matched(acc: dict, results_json: Path, r: dict) -> None:
     figures from the logs beside its results.json; ``missing`` counts rows with neither (a pooled
     row then carries no ``matched``: it would not be the same pairs as its other figures)."""
     if r.get("matched"):
-        acc["P"] += r["matched"]["plain_runs"]
-        acc["H"] += r["matched"]["harness_runs"]
+        acc["a"] += r["matched"]["side_a_runs"]
+        acc["b"] += r["matched"]["side_b_runs"]
         acc["unmatched"] += r["matched"].get("unmatched_pairs", 0)
         return
     pairs = matched_from_logs(results_json, r)
     if pairs is None:
         acc["missing"] += 1
         return
-    acc["P"] += [m["plain"] for m in pairs if m]
-    acc["H"] += [m["harness"] for m in pairs if m]
+    acc["a"] += [m["a"] for m in pairs if m]
+    acc["b"] += [m["b"] for m in pairs if m]
     acc["unmatched"] += sum(1 for m in pairs if not m)
 
 
@@ -199,13 +224,13 @@ def stamped_windows(log: Path) -> list[tuple[int, float]]:
     return windows
 
 
-def time_matched(plain_log: Path, harness_log: Path, bs: int,
+def time_matched(log_a: Path, log_b: Path, bs: int,
                  skip: int = analysis.SKIP_WINDOWS) -> dict | None:
-    """Both sides' images/s over the same seconds: the span in which both had passed their
-    ``skip`` first windows and neither had ended, each side's windows lying wholly inside it (a
-    window runs from the previous line's stamp to its own). None when either log has no such
-    window (too short a run, or an overlap shorter than a window)."""
-    p, h = stamped_windows(plain_log), stamped_windows(harness_log)
+    """Both sides' images/s (``a``, ``b``) over the same seconds: the span in which both had
+    passed their ``skip`` first windows and neither had ended, each side's windows lying wholly
+    inside it (a window runs from the previous line's stamp to its own). None when either log has
+    no such window (too short a run, or an overlap shorter than a window)."""
+    p, h = stamped_windows(log_a), stamped_windows(log_b)
     if min(len(p), len(h)) <= skip or skip < 1:
         return None
     lo, hi = max(p[skip - 1][0], h[skip - 1][0]), min(p[-1][0], h[-1][0])
@@ -217,16 +242,17 @@ def time_matched(plain_log: Path, harness_log: Path, bs: int,
     if not pw or not hw or min(sum(pw), sum(hw)) <= 0:
         return None
     return {"overlap_s": hi - lo, "windows": [len(pw), len(hw)],
-            "plain": round(bs * len(pw) / sum(pw), 4), "harness": round(bs * len(hw) / sum(hw), 4)}
+            "a": round(bs * len(pw) / sum(pw), 4), "b": round(bs * len(hw) / sum(hw), 4)}
 
 
-def summarise_matched(row: dict, plain: list[float], harness: list[float], tolerance: float,
+def summarise_matched(row: dict, a_runs: list[float], b_runs: list[float], tolerance: float,
                       unmatched: int = 0) -> dict:
-    """``row["matched"]``: the time-matched figures of a concurrent row's pairs with their
-    matched-pairs interval and verdict (``unmatched``: pairs left out, no overlap to compare)."""
-    ci = analysis.paired_ratio_ci95(harness, plain)
+    """``row["matched"]``: the time-matched figures of a concurrent row's pairs (side b over side
+    a) with their matched-pairs interval and verdict (``unmatched``: pairs left out, no overlap
+    to compare)."""
+    ci = analysis.paired_ratio_ci95(b_runs, a_runs)
     row["matched"] = {
-        "plain_runs": plain, "harness_runs": harness, "unmatched_pairs": unmatched,
+        "side_a_runs": a_runs, "side_b_runs": b_runs, "unmatched_pairs": unmatched,
         "ratio_mean": round(ci["ratio"], 4) if ci else None,
         "ratio_ci95": [round(ci["low"], 4), round(ci["high"], 4)] if ci else None,
         "verdict": verdict(ci, tolerance), "runs_needed": runs_needed(ci, tolerance)}
@@ -234,7 +260,8 @@ def summarise_matched(row: dict, plain: list[float], harness: list[float], toler
 
 
 def logs_of_pair(out: Path, model: str, fp: str, bs: int, n: int) -> tuple[Path, Path]:
-    """Where pair ``n``'s plain and harness logs lie in a concurrent invocation's --out."""
+    """Where pair ``n``'s plain and harness logs lie in a concurrent plain/harness invocation's
+    --out (rows written before ``matched`` existed were all of those)."""
     case = f"{model}_sp_bs{bs}_{fp}_1"
     return out / f"plain_p{n}_{case}", out / f"harness_{model}_r{n}" / case
 
@@ -242,6 +269,8 @@ def logs_of_pair(out: Path, model: str, fp: str, bs: int, n: int) -> tuple[Path,
 def matched_from_logs(results_json: Path, row: dict) -> list[dict | None] | None:
     """A concurrent row's per-pair :func:`time_matched` figures from the logs beside its
     results.json (rows written before ``matched`` existed); None when the logs are not there."""
+    if r_sides(row) != "PH":
+        return None
     out = Path(results_json).parent
     pairs = []
     for n in range(1, len(row.get("plain_runs") or []) + 1):
@@ -252,14 +281,28 @@ def matched_from_logs(results_json: Path, row: dict) -> list[dict | None] | None
     return pairs
 
 
+def r_sides(row: dict) -> str | None:
+    """A row's concurrent sides (PH for concurrent rows older than ``sides``); None if sequential."""
+    return row.get("sides", "PH") if row.get("pairing") == "concurrent" else None
+
+
 def print_table(rows: list[dict]) -> None:
-    print(f"{'model':<16} {'plain':>9} {'harness':>9} {'ratio':>7} {'CV':>7}  "
+    print(f"{'model':<16} {'plain/a':>9} {'harness/b':>9} {'ratio':>7} {'CV':>7}  "
           f"{'mean ratio [95% CI]':<26} verdict")
     for r in rows:
         cv = f"{100 * r['harness_cv']:.2f}%" if r.get("harness_cv") is not None else "-"
         ci = (f"{r['ratio_mean']} [{r['ratio_ci95'][0]}, {r['ratio_ci95'][1]}]"
               if r.get("ratio_ci95") else "-")
-        print(f"{r['model']:<16} {r.get('plain', '-'):>9} {r.get('harness', '-'):>9} "
+        sides = r_sides(r)
+        if sides and sides != "PH":   # side b over side a, whatever they are
+            a_runs, b_runs = r["side_a_runs"], r["side_b_runs"]
+            a_fig = round(statistics.median(a_runs), 4) if a_runs else "-"
+            b_fig = round(statistics.median(b_runs), 4) if b_runs else "-"
+            cv = f"{100 * _cv(b_runs):.2f}%" if _cv(b_runs) is not None else "-"
+        else:
+            a_fig, b_fig = r.get("plain", "-"), r.get("harness", "-")
+        name = r["model"] + (f" {sides}" if sides and sides != "PH" else "")
+        print(f"{name:<16} {a_fig:>9} {b_fig:>9} "
               f"{r.get('ratio', '-'):>7} {cv:>7}  {ci:<26} {r.get('verdict', '-')}"
               + (f" (~{r['runs_needed']} runs a side would resolve it)"
                  if r.get("runs_needed") and "not resolved" in r.get("verdict", "") else ""))
@@ -268,7 +311,7 @@ def print_table(rows: list[dict]) -> None:
             ci = (f"{m['ratio_mean']} [{m['ratio_ci95'][0]}, {m['ratio_ci95'][1]}]"
                   if m.get("ratio_ci95") else "-")
             print(f"{'  time-matched':<16} {'':>9} {'':>9} {'':>7} {'':>7}  {ci:<26} {m['verdict']}"
-                  f" ({len(m['plain_runs'])} pairs" + (f", {m['unmatched_pairs']} without overlap"
+                  f" ({len(m['side_a_runs'])} pairs" + (f", {m['unmatched_pairs']} without overlap"
                                                        if m.get("unmatched_pairs") else "") + ")")
 
 
@@ -342,32 +385,50 @@ def harness(model: str, fp: str, bs: int, iters: int, workers: int, out: Path, t
             "stats": stats, "start": start, "log": str(speed_file)[:-len("_speed")]}
 
 
+def run_letter(letter: str, model: str, a: argparse.Namespace, crop, extra_env: dict, tag: str,
+               device: str | None = None) -> dict:
+    """One run of ``letter`` (P plain, T plain with the hook, H harness, N harness without the
+    FLOP probe), named by ``tag``, on ``device`` (a CUDA_VISIBLE_DEVICES value) if given."""
+    if letter in "PT":
+        return plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
+                           f"{letter.lower()}{tag}", crop, a.log_interval, with_hook=letter == "T",
+                           cudnn_benchmark=not a.no_cudnn_benchmark,
+                           extra_env=None if device is None else {"CUDA_VISIBLE_DEVICES": device})
+    env = dict(extra_env, FLOPS="false") if letter == "N" else dict(extra_env)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    return harness(model, a.fp, a.bs, a.iters, a.workers, a.out,
+                   f"{model}_r{tag}" if letter == "H" else f"{model}_noflops{tag}", env)
+
+
 def concurrent_pairs(model: str, a: argparse.Namespace, devices: list[str], crop, extra_env: dict,
-                     by_letter: dict[str, list[float]], runs: list[dict]) -> list[dict]:
-    """``a.pairs`` pairs, each plain and harness started together, one per device, the devices
-    swapping from pair to pair; figures into ``by_letter`` P/H, harness runs into ``runs``.
-    Returns each pair's devices, the gap between its two starts, its two wall times and its
-    :func:`time_matched` figures."""
+                     by_letter: dict[str, list[float]], sides_runs: tuple[list, list],
+                     runs: list[dict]) -> list[dict]:
+    """``a.pairs`` pairs, each side ``a.sides[0]`` and side ``a.sides[1]`` started together, one
+    per device, the devices swapping from pair to pair; figures into ``by_letter`` and
+    ``sides_runs`` (a, b), harness runs into ``runs``. Returns each pair's devices, the gap
+    between its two starts, its two wall times and its :func:`time_matched` figures."""
     pairs = []
+    x, y = a.sides
     for k in range(a.pairs):
-        n, dev_p, dev_h = k + 1, devices[k % 2], devices[(k + 1) % 2]
+        n, dev_a, dev_b = k + 1, devices[k % 2], devices[(k + 1) % 2]
         with ThreadPoolExecutor(max_workers=2) as both:
-            plain_run = both.submit(
-                plain_mmseg, model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
-                f"p{n}", crop, a.log_interval, cudnn_benchmark=not a.no_cudnn_benchmark,
-                extra_env={"CUDA_VISIBLE_DEVICES": dev_p})
-            harness_run = both.submit(harness, model, a.fp, a.bs, a.iters, a.workers, a.out,
-                                      f"{model}_r{n}", dict(extra_env, CUDA_VISIBLE_DEVICES=dev_h))
-            plain_res, run = plain_run.result(), harness_run.result()
-        runs.append(run)
-        by_letter["P"].append(plain_res["images_per_s"])
-        by_letter["H"].append(run["images_per_s"])
-        pairs.append({"plain": dev_p, "harness": dev_h,
-                      "start_gap_s": round(abs(run["start"] - plain_res["start"]), 2),
-                      "wall_s": {"plain": plain_res["wall_s"], "harness": run["wall_s"]},
-                      "matched": time_matched(Path(plain_res["log"]), Path(run["log"]), a.bs)})
-        print(f"fidelity: {model} pair {n} at once: plain {plain_res['images_per_s']} images/s "
-              f"(device {dev_p}), harness {run['images_per_s']} images/s (device {dev_h})", flush=True)
+            run_a = both.submit(run_letter, x, model, a, crop, extra_env, f"{n}", dev_a)
+            run_b = both.submit(run_letter, y, model, a, crop, extra_env,
+                                f"{n}b" if x == y else f"{n}", dev_b)   # A/A: the two runs apart
+            res = (run_a.result(), run_b.result())
+        for letter, r, side in zip(a.sides, res, sides_runs):
+            by_letter[letter].append(r["images_per_s"])
+            side.append(r["images_per_s"])
+            if letter == "H":
+                runs.append(r)
+        pairs.append({"a": dev_a, "b": dev_b,
+                      "start_gap_s": round(abs(res[1]["start"] - res[0]["start"]), 2),
+                      "wall_s": {"a": res[0]["wall_s"], "b": res[1]["wall_s"]},
+                      "matched": time_matched(Path(res[0]["log"]), Path(res[1]["log"]), a.bs)})
+        print(f"fidelity: {model} pair {n} at once: {LETTERS[x]} {res[0]['images_per_s']} images/s "
+              f"(device {dev_a}), {LETTERS[y]} {res[1]['images_per_s']} images/s (device {dev_b})",
+              flush=True)
     return pairs
 
 
@@ -396,6 +457,9 @@ def main(argv: list[str]) -> int:
                    help="two devices (CUDA_VISIBLE_DEVICES values): each pair's plain and harness "
                         "runs at the same time, one on each, swapping from pair to pair; the "
                         "interval is the matched pairs'")
+    p.add_argument("--sides", default="PH", metavar="XY",
+                   help="with --concurrent: the two letters run at once in each pair, Y's figure "
+                        "over X's (default PH; PN, PT; PP and HH for the method's own noise)")
     p.add_argument("--pool", nargs="+", type=Path, metavar="RESULTS_JSON",
                    help="no runs: pool the runs of earlier results.json files (written to --out)")
     a = p.parse_args(argv)
@@ -425,6 +489,11 @@ def main(argv: list[str]) -> int:
         if a.order or a.no_plain:
             p.error("--concurrent runs pairs of plain and harness (--pairs N), "
                     "not with --order or --no-plain")
+    a.sides = a.sides.upper()
+    if len(a.sides) != 2 or set(a.sides) - set(LETTERS):
+        p.error(f"--sides takes two letters of {''.join(LETTERS)}, e.g. PH or PP, not {a.sides!r}")
+    if a.sides != "PH" and devices is None:
+        p.error("--sides is for --concurrent pairs; sequential runs take --order")
     a.out.mkdir(parents=True, exist_ok=True)
     crop = tuple(int(x) for x in a.crop.split("x")) if a.crop else None
     extra_env = {"DATA_ROOT": a.data_root, "LOG_INTERVAL": str(a.log_interval)}
@@ -437,33 +506,28 @@ def main(argv: list[str]) -> int:
         row: dict = {"model": model, "fp": a.fp, "bs": a.bs, "iters": a.iters, "workers": a.workers,
                      "cudnn_benchmark": not a.no_cudnn_benchmark}
         by_letter: dict[str, list[float]] = {k: [] for k in LETTERS}
-        runs = []
+        runs: list[dict] = []
         if devices:
+            sides_runs: tuple[list, list] = ([], [])
             row["concurrent_devices"] = concurrent_pairs(model, a, devices, crop, extra_env,
-                                                         by_letter, runs)
+                                                         by_letter, sides_runs, runs)
+            row["order"] = a.sides * a.pairs
+            summarise(row, by_letter, a.tolerance)
+            summarise_sides(row, a.sides, *sides_runs, a.tolerance)
+            got = [pair["matched"] for pair in row["concurrent_devices"] if pair["matched"]]
+            summarise_matched(row, [m["a"] for m in got], [m["b"] for m in got], a.tolerance,
+                              unmatched=a.pairs - len(got))
         else:
             for letter in order:  # alternate, so drift on the host hits both sides alike
                 n = len(by_letter[letter]) + 1
-                if letter in "PT":
-                    fig = plain_mmseg(model, a.fp, a.bs, a.iters, a.workers, a.data_root, a.out,
-                                      f"{letter.lower()}{n}", crop, a.log_interval,
-                                      with_hook=letter == "T",
-                                      cudnn_benchmark=not a.no_cudnn_benchmark)["images_per_s"]
-                else:
-                    name = f"{model}_r{n}" if letter == "H" else f"{model}_noflops{n}"
-                    env = dict(extra_env, FLOPS="false") if letter == "N" else extra_env
-                    run = harness(model, a.fp, a.bs, a.iters, a.workers, a.out, name, env)
-                    if letter == "H":
-                        runs.append(run)
-                    fig = run["images_per_s"]
-                by_letter[letter].append(fig)
-                print(f"fidelity: {model} {LETTERS[letter]} run {n}: {fig} images/s", flush=True)
-        row["order"] = order
-        summarise(row, by_letter, a.tolerance, paired=devices is not None)
-        if devices:
-            got = [pair["matched"] for pair in row["concurrent_devices"] if pair["matched"]]
-            summarise_matched(row, [m["plain"] for m in got], [m["harness"] for m in got], a.tolerance,
-                              unmatched=a.pairs - len(got))
+                run = run_letter(letter, model, a, crop, extra_env, f"{n}")
+                if letter == "H":
+                    runs.append(run)
+                by_letter[letter].append(run["images_per_s"])
+                print(f"fidelity: {model} {LETTERS[letter]} run {n}: {run['images_per_s']} images/s",
+                      flush=True)
+            row["order"] = order
+            summarise(row, by_letter, a.tolerance)
         st = runs[-1]["stats"] if runs else {}
         pi = st.get("per_iter") or {}
         row["per_iter_images_per_s"] = pi.get("images_per_s")

@@ -87,8 +87,9 @@ def test_matched_pairs_cancel_a_host_that_moves():
     resolves what the same figures read as independent sets cannot."""
     plain = [12.0, 9.6, 14.4, 10.8]
     harness = [p * r for p, r in zip(plain, [0.995, 1.0, 0.99, 1.004])]
-    paired = fidelity.summarise({}, {"P": plain, "H": harness}, 0.03, paired=True)
+    paired = fidelity.summarise_sides({}, "PH", plain, harness, 0.03)
     assert paired["pairing"] == "concurrent" and paired["verdict"] == "within +-3%"
+    assert paired["ratio"] == round(statistics.median(harness) / statistics.median(plain), 4)
     unpaired = fidelity.summarise({}, {"P": plain, "H": harness}, 0.03)
     assert unpaired["pairing"] == "sequential" and unpaired["verdict"] == "not resolved at +-3%"
     from segbench.analysis import paired_ratio_ci95
@@ -143,7 +144,7 @@ def test_time_matched_compares_the_same_seconds(tmp_path):
     seed = lambda log: 2 / statistics.mean(t for _, t in fidelity.stamped_windows(log)[4:])  # noqa: E731
     assert seed(harness) / seed(plain) < 0.95
     m = fidelity.time_matched(plain, harness, bs=2)
-    assert m["harness"] == m["plain"] and m["overlap_s"] == 35 - 6
+    assert m["b"] == m["a"] and m["overlap_s"] == 35 - 6
     assert m["windows"] == [24, 24]              # the whole windows of seconds 6..35, on each side
     assert fidelity.stamped_windows(plain)[0] == (fidelity.stamped_windows(harness)[0][0] - 2, 0.1)
     # a second run in the same file: only the last counts
@@ -169,9 +170,9 @@ def test_pool_matches_old_concurrent_rows_from_their_logs(tmp_path, capsys):
                                                        harness_runs=[9.4, 10.0])]))
     assert fidelity.main(["--pool", str(out / "results.json"), "--out", str(tmp_path / "p")]) == 0
     row = json.loads((tmp_path / "p" / "results.json").read_text())[0]
-    assert row["matched"]["harness_runs"] == row["matched"]["plain_runs"]
+    assert row["matched"]["side_b_runs"] == row["matched"]["side_a_runs"]
     # pair 2 never slows (2 images / 0.1 s); pair 1's shared seconds include its slow spell
-    assert row["matched"]["plain_runs"][1] == 20.0 > row["matched"]["plain_runs"][0]
+    assert row["matched"]["side_a_runs"][1] == 20.0 > row["matched"]["side_a_runs"][0]
     assert row["matched"]["ratio_mean"] == 1.0 and row["matched"]["verdict"] == "within +-3%"
     assert row["ratio_mean"] < 0.98                      # the seed formula's pairs, as they were
     assert "time-matched" in capsys.readouterr().out
@@ -185,11 +186,65 @@ def test_pool_matches_old_concurrent_rows_from_their_logs(tmp_path, capsys):
     assert row["plain_runs"] == [10.0, 10.0, 10.0] and "matched" not in row
     # a row carrying its own matched block is taken as it is
     (out / "results.json").write_text(json.dumps([dict(base, plain_runs=[10.0], harness_runs=[9.0],
-                                                       matched={"plain_runs": [10.0], "harness_runs": [9.9],
+                                                       matched={"side_a_runs": [10.0], "side_b_runs": [9.9],
                                                                 "unmatched_pairs": 1})]))
     assert fidelity.main(["--pool", str(out / "results.json"), "--out", str(tmp_path / "p3")]) == 0
     m = json.loads((tmp_path / "p3" / "results.json").read_text())[0]["matched"]
-    assert m["harness_runs"] == [9.9] and m["unmatched_pairs"] == 1 and m["ratio_ci95"] is None
+    assert m["side_b_runs"] == [9.9] and m["unmatched_pairs"] == 1 and m["ratio_ci95"] is None
+
+
+def test_sides_pair_any_two_letters(tmp_path, monkeypatch):
+    """--sides PP (A/A) and PN: the letters' runs at once, devices swapping, the two runs of an
+    A/A pair kept apart, side b over side a; without running anything (the runners are fakes that
+    write stamped logs: side b's second pair runs 4 s later into a slow spell)."""
+    calls = []
+
+    def fake(kind):
+        def run(model, fp, bs, iters, workers, *rest, **kw):
+            out, tag = (rest[1], rest[2]) if kind == "plain" else (rest[0], rest[1])
+            env = kw.get("extra_env") if kind == "plain" else rest[2]
+            device = (env or {}).get("CUDA_VISIBLE_DEVICES")
+            calls.append((kind, tag, device, (env or {}).get("FLOPS")))
+            late = 4 if tag.endswith("2b") or (kind == "harness" and tag.endswith("2")) else 0
+            log = _stamped_log(out / f"{kind}_{tag}.log", late, 25, 30)
+            fig = 2 / statistics.mean(t for _, t in fidelity.stamped_windows(log)[4:])
+            return {"images_per_s": round(fig, 3), "log": str(log), "start": 100.0 + late,
+                    "wall_s": 30.0, "stats": {}}
+        return run
+
+    monkeypatch.setattr(fidelity, "plain_mmseg", fake("plain"))
+    monkeypatch.setattr(fidelity, "harness", fake("harness"))
+    out = tmp_path / "aa"
+    assert fidelity.main(["--models", "m", "--pairs", "2", "--concurrent", "0,1", "--sides", "pp",
+                          "--out", str(out)]) == 0
+    row = json.loads((out / "results.json").read_text())[0]
+    assert [c[:3] for c in calls] == [("plain", "p1", "0"), ("plain", "p1b", "1"),
+                                      ("plain", "p2", "1"), ("plain", "p2b", "0")]
+    assert row["sides"] == "PP" and row["order"] == "PPPP" and len(row["plain_runs"]) == 4
+    assert row["side_a_runs"][0] == row["side_b_runs"][0] and row["side_b_runs"][1] < row["side_a_runs"][1]
+    assert row["ratio_ci95"][0] < 1 and row["verdict"].startswith("not resolved")
+    assert row["matched"]["side_a_runs"] == row["matched"]["side_b_runs"]     # same seconds, same speed
+    assert [(d["a"], d["b"]) for d in row["concurrent_devices"]] == [("0", "1"), ("1", "0")]
+    calls.clear()
+    assert fidelity.main(["--models", "m", "--pairs", "1", "--concurrent", "0,1", "--sides", "PN",
+                          "--out", str(tmp_path / "pn")]) == 0
+    assert [c for c in calls if c[0] == "harness"] == [("harness", "m_noflops1", "1", "false")]
+    row = json.loads((tmp_path / "pn" / "results.json").read_text())[0]
+    assert row["sides"] == "PN" and row["harness_no_flops_runs"] == row["side_b_runs"]
+    # pooled, PP and PN rows stay apart from each other and from PH rows
+    ph = tmp_path / "ph.json"
+    ph.write_text(json.dumps([{"model": "m", "fp": "fp32", "bs": 2, "workers": 5, "iters": 500,
+                               "order": "PH", "pairing": "concurrent", "plain_runs": [10.0],
+                               "harness_runs": [10.0]}]))
+    assert fidelity.main(["--pool", str(out / "results.json"), str(tmp_path / "pn" / "results.json"),
+                          str(ph), str(out / "results.json"), "--out", str(tmp_path / "pooled")]) == 0
+    pooled = {r["sides"]: r for r in json.loads((tmp_path / "pooled" / "results.json").read_text())}
+    assert sorted(pooled) == ["PH", "PN", "PP"] and len(pooled["PP"]["side_a_runs"]) == 4
+    assert pooled["PH"]["side_b_runs"] == [10.0] and "matched" not in pooled["PH"]   # no logs beside it
+    for bad in (["--sides", "PX", "--concurrent", "0,1"], ["--sides", "PHH", "--concurrent", "0,1"],
+                ["--sides", "PP"]):
+        with pytest.raises(SystemExit):
+            fidelity.main(["--models", "m", *bad, "--out", str(tmp_path / "bad")])
 
 
 def test_concurrent_pair_on_the_cpu(small_data, tmp_path, monkeypatch):
@@ -207,12 +262,12 @@ def test_concurrent_pair_on_the_cpu(small_data, tmp_path, monkeypatch):
     assert row["pairing"] == "concurrent" and len(row["plain_runs"]) == len(row["harness_runs"]) == 1
     assert row["plain_runs"][0] > 0 and row["harness_runs"][0] > 0
     pair = row["concurrent_devices"][0]
-    assert (pair["plain"], pair["harness"]) == ("0", "1")
+    assert (row["sides"], pair["a"], pair["b"]) == ("PH", "0", "1")
     assert pair["start_gap_s"] < min(pair["wall_s"].values()) / 2      # they overlapped
     # the time-matched figures: this pair's, or counted as without overlap (CPU windows are short)
-    assert "matched" in pair and row["matched"]["unmatched_pairs"] + len(row["matched"]["plain_runs"]) == 1
+    assert "matched" in pair and row["matched"]["unmatched_pairs"] + len(row["matched"]["side_a_runs"]) == 1
     if pair["matched"]:
-        assert row["matched"]["plain_runs"] == [pair["matched"]["plain"]] and pair["matched"]["plain"] > 0
+        assert row["matched"]["side_a_runs"] == [pair["matched"]["a"]] and pair["matched"]["a"] > 0
     for bad in ("0", "0,0", "0,1,2"):
         with pytest.raises(SystemExit):
             fidelity.main(["--models", "fastscnn", "--concurrent", bad, "--out", str(out)])
