@@ -304,7 +304,7 @@ def print_table(rows: list[dict]) -> None:
         name = r["model"] + (f" {sides}" if sides and sides != "PH" else "")
         print(f"{name:<16} {a_fig:>9} {b_fig:>9} "
               f"{r.get('ratio', '-'):>7} {cv:>7}  {ci:<26} {r.get('verdict', '-')}"
-              + (f" (~{r['runs_needed']} runs a side would resolve it)"
+              + (f" (~{r['runs_needed']} {'pairs' if sides else 'runs a side'} would resolve it)"
                  if r.get("runs_needed") and "not resolved" in r.get("verdict", "") else ""))
         m = r.get("matched")
         if m:
@@ -312,7 +312,9 @@ def print_table(rows: list[dict]) -> None:
                   if m.get("ratio_ci95") else "-")
             print(f"{'  time-matched':<16} {'':>9} {'':>9} {'':>7} {'':>7}  {ci:<26} {m['verdict']}"
                   f" ({len(m['side_a_runs'])} pairs" + (f", {m['unmatched_pairs']} without overlap"
-                                                       if m.get("unmatched_pairs") else "") + ")")
+                                                       if m.get("unmatched_pairs") else "")
+                  + (f"; ~{m['runs_needed']} would resolve it"
+                     if m.get("runs_needed") and "not resolved" in m["verdict"] else "") + ")")
 
 
 def write_rows(rows: list[dict], out: Path) -> None:
