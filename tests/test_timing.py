@@ -84,3 +84,17 @@ def test_timed_iterator_passes_everything_through():
     assert list(timed) == [1, 2] and timed.last is not None
     with pytest.raises(StopIteration):
         next(timed)
+
+
+def test_hook_overhead_benchmark_runs_the_hook_as_the_loop_does(capsys):
+    """benchmarks/hook_overhead.py drives the current hook (it broke once, silently, when the hook
+    began to read the loop's data iterator): a figure per iteration, with and without the hook."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import hook_overhead
+    for flags in ([], ["--no-hook"]):
+        assert hook_overhead.main(["--n", "50", "--iter-ms", "100", *flags]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["hook"] is (not flags) and out["n"] == 50 and out["hook_us_per_iter"] > 0
+        assert out["share_of_100ms_iter_pct"] == pytest.approx(100 * out["hook_us_per_iter"] / 1e5, abs=1e-4)
