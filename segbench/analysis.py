@@ -196,6 +196,8 @@ class _RankFile:
     gap_times: list[float | None] = field(default_factory=list)
     losses: list[float | None] = field(default_factory=list)
     mems: list[float | None] = field(default_factory=list)
+    gc_times: list[float | None] = field(default_factory=list)
+    gc_fulls: list[float | None] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -462,6 +464,8 @@ def _read_rank_file(path: str, rank: int) -> _RankFile | None:
         data.gap_times.append(_finite(obj.get("gap_time")))
         data.losses.append(_finite(obj.get("loss")))
         data.mems.append(_finite(obj.get("mem_mb")))
+        data.gc_times.append(_finite(obj.get("gc_time")))
+        data.gc_fulls.append(_finite(obj.get("gc_full")))
     return data
 
 
@@ -691,8 +695,14 @@ def _per_iter_block(ranks: list[_RankFile], warmup: int, images: tuple[int, int]
     if any(g is not None for g in first.gap_times):
         between = iteration_stats(first.times, first.gap_times, warmup, 0, 0)["data_wait_share"]
     source = first.meta.get("data_time_source") or "gap"
+    # gc_share: the share of time Python's garbage collector ran (files written before it: None)
+    gc_share = gc_full = None
+    if any(g is not None for g in first.gc_times):
+        gc_share = iteration_stats(first.times, first.gc_times, warmup, 0, 0)["data_wait_share"]
+        gc_full = int(sum(f for f in first.gc_fulls[warmup:] if f is not None))
     return {"n": stats.pop("n"), "warmup": stats.pop("warmup"), "rank_files": len(ranks),
             **stats, "between_share": between, "data_wait_source": source,
+            "gc_share": gc_share, "gc_full_collections": gc_full,
             "window_vs_per_iter": ratio}
 
 

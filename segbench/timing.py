@@ -2,7 +2,9 @@
 
 Registered in mmengine's HOOKS registry and put in the config's ``custom_hooks``: the trainer is
 mmengine's own, unchanged. At each iteration boundary the device is synchronised, so ``time`` is the
-wall time of one whole iteration (data wait + step + every hook), not of queued kernels.
+wall time of one whole iteration (data wait + step + every hook), not of queued kernels; beside it,
+the wait for the batch and the time Python's garbage collector ran (a ``gc.callbacks`` entry while
+training runs).
 Optionally it counts FLOPs once (torch.utils.flop_counter, on a copy of the real model and a real
 batch) and captures a torch.profiler trace for a window of iterations.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import os
 import time
@@ -101,6 +104,9 @@ class SegbenchTimerHook(Hook):
         self._gap_time = 0.0
         self._timed = None
         self._profiler = None
+        self._gc_s = 0.0          # time in Python's garbage collector since the last boundary
+        self._gc_full = 0         # full (generation 2) collections since the last boundary
+        self._gc_t0: float | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def _write(self, obj: dict) -> None:
@@ -114,6 +120,17 @@ class SegbenchTimerHook(Hook):
             self._fh.flush()
             self._buf.clear()
 
+    def _on_gc(self, phase: str, info: dict) -> None:
+        """gc.callbacks entry: a collection in any thread of the process (it holds the
+        interpreter lock, so the trainer waits for it too) adds its duration to this iteration."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif self._gc_t0 is not None:
+            self._gc_s += time.perf_counter() - self._gc_t0
+            self._gc_t0 = None
+            if info.get("generation") == 2:
+                self._gc_full += 1
+
     # -- mmengine hook points --------------------------------------------------------------------
     def before_train(self, runner) -> None:
         self.rank = get_rank()
@@ -126,6 +143,8 @@ class SegbenchTimerHook(Hook):
         loop = runner.train_loop
         if hasattr(loop, "dataloader_iterator"):   # IterBasedTrainLoop (the seed's configs)
             self._timed = loop.dataloader_iterator = _TimedIterator(loop.dataloader_iterator)
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
         _sync(self.device)
         self._t_prev = time.perf_counter()
 
@@ -137,6 +156,7 @@ class SegbenchTimerHook(Hook):
             if self.device == "cuda":  # the probe's memory is not the training's peak
                 torch.cuda.reset_peak_memory_stats()
             self._t_prev = time.perf_counter()  # the FLOP count is not part of any iteration
+            self._gc_s, self._gc_full = 0.0, 0
         self._gap_time = time.perf_counter() - self._t_prev
         # the batch wait alone where the iterator is timed, else the whole gap (an upper bound)
         timed = self._timed.last if self._timed is not None else None
@@ -155,12 +175,16 @@ class SegbenchTimerHook(Hook):
         mem = (torch.cuda.max_memory_allocated() / 2**20) if self.device == "cuda" else None
         self._write({"kind": "iter", "iter": it, "rank": self.rank, "time": now - self._t_prev,
                      "data_time": self._data_time, "gap_time": self._gap_time, "loss": loss,
-                     "mem_mb": None if mem is None else round(mem, 1), "t": time.time()})
+                     "mem_mb": None if mem is None else round(mem, 1), "t": time.time(),
+                     "gc_time": self._gc_s, "gc_full": self._gc_full})
+        self._gc_s, self._gc_full = 0.0, 0
         if self._profiler is not None and it >= self.profile_window[1]:
             self._stop_profiler(runner)
         self._t_prev = now
 
     def after_train(self, runner) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._profiler is not None:
             self._stop_profiler(runner)
         self._flush()

@@ -373,9 +373,11 @@ def test_invalid_arguments_raise() -> None:
 # ----------------------------------------------------------------------------- per-iteration stats
 
 def iters_files(directory: Path, case: str, rank0_times: list[float], *, device_name: str,
-                precision: str, flops: float | None = 1e12, gap_time: float | None = None) -> None:
+                precision: str, flops: float | None = 1e12, gap_time: float | None = None,
+                gc_time: float | None = None) -> None:
     """Rank files as the timing hook writes them; ``gap_time`` set = the current format (data
-    wait timed at the iterator, the whole gap beside it), None = the older one (no gap_time)."""
+    wait timed at the iterator, the whole gap beside it), None = the older one (no gap_time);
+    ``gc_time`` set: the collector's time in each iteration, a full collection every 4th."""
     for rank, mem_peak in ((0, 1000.0), (1, 1100.0)):
         meta = {"kind": "meta", "rank": rank, "world_size": 2, "device": "cuda",
                 "device_name": device_name, "batch_size": 4, "input_shape": [4, 3, 512, 1024],
@@ -390,6 +392,8 @@ def iters_files(directory: Path, case: str, rank0_times: list[float], *, device_
                    "mem_mb": mem_peak - len(rank0_times) + i + 1, "t": 1.7e9 + i}
             if gap_time is not None:
                 row["gap_time"] = gap_time
+            if gc_time is not None:
+                row["gc_time"], row["gc_full"] = gc_time, int(i % 4 == 3)
             lines.append(json.dumps(row))
         (directory / f"{case}_iters.rank{rank}.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -408,6 +412,16 @@ def test_sidecar_splits_the_gap_into_data_wait_and_loop_time(tmp_path: Path) -> 
     assert per_iter["data_wait_source"] == "iterator"
     assert per_iter["data_wait_share"] == pytest.approx(0.1)    # 0.02 of 0.2 s
     assert per_iter["between_share"] == pytest.approx(0.25)     # 0.05 of 0.2 s
+    assert per_iter["gc_share"] is None and per_iter["gc_full_collections"] is None   # no gc_time
+
+
+def test_sidecar_gives_the_garbage_collectors_share(tmp_path: Path) -> None:
+    log = record_log_with_interval(tmp_path, 2)  # warm-up: the first 8 iterations
+    iters_files(tmp_path, log.name, [1.0] * 8 + [0.2] * 10, device_name="NVIDIA H200",
+                precision="fp32", gap_time=0.05, gc_time=0.01)
+    per_iter = analyze(log, "fastscnn").stats["per_iter"]
+    assert per_iter["gc_share"] == pytest.approx(0.05)          # 0.01 of 0.2 s
+    assert per_iter["gc_full_collections"] == 2    # one every 4th: iterations 12 and 16 of 9..18
 
 
 def test_sidecar_per_iteration_block(tmp_path: Path) -> None:

@@ -380,6 +380,8 @@ def test_per_iteration_figure_agrees_with_the_log_window_figure(cpu_env, tmp_pat
     # the loader's next() is timed apart from the rest of the gap (model.train(), hooks)
     assert pi["data_wait_source"] == "iterator"
     assert pi["data_wait_share"] <= pi["between_share"] < 1
+    # the garbage collector's time, from a real training run's per-iteration lines
+    assert 0 <= pi["gc_share"] < 1 and pi["gc_full_collections"] >= 0
     assert stats["flops"]["per_iter_per_process"] > 0 and stats["flops"]["tflops_achieved"] > 0
     assert stats["last_loss"] is not None and stats["env"]["mmengine"] == "0.10.7"
     assert stats["command"] == "bash run_benchmark.sh fastscnn sp fp32 2 60 1"

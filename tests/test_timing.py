@@ -1,6 +1,7 @@
 """The timing hook (segbench.timing): what it counts as data wait. Driven the way mmengine's
 IterBasedTrainLoop drives it (model.train(), next(dataloader_iterator), the hook points), with a
 loader and a model.train() that take known times, so each share of the gap is known."""
+import gc
 import json
 import time
 from types import SimpleNamespace
@@ -64,6 +65,36 @@ def test_without_the_iterator_slot_the_whole_gap_counts(tmp_path):
     assert meta["data_time_source"] == "gap"
     for row in iters[1:]:
         assert row["data_time"] == row["gap_time"] >= (LOAD_S + TRAIN_S) * 0.9
+
+
+def test_garbage_collection_is_counted_in_the_iteration_it_stalled(tmp_path):
+    """A full collection forced inside iteration 2 shows there (its time and one full
+    collection), not in iteration 3; the hook's gc callback is gone after training."""
+    loop = SimpleNamespace(dataloader_iterator=SlowLoader())
+    collections = []
+
+    def fetch():
+        batch = next(loop.dataloader_iterator)
+        if len(collections) == 1:          # iteration 2's fetch
+            garbage = [[] for _ in range(200_000)]
+            for a, b in zip(garbage, garbage[1:]):
+                a.append(b)
+                b.append(a)            # cycles: only the collector frees them
+            del garbage, a, b
+            gc.collect()
+        collections.append(True)
+        return batch
+
+    callbacks_before = list(gc.callbacks)
+    gc.disable()                           # no automatic collection may land in iteration 3
+    try:
+        meta, *iters = drive(tmp_path, loop, fetch=fetch)
+    finally:
+        gc.enable()
+    assert iters[1]["gc_full"] >= 1 and iters[1]["gc_time"] > 0.001
+    assert iters[2]["gc_full"] == 0 and iters[2]["gc_time"] == 0.0
+    assert all(row["gc_time"] <= row["time"] for row in iters)
+    assert gc.callbacks == callbacks_before
 
 
 def test_timed_iterator_passes_everything_through():
