@@ -38,7 +38,7 @@ the harness. The row's interval is then the matched pairs' (segbench.analysis.pa
 the sides also compete for the host's CPUs, symmetrically. Its figures are of two runs at once, not
 of a quiet host: read the ratio, not the images/s. ``--sides XY`` (default PH) pairs any two of the
 letters, side Y's figure over side X's: PN (is it the FLOP probe?), PT (the hook?), and the A/A
-pairs PP and HH, whose ratio is 1 by construction -- their interval is the method's own noise on
+pairs PP and HH, whose true ratio is 1 -- their interval is the method's own noise on
 this host, and HH's against PP's says whether the harness's runs spread more than plain mmseg's.
 
 The two runs of a pair do not start or end training at the same second (the harness's launcher and
@@ -269,7 +269,7 @@ def logs_of_pair(out: Path, model: str, fp: str, bs: int, n: int) -> tuple[Path,
 def matched_from_logs(results_json: Path, row: dict) -> list[dict | None] | None:
     """A concurrent row's per-pair :func:`time_matched` figures from the logs beside its
     results.json (rows written before ``matched`` existed); None when the logs are not there."""
-    if r_sides(row) != "PH":
+    if row_sides(row) != "PH":
         return None
     out = Path(results_json).parent
     pairs = []
@@ -281,7 +281,7 @@ def matched_from_logs(results_json: Path, row: dict) -> list[dict | None] | None
     return pairs
 
 
-def r_sides(row: dict) -> str | None:
+def row_sides(row: dict) -> str | None:
     """A row's concurrent sides (PH for concurrent rows older than ``sides``); None if sequential."""
     return row.get("sides", "PH") if row.get("pairing") == "concurrent" else None
 
@@ -293,7 +293,7 @@ def print_table(rows: list[dict]) -> None:
         cv = f"{100 * r['harness_cv']:.2f}%" if r.get("harness_cv") is not None else "-"
         ci = (f"{r['ratio_mean']} [{r['ratio_ci95'][0]}, {r['ratio_ci95'][1]}]"
               if r.get("ratio_ci95") else "-")
-        sides = r_sides(r)
+        sides = row_sides(r)
         if sides and sides != "PH":   # side b over side a, whatever they are
             a_runs, b_runs = r["side_a_runs"], r["side_b_runs"]
             a_fig = round(statistics.median(a_runs), 4) if a_runs else "-"
