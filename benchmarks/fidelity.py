@@ -52,12 +52,10 @@ results.json.
 from __future__ import annotations
 
 import argparse
-import calendar
 import csv
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -72,9 +70,6 @@ from segbench import analysis, configs  # noqa: E402
 
 
 LETTERS = {"P": "plain", "H": "harness", "T": "plain_with_hook", "N": "harness_no_flops"}
-# an mmengine training line: "11/29 18:37:50 - mmengine - INFO - Iter(train) [ 10/300]  ...  time: 0.9154 ..."
-_STAMPED = re.compile(r"(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d) - mmengine - INFO - "
-                      r"Iter\(train\) \[\s*(\d+)/\d+\].*?\stime: ([0-9.]+)")
 
 
 def _cv(xs: list[float]) -> float | None:
@@ -206,32 +201,15 @@ def _pool_matched(acc: dict, results_json: Path, r: dict) -> None:
     acc["unmatched"] += sum(1 for m in pairs if not m)
 
 
-def stamped_windows(log: Path) -> list[tuple[int, float]]:
-    """The training windows of the last run in an mmengine text log: (the second its line was
-    logged, as seconds into a leap year -- only differences are used --, its mean iteration time).
-    The stamps are the logging host's local time, so compare logs of one host only."""
-    windows: list[tuple[int, float]] = []
-    last_iter = 0
-    for line in Path(log).read_text(errors="replace").splitlines():
-        m = _STAMPED.search(line)
-        if m is None:
-            continue
-        month, day, hh, mm, ss, it = (int(x) for x in m.groups()[:6])
-        if it <= last_iter:          # the counter went back: a new run in the same file
-            windows = []
-        last_iter = it
-        windows.append((calendar.timegm((2000, month, day, hh, mm, ss)), float(m.group(7))))
-    return windows
-
-
 def time_matched(log_a: Path, log_b: Path, bs: int,
                  skip: int = analysis.SKIP_WINDOWS) -> dict | None:
     """Both sides' images/s (``a``, ``b``) over the same seconds: the span in which both had
     passed their ``skip`` first windows and neither had ended, each side's windows lying wholly
     inside it (a window runs from the previous line's stamp to its own). None when either log has
-    no such window (too short a run, or an overlap shorter than a window)."""
-    p, h = stamped_windows(log_a), stamped_windows(log_b)
-    if min(len(p), len(h)) <= skip or skip < 1:
+    no such window (too short a run, or an overlap shorter than a window), and when a window has
+    no time stamp (segbench.analysis.stamped_windows: the same windows the seed formula reads)."""
+    p, h = analysis.stamped_windows(log_a), analysis.stamped_windows(log_b)
+    if min(len(p), len(h)) <= skip or skip < 1 or any(s is None for s, _ in p + h):
         return None
     lo, hi = max(p[skip - 1][0], h[skip - 1][0]), min(p[-1][0], h[-1][0])
 

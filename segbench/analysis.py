@@ -59,6 +59,7 @@ df 1000), and is mapped to images/s: [bs*gpus / (mean + h), bs*gpus / (mean - h)
 from __future__ import annotations
 
 import argparse
+import calendar
 import glob
 import json
 import math
@@ -108,6 +109,7 @@ _NUM = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
 _RECORD = re.compile(r"\[segbench\] (case|result):\s*(.*)$")
+_STAMP = re.compile(r"^(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)\s")   # mmengine's "11/29 18:37:50 - mmengine ..."
 _ITER_MARK = re.compile(r"\bIter(?:\(train\))?\s*\[\s*(\d{1,12})\s*/\s*\d{1,12}\s*\]")
 _EPOCH_MARK = re.compile(
     r"\bEpoch(?:\(train\))?\s*\[\s*(\d{1,12})\s*\]\s*\[\s*(\d{1,12})\s*/\s*\d{1,12}\s*\]")
@@ -150,6 +152,7 @@ class _Window:
     key: tuple[int, int] | None
     time: float
     loss: float | None
+    stamp: int | None = None   # the line's logging second (see stamped_windows); None: no stamp
 
 
 @dataclass
@@ -310,8 +313,10 @@ def _text_window(line: str, partial: bool) -> _Window | None:
     if time is None or (partial and time.end(1) == len(rest)):
         return None
     loss = _LOSS.search(rest)
+    stamp = _STAMP.match(line)
     return _Window(key=key, time=float(time.group(1)),
-                   loss=_finite(float(loss.group(1))) if loss else None)
+                   loss=_finite(float(loss.group(1))) if loss else None,
+                   stamp=calendar.timegm((2000, *map(int, stamp.groups()))) if stamp else None)
 
 
 class _LogParser:
@@ -393,6 +398,20 @@ def _split_runs(text: str) -> list[_Run]:
     for index, raw in enumerate(lines):
         parser.feed(_clean_line(raw), partial=ends_cut and index == len(lines) - 1)
     return parser.runs
+
+
+def _measured_run(runs: list[_Run]) -> _Run:
+    """The run a log's figures come from: its last one with training windows (else its last)."""
+    return next((r for r in reversed(runs) if r.windows), runs[-1])
+
+
+def stamped_windows(log_path: str | os.PathLike[str]) -> list[tuple[int | None, float]]:
+    """The training windows of the run :func:`analyze` measures, as (the second the window's line
+    was logged, its mean iteration time). The second is mmengine's ``MM/DD HH:MM:SS`` stamp counted
+    into a leap year (the log has no year: only differences between stamps of one log or of logs of
+    one host mean anything); None for a window without one (a scalars.json line, an mmcv 1.x log)."""
+    run = _measured_run(_split_runs(_read_log(log_path)))
+    return [(w.stamp, w.time) for w in run.windows]
 
 
 def _dict_key_in_config(text: str, start: re.Pattern[str], key: str) -> int | None:
@@ -780,7 +799,7 @@ def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: in
         runs, read_error = _split_runs(_read_log(log_path)), None
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         runs, read_error = [_Run()], f"cannot read log: {getattr(exc, 'strerror', None) or exc}"
-    run = next((r for r in reversed(runs) if r.windows), runs[-1])
+    run = _measured_run(runs)
     case = run.case or {}
     warnings: list[str] = []
 

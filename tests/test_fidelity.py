@@ -10,6 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 import fidelity  # noqa: E402
+from segbench import analysis  # noqa: E402
 
 
 def test_verdict_bands():
@@ -141,16 +142,16 @@ def test_time_matched_compares_the_same_seconds(tmp_path):
     seed formula says 0.94, the shared seconds say 1."""
     plain = _stamped_log(tmp_path / "plain", 0, 25, 30)
     harness = _stamped_log(tmp_path / "harness", 2, 25, 30)
-    seed = lambda log: 2 / statistics.mean(t for _, t in fidelity.stamped_windows(log)[4:])  # noqa: E731
+    seed = lambda log: 2 / statistics.mean(t for _, t in analysis.stamped_windows(log)[4:])  # noqa: E731
     assert seed(harness) / seed(plain) < 0.95
     m = fidelity.time_matched(plain, harness, bs=2)
     assert m["b"] == m["a"] and m["overlap_s"] == 35 - 6
     assert m["windows"] == [24, 24]              # the whole windows of seconds 6..35, on each side
-    assert fidelity.stamped_windows(plain)[0] == (fidelity.stamped_windows(harness)[0][0] - 2, 0.1)
+    assert analysis.stamped_windows(plain)[0] == (analysis.stamped_windows(harness)[0][0] - 2, 0.1)
     # a second run in the same file: only the last counts
     text = plain.read_text()
     (tmp_path / "twice").write_text(text.replace("time: 0.1000", "time: 0.5000") + text)
-    assert fidelity.stamped_windows(tmp_path / "twice") == fidelity.stamped_windows(plain)
+    assert analysis.stamped_windows(tmp_path / "twice") == analysis.stamped_windows(plain)
     # no shared seconds after the skipped windows, or too short a log: no figure
     assert fidelity.time_matched(plain, _stamped_log(tmp_path / "late", 40, 99, 30), bs=2) is None
     assert fidelity.time_matched(plain, _stamped_log(tmp_path / "short", 0, 99, 4), bs=2) is None
@@ -207,7 +208,7 @@ def test_sides_pair_any_two_letters(tmp_path, monkeypatch):
             calls.append((kind, tag, device, (env or {}).get("FLOPS")))
             late = 4 if tag.endswith("2b") or (kind == "harness" and tag.endswith("2")) else 0
             log = _stamped_log(out / f"{kind}_{tag}.log", late, 25, 30)
-            fig = 2 / statistics.mean(t for _, t in fidelity.stamped_windows(log)[4:])
+            fig = 2 / statistics.mean(t for _, t in analysis.stamped_windows(log)[4:])
             return {"images_per_s": round(fig, 3), "log": str(log), "start": 100.0 + late,
                     "wall_s": 30.0, "stats": {}}
         return run
