@@ -695,6 +695,15 @@ def _window_block(run: _Run, images: int | None) -> tuple[dict[str, Any], float 
     return block, ips
 
 
+def _time_share(times: Sequence[float], parts: Sequence[float | None], warmup: int) -> float | None:
+    """The share of the measured iterations' time that a per-iteration part (``parts[i]`` of
+    ``times[i]``) took, as :func:`iteration_stats` counts the data wait; None when no iteration
+    has the part (a file written before the field existed)."""
+    if not any(p is not None for p in parts):
+        return None
+    return iteration_stats(times, parts, warmup, 0, 0)["data_wait_share"]
+
+
 def _per_iter_block(ranks: list[_RankFile], warmup: int, images: tuple[int, int] | None,
                     window_ips: float | None) -> dict[str, Any] | None:
     if not ranks:
@@ -710,15 +719,12 @@ def _per_iter_block(ranks: list[_RankFile], warmup: int, images: tuple[int, int]
     # between_share: the share of time between iterations -- the data wait plus mmengine's loop
     # bookkeeping (model.train(), hooks); data_wait_source says whether data_wait_share is the
     # timed wait for the batch ("iterator") or, in older files, that whole gap ("gap")
-    between = None
-    if any(g is not None for g in first.gap_times):
-        between = iteration_stats(first.times, first.gap_times, warmup, 0, 0)["data_wait_share"]
+    between = _time_share(first.times, first.gap_times, warmup)
     source = first.meta.get("data_time_source") or "gap"
     # gc_share: the share of time Python's garbage collector ran (files written before it: None)
-    gc_share = gc_full = None
-    if any(g is not None for g in first.gc_times):
-        gc_share = iteration_stats(first.times, first.gc_times, warmup, 0, 0)["data_wait_share"]
-        gc_full = int(sum(f for f in first.gc_fulls[warmup:] if f is not None))
+    gc_share = _time_share(first.times, first.gc_times, warmup)
+    gc_full = (int(sum(f for f in first.gc_fulls[warmup:] if f is not None))
+               if any(g is not None for g in first.gc_times) else None)
     return {"n": stats.pop("n"), "warmup": stats.pop("warmup"), "rank_files": len(ranks),
             **stats, "between_share": between, "data_wait_source": source,
             "gc_share": gc_share, "gc_full_collections": gc_full,
