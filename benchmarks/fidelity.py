@@ -313,7 +313,8 @@ def hooked_config(model: str, fp: str, out: Path, tag: str) -> Path:
     path.write_text(
         f"_base_ = [{str(configs.config_path(model))!r}]\n"
         "custom_imports = dict(imports=['segbench.timing'], allow_failed_imports=False)\n"
-        f"custom_hooks = [dict(type='SegbenchTimerHook', out_prefix={str(prefix)!r}, "
+        "custom_hooks = [dict(type='SegbenchPeakHook'), "
+        f"dict(type='SegbenchTimerHook', out_prefix={str(prefix)!r}, "
         f"precision={fp!r}, count_flops=True)]\n")
     return path
 

@@ -1,7 +1,8 @@
 """What does the timing hook itself cost per iteration?
 
-Calls SegbenchTimerHook's before_train_iter + after_train_iter (device sync, memory query, loss
-.item(), JSON line, periodic flush) and a ``next()`` through the hook's timed wrapper of the train
+Calls the hooks the harness registers, SegbenchPeakHook and SegbenchTimerHook, at before_train_iter
++ after_train_iter (device sync, memory queries, thread CPU time, loss .item(), JSON line, periodic
+flush) and a ``next()`` through the hook's timed wrapper of the train
 loop's data iterator, N times on an idle device with a stand-in runner, and reports microseconds per
 iteration (``--no-hook``: the same loop without the hook, the stand-in's own cost). Divide by a
 measured iteration time to get the overhead share; with --iter-ms the script does it for you.
@@ -26,7 +27,9 @@ import torch  # noqa: E402
 
 from mmengine.hooks import Hook  # noqa: E402
 
-from segbench.timing import SegbenchTimerHook  # noqa: E402
+from mmengine.logging import MessageHub  # noqa: E402
+
+from segbench.timing import SegbenchPeakHook, SegbenchTimerHook  # noqa: E402
 
 
 class _Loop:
@@ -42,6 +45,7 @@ class _Runner:
 
     def __init__(self, batch):
         self.train_loop = _Loop(batch)
+        self.message_hub = MessageHub.get_instance("hook_overhead")
 
 
 def main(argv: list[str]) -> int:
@@ -53,23 +57,31 @@ def main(argv: list[str]) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     loss = torch.tensor(1.2345, device=device)
     with tempfile.TemporaryDirectory() as d:
-        hook = SegbenchTimerHook(out_prefix=str(Path(d) / "bench_iters"), count_flops=False)
+        # the pair the harness registers, in mmengine's order (the peak reader first)
+        hooks = [SegbenchPeakHook(),
+                 SegbenchTimerHook(out_prefix=str(Path(d) / "bench_iters"), count_flops=False)]
         runner = _Runner({"inputs": [], "data_samples": []})
         if a.no_hook:
-            hook = Hook()   # mmengine's base hook: every point a no-op
-        hook.before_train(runner)
-        for _ in range(200):  # warm-up
+            hooks = [Hook()]   # mmengine's base hook: every point a no-op
+        for h in hooks:
+            h.before_train(runner)
+
+        def step(i):
             batch = next(runner.train_loop.dataloader_iterator)
-            hook.before_train_iter(runner, 0, batch)
-            hook.after_train_iter(runner, 0, batch, {"loss": loss})
+            for h in hooks:
+                h.before_train_iter(runner, i, batch)
+            for h in hooks:
+                h.after_train_iter(runner, i, batch, {"loss": loss})
+
+        for _ in range(200):  # warm-up
+            step(0)
         t0 = time.perf_counter()
         for i in range(a.n):
             runner.iter = i + 2
-            batch = next(runner.train_loop.dataloader_iterator)
-            hook.before_train_iter(runner, i, batch)
-            hook.after_train_iter(runner, i, batch, {"loss": loss})
+            step(i)
         per_iter_us = (time.perf_counter() - t0) / a.n * 1e6
-        hook.after_train(runner)
+        for h in hooks:
+            h.after_train(runner)
     out = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
            "torch": torch.__version__, "n": a.n, "hook": not a.no_hook,
            "hook_us_per_iter": round(per_iter_us, 2)}

@@ -201,6 +201,8 @@ class _RankFile:
     mems: list[float | None] = field(default_factory=list)
     gc_times: list[float | None] = field(default_factory=list)
     gc_fulls: list[float | None] = field(default_factory=list)
+    cpu_times: list[float | None] = field(default_factory=list)
+    stamps: list[float | None] = field(default_factory=list)   # wall clock at each iteration's end
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -485,6 +487,8 @@ def _read_rank_file(path: str, rank: int) -> _RankFile | None:
         data.mems.append(_finite(obj.get("mem_mb")))
         data.gc_times.append(_finite(obj.get("gc_time")))
         data.gc_fulls.append(_finite(obj.get("gc_full")))
+        data.cpu_times.append(_finite(obj.get("cpu_time")))
+        data.stamps.append(_finite(obj.get("t")))
     return data
 
 
@@ -651,13 +655,83 @@ def paired_ratio_ci95(numer: Sequence[float], denom: Sequence[float]) -> dict[st
 
 # ----------------------------------------------------------------------------- analysis
 
-def _host_block(case: Mapping[str, Any], result: Mapping[str, Any] | None) -> dict | None:
+HOST_BUSY = ("user", "nice", "system", "irq", "softirq")
+
+
+def _host_samples(log_path: str) -> list[dict]:
+    """``<log>_host.jsonl``'s samples (the launcher's, segbench.launch._HostSampler), oldest
+    first; [] when there is no such file."""
+    try:
+        with open(log_path + "_host.jsonl", "rb") as handle:
+            text = handle.read().decode("utf-8", errors="replace")
+    except (OSError, ValueError):
+        return []
+    samples = []
+    for line in text.splitlines():
+        obj = _parse_json(line, drop_constants=True)
+        if (isinstance(obj, dict) and _finite(obj.get("t")) is not None
+                and all(_number(obj.get(k)) is not None for k in (*HOST_BUSY, "idle"))):
+            samples.append(obj)
+    return sorted(samples, key=lambda o: o["t"])
+
+
+def host_during(samples: Sequence[Mapping[str, Any]], start: float,
+                end: float) -> dict[str, Any] | None:
+    """The host's CPU use between wall-clock seconds ``start`` and ``end``, from cumulative
+    /proc/stat samples: the shares of all CPUs' time that were busy, in iowait and stolen by the
+    hypervisor over the samples spanning the period (the last at or before ``start`` to the first
+    at or after ``end``; the nearest inside it where the sampling began late or ended early), and
+    the largest steal share of any one interval between samples in it. None without two samples
+    in or around the period."""
+    inside = [s for s in samples if start <= s["t"] <= end]
+    before = [s for s in samples if s["t"] < start][-1:]
+    after = [s for s in samples if s["t"] > end][:1]
+    span = before + inside + after
+    if len(span) < 2:
+        return None
+
+    def delta(a, b, keys):
+        return sum(max(0, (b.get(k) or 0) - (a.get(k) or 0)) for k in keys)
+
+    every = (*HOST_BUSY, "idle", "iowait", "steal")
+    total = delta(span[0], span[-1], every)
+    if total <= 0:
+        return None
+    steals = [delta(a, b, ("steal",)) / t for a, b in zip(span, span[1:])
+              if (t := delta(a, b, every)) > 0]
+    return {"samples": len(span), "seconds": _finite(span[-1]["t"] - span[0]["t"]),
+            "cpu_busy_share": _finite(delta(span[0], span[-1], HOST_BUSY) / total),
+            "cpu_iowait_share": _finite(delta(span[0], span[-1], ("iowait",)) / total),
+            "cpu_steal_share": _finite(delta(span[0], span[-1], ("steal",)) / total),
+            "cpu_steal_share_max": _finite(max(steals)) if steals else None}
+
+
+def _measured_span(rank: _RankFile, warmup: int) -> tuple[float, float] | None:
+    """Wall-clock seconds from the end of the last warm-up iteration (or the first measured
+    iteration's start) to the end of the last iteration, from the per-iteration ``t`` stamps."""
+    stamps = [t for t in rank.stamps if t is not None]
+    if len(rank.stamps) <= warmup or not stamps or rank.stamps[-1] is None:
+        return None
+    first = rank.stamps[warmup - 1] if warmup > 0 else None
+    if first is None:
+        start = rank.stamps[warmup]
+        first = None if start is None else start - rank.times[warmup]
+    return None if first is None else (first, rank.stamps[-1])
+
+
+def _host_block(case: Mapping[str, Any], result: Mapping[str, Any] | None,
+                log_path: str, ranks: list[_RankFile], warmup: int) -> dict | None:
     """The host's state before and after the run (segbench.env.host_probe), from the case and
-    result records; None for logs without them."""
+    result records, and ``during``: its CPU use over the measured iterations (:func:`host_during`,
+    from ``<log>_host.jsonl``); None for logs with neither."""
     before = case.get("host") if isinstance(case.get("host"), dict) else None
     after = result.get("host") if isinstance(result, Mapping) else None
     after = after if isinstance(after, dict) else None
-    return {"before": before, "after": after} if before or after else None
+    span = _measured_span(ranks[0], warmup) if ranks else None
+    during = host_during(_host_samples(log_path), *span) if span else None
+    if not (before or after or during):
+        return None
+    return {"before": before, "after": after, "during": during}
 
 
 def _record_failure(run: _Run) -> str | None:
@@ -728,7 +802,22 @@ def _per_iter_block(ranks: list[_RankFile], warmup: int, images: tuple[int, int]
     return {"n": stats.pop("n"), "warmup": stats.pop("warmup"), "rank_files": len(ranks),
             **stats, "between_share": between, "data_wait_source": source,
             "gc_share": gc_share, "gc_full_collections": gc_full,
-            "window_vs_per_iter": ratio}
+            **_cpu_fields(first, warmup), "window_vs_per_iter": ratio}
+
+
+def _cpu_fields(rank: _RankFile, warmup: int) -> dict[str, Any]:
+    """The trainer thread's CPU time over the measured iterations: ``cpu_share`` of their wall
+    time, and the mean and CV of it per iteration. Where the step is the host launching kernels,
+    runs that differ in wall time but not in CPU time per iteration waited longer (for the device,
+    the batch or a host that did not run the thread); runs that differ in both did the same work
+    on a slower CPU. None for files written before the field existed."""
+    share = _time_share(rank.times, rank.cpu_times, warmup)
+    cpu = [c for t, c in list(zip(rank.times, rank.cpu_times))[warmup:]
+           if _good_time(t) and c is not None]
+    mean = _mean(cpu) if cpu else None
+    std = _std(cpu, mean) if len(cpu) >= 2 else None
+    return {"cpu_share": share, "cpu_time_mean": _finite(mean),
+            "cpu_time_cv": _finite(std / mean) if std is not None and mean else None}
 
 
 def _flops_block(meta: Mapping[str, Any], gpu_num: int, mean_time: float | None,
@@ -859,7 +948,8 @@ def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: in
                         "device_index_per_rank": [r.meta.get("device_index") for r in ranks] or None},
              "flops": flops,
              "last_loss": _last_loss(ranks, run), "env": case.get("env"),
-             "host": _host_block(case, run.result),
+             "host": _host_block(case, run.result, os.fspath(log_path), ranks,
+                                 WARMUP_LOG_INTERVALS * log_interval),
              "command": case.get("command"), "log_file": log_name, "warnings": warnings}
     exit_code = 0 if reason is None else 2 if read_error else 1
     return Result(speed=speed, stats=stats, reason=reason, exit_code=exit_code,

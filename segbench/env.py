@@ -219,6 +219,29 @@ def host_probe(gpu: bool = False) -> dict:
             "gpus": _gpu_state() if gpu else None}
 
 
+CPU_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_jiffies(stat_path: str = "/proc/stat") -> dict | None:
+    """The host's cumulative CPU time over all CPUs by state (Linux's ``/proc/stat`` ``cpu``
+    line, in clock ticks: ``user nice system idle iowait irq softirq steal``), or None where the
+    file is missing or unreadable. ``steal`` is time a virtual machine's CPUs were ready to run but
+    the hypervisor ran something else. Never raises."""
+    try:
+        with open(stat_path, encoding="ascii") as fh:
+            first = fh.readline().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    try:
+        values = [int(v) for v in first[1:1 + len(CPU_STAT_FIELDS)]]
+    except ValueError:
+        return None
+    values += [0] * (len(CPU_STAT_FIELDS) - len(values))   # old kernels: no steal column
+    return dict(zip(CPU_STAT_FIELDS, values))
+
+
 def _gpu_state() -> list[dict] | None:
     query = ",".join(f for f, _ in GPU_STATE_FIELDS)
     gpus = []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import glob
 import json
 import os
 import re
@@ -48,6 +49,7 @@ RUN_MODES = ("sp", "mp")
 SKIP_WINDOWS = 4
 RECORD = "[segbench] "
 TERM_GRACE_S = 10
+HOST_SAMPLE_S = 1.0   # seconds between samples of the host's CPU counters (<log>_host.jsonl)
 
 
 class BadInput(ValueError):
@@ -382,6 +384,45 @@ class _Run:
         return rc
 
 
+class _HostSampler:
+    """Samples the host's CPU time by state (segbench.env.cpu_jiffies) every ``interval`` seconds
+    while a run trains, into ``<log>_host.jsonl`` (one JSON line per sample: ``t``, the wall clock
+    the per-iteration files use, and the counters): how busy the host was and how much CPU time a
+    hypervisor took (steal) during the measured iterations. A thread of the launcher, which only
+    waits meanwhile; reading /proc/stat once a second costs the host nothing measurable."""
+
+    def __init__(self, path: Path, interval: float = HOST_SAMPLE_S):
+        self.path, self.interval = path, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self):
+        if env.cpu_jiffies() is None:    # not Linux: nothing to sample
+            return self
+        self._fh = open(self.path, "w", encoding="utf-8")
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        counters = env.cpu_jiffies()
+        if counters is not None:
+            self._fh.write(json.dumps({"t": time.time(), **counters}) + "\n")
+            self._fh.flush()
+
+    def _loop(self) -> None:
+        self._sample()
+        while not self._stop.wait(self.interval):
+            self._sample()
+        self._sample()
+
+    def __exit__(self, *exc):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(5)
+            self._fh.close()
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -448,10 +489,11 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
             fh.write(f"{RECORD}note: CPU profile: no GPU in use; figures describe this CPU, "
                      "not a GPU\n")
         run = _Run(cmd, fh, verbose)
-        run.start(_child_env(case))
-        stop["run"] = run
-        rc = run.wait(case.timeout_s)
-        stop["run"] = None
+        with _HostSampler(log_path.with_name(log_path.name + "_host.jsonl")):
+            run.start(_child_env(case))
+            stop["run"] = run
+            rc = run.wait(case.timeout_s)
+            stop["run"] = None
         result = {"exit_code": rc, "reason": _reason(run, rc, case),
                   "elapsed_s": round(time.monotonic() - t0, 2),
                   "host": env.host_probe(gpu=case.profile == "gpu")}
@@ -605,8 +647,9 @@ def _settle_repeats(case: Case, runs: list) -> Path:
         ranked = sorted(ok, key=lambda lr: lr[1].speed["FINAL_RESULT"])
         chosen = ranked[(len(ranked) - 1) // 2][0]
     shutil.copyfile(chosen, case.path())
-    for f in case.log_dir.glob(f"{chosen.name}_iters.rank*.jsonl"):
-        shutil.copyfile(f, case.log_dir / f.name.replace(chosen.name, case.name, 1))
+    for pattern in ("_iters.rank*.jsonl", "_host.jsonl"):
+        for f in case.log_dir.glob(glob.escape(chosen.name) + pattern):
+            shutil.copyfile(f, case.log_dir / f.name.replace(chosen.name, case.name, 1))
     return case.path()
 
 

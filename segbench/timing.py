@@ -3,8 +3,12 @@
 Registered in mmengine's HOOKS registry and put in the config's ``custom_hooks``: the trainer is
 mmengine's own, unchanged. At each iteration boundary the device is synchronised, so ``time`` is the
 wall time of one whole iteration (data wait + step + every hook), not of queued kernels; beside it,
-the wait for the batch and the time Python's garbage collector ran (a ``gc.callbacks`` entry while
-training runs).
+the wait for the batch, the time Python's garbage collector ran (a ``gc.callbacks`` entry while
+training runs), the CPU time of the trainer's own thread (``time.thread_time``: at batch size 2 the
+step is mostly the host launching kernels, so wall time well above it is time off the CPU -- waiting
+for the device or the batch, or a host that did not run the thread) and the device's peak memory.
+The peak is read by a second small hook, :class:`SegbenchPeakHook`, before mmengine's LoggerHook
+resets the device's peak counter on its logging iterations.
 Optionally it counts FLOPs once (torch.utils.flop_counter, on a copy of the real model and a real
 batch) and captures a torch.profiler trace for a window of iterations.
 """
@@ -26,6 +30,24 @@ from mmengine.registry import HOOKS
 from segbench import env, tuned
 
 FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records
+PEAK_INFO = "segbench/peak_mem_mb"   # message_hub runtime info: SegbenchPeakHook -> SegbenchTimerHook
+
+
+def _peak_mb() -> float:
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+@HOOKS.register_module()
+class SegbenchPeakHook(Hook):
+    """Reads the device's peak allocated memory after each training step, before mmengine's
+    LoggerHook (priority BELOW_NORMAL) resets the counter on its logging iterations, and leaves it
+    in the message hub for :class:`SegbenchTimerHook` (which runs last, after that reset)."""
+
+    priority = "NORMAL"
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if torch.cuda.is_available():
+            runner.message_hub.update_info(PEAK_INFO, _peak_mb(), resumed=False)
 
 
 class _TimedIterator:
@@ -107,6 +129,7 @@ class SegbenchTimerHook(Hook):
         self._gc_s = 0.0          # time in Python's garbage collector since the last boundary
         self._gc_full = 0         # full (generation 2) collections since the last boundary
         self._gc_t0: float | None = None
+        self._cpu_prev = 0.0      # the trainer thread's CPU time at the last boundary
 
     # -- helpers ------------------------------------------------------------------------------
     def _write(self, obj: dict) -> None:
@@ -147,6 +170,7 @@ class SegbenchTimerHook(Hook):
             gc.callbacks.append(self._on_gc)
         _sync(self.device)
         self._t_prev = time.perf_counter()
+        self._cpu_prev = time.thread_time()
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         it = runner.iter + 1
@@ -156,6 +180,7 @@ class SegbenchTimerHook(Hook):
             if self.device == "cuda":  # the probe's memory is not the training's peak
                 torch.cuda.reset_peak_memory_stats()
             self._t_prev = time.perf_counter()  # the FLOP count is not part of any iteration
+            self._cpu_prev = time.thread_time()
             self._gc_s, self._gc_full = 0.0, 0
         self._gap_time = time.perf_counter() - self._t_prev
         # the batch wait alone where the iterator is timed, else the whole gap (an upper bound)
@@ -167,17 +192,25 @@ class SegbenchTimerHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         _sync(self.device)
         now = time.perf_counter()
+        cpu = time.thread_time()
         it = runner.iter + 1
         loss = None
         if isinstance(outputs, dict) and "loss" in outputs:
             v = outputs["loss"]
             loss = float(v.item() if hasattr(v, "item") else v)
-        mem = (torch.cuda.max_memory_allocated() / 2**20) if self.device == "cuda" else None
+        mem = None
+        if self.device == "cuda":
+            # the peak SegbenchPeakHook read before mmengine's logger reset it (None without that
+            # hook), and whatever was allocated since
+            early = runner.message_hub.get_info(PEAK_INFO)
+            mem = max(_peak_mb(), early or 0.0)
+            runner.message_hub.update_info(PEAK_INFO, None, resumed=False)
         self._write({"kind": "iter", "iter": it, "rank": self.rank, "time": now - self._t_prev,
                      "data_time": self._data_time, "gap_time": self._gap_time, "loss": loss,
-                     "mem_mb": None if mem is None else round(mem, 1), "t": time.time(),
-                     "gc_time": self._gc_s, "gc_full": self._gc_full})
+                     "mem_mb": mem, "t": time.time(), "gc_time": self._gc_s,
+                     "gc_full": self._gc_full, "cpu_time": cpu - self._cpu_prev})
         self._gc_s, self._gc_full = 0.0, 0
+        self._cpu_prev = cpu
         if self._profiler is not None and it >= self.profile_window[1]:
             self._stop_profiler(runner)
         self._t_prev = now

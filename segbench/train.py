@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> None:
     hooks = list(cfg.get("custom_hooks") or []) + tuned.hooks(s.tuned, s.compile_mode,
                                                                s.compile_scope)
     if args.iters_prefix:
+        hooks.append(dict(type="SegbenchPeakHook"))   # reads the peak before the logger resets it
         hooks.append(dict(type="SegbenchTimerHook", out_prefix=args.iters_prefix,
                           precision=args.precision, count_flops=not args.no_flops,
                           profile_window=args.profile_window))

@@ -10,6 +10,7 @@ import errno
 import json
 import math
 import os
+import statistics
 import string
 import subprocess
 import sys
@@ -374,10 +375,11 @@ def test_invalid_arguments_raise() -> None:
 
 def iters_files(directory: Path, case: str, rank0_times: list[float], *, device_name: str,
                 precision: str, flops: float | None = 1e12, gap_time: float | None = None,
-                gc_time: float | None = None) -> None:
+                gc_time: float | None = None, cpu_share: float | None = None) -> None:
     """Rank files as the timing hook writes them; ``gap_time`` set = the current format (data
     wait timed at the iterator, the whole gap beside it), None = the older one (no gap_time);
-    ``gc_time`` set: the collector's time in each iteration, a full collection every 4th."""
+    ``gc_time`` set: the collector's time in each iteration, a full collection every 4th;
+    ``cpu_share`` set: the trainer thread's CPU time as that share of each iteration."""
     for rank, mem_peak in ((0, 1000.0), (1, 1100.0)):
         meta = {"kind": "meta", "rank": rank, "world_size": 2, "device": "cuda",
                 "device_name": device_name, "batch_size": 4, "input_shape": [4, 3, 512, 1024],
@@ -394,6 +396,8 @@ def iters_files(directory: Path, case: str, rank0_times: list[float], *, device_
                 row["gap_time"] = gap_time
             if gc_time is not None:
                 row["gc_time"], row["gc_full"] = gc_time, int(i % 4 == 3)
+            if cpu_share is not None:
+                row["cpu_time"] = time * cpu_share
             lines.append(json.dumps(row))
         (directory / f"{case}_iters.rank{rank}.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -422,6 +426,64 @@ def test_sidecar_gives_the_garbage_collectors_share(tmp_path: Path) -> None:
     per_iter = analyze(log, "fastscnn").stats["per_iter"]
     assert per_iter["gc_share"] == pytest.approx(0.05)          # 0.01 of 0.2 s
     assert per_iter["gc_full_collections"] == 2    # one every 4th: iterations 12 and 16 of 9..18
+
+
+def test_sidecar_gives_the_trainer_threads_cpu_time(tmp_path: Path) -> None:
+    log = record_log_with_interval(tmp_path, 2)  # warm-up: the first 8 iterations
+    iters_files(tmp_path, log.name, [1.0] * 8 + [0.2, 0.3] * 5, device_name="NVIDIA H200",
+                precision="fp32", gap_time=0.05, cpu_share=0.6)
+    per_iter = analyze(log, "fastscnn").stats["per_iter"]
+    assert per_iter["cpu_share"] == pytest.approx(0.6)
+    assert per_iter["cpu_time_mean"] == pytest.approx(0.15)          # 0.6 x mean(0.2, 0.3)
+    assert per_iter["cpu_time_cv"] == pytest.approx(statistics.stdev([0.12, 0.18] * 5) / 0.15)
+    iters_files(tmp_path, log.name, [1.0] * 8 + [0.2] * 10, device_name="NVIDIA H200",
+                precision="fp32", gap_time=0.05)                  # a file from before the field
+    per_iter = analyze(log, "fastscnn").stats["per_iter"]
+    assert per_iter["cpu_share"] is None and per_iter["cpu_time_mean"] is None
+    assert per_iter["cpu_time_cv"] is None
+
+
+def host_sample(t: float, busy: int, idle: int, steal: int = 0, iowait: int = 0) -> dict:
+    return {"t": t, "user": busy, "nice": 0, "system": 0, "idle": idle, "iowait": iowait,
+            "irq": 0, "softirq": 0, "steal": steal}
+
+
+def test_host_during_takes_the_samples_that_span_the_period() -> None:
+    from segbench.analysis import host_during
+    samples = [host_sample(0, 0, 0), host_sample(10, 100, 100),         # before: not counted
+               host_sample(20, 200, 200, steal=0),
+               host_sample(21, 250, 220, steal=30, iowait=0),            # 30 of 100 ticks stolen
+               host_sample(22, 300, 290, steal=30, iowait=10),
+               host_sample(30, 900, 900, steal=30, iowait=10)]           # after: not counted
+    during = host_during(samples, 20.5, 21.5)    # spans the samples at 20 and 22
+    assert during["samples"] == 3 and during["seconds"] == 2
+    total = 100 + 90 + 30 + 10       # busy, idle, steal, iowait between t=20 and t=22
+    assert during["cpu_busy_share"] == pytest.approx(100 / total)
+    assert during["cpu_steal_share"] == pytest.approx(30 / total)
+    assert during["cpu_iowait_share"] == pytest.approx(10 / total)
+    assert during["cpu_steal_share_max"] == pytest.approx(30 / 100)
+    assert host_during(samples, 40, 50) is None      # only one sample near it
+    assert host_during([], 0, 1) is None
+    assert host_during([host_sample(0, 5, 5), host_sample(1, 5, 5)], 0, 1) is None   # no ticks
+
+
+def test_sidecar_host_during_comes_from_the_launchers_samples(tmp_path: Path) -> None:
+    log = record_log_with_interval(tmp_path, 2)   # iterations end at t = 1.7e9 + i, i = 0..17
+    iters_files(tmp_path, log.name, [1.0] * 8 + [0.2] * 10, device_name="NVIDIA H200",
+                precision="fp32", gap_time=0.05)
+    t0 = 1.7e9
+    samples = [host_sample(t0 + 7, 0, 0), host_sample(t0 + 12, 50, 50, steal=0),
+               host_sample(t0 + 17, 100, 60, steal=40), "not json", "{\"t\": 3}"]
+    (tmp_path / f"{log.name}_host.jsonl").write_text(
+        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in samples) + "\n")
+    during = analyze(log, "fastscnn").stats["host"]["during"]
+    # measured: from the end of warm-up iteration 8 (t0 + 7) to the last one (t0 + 17)
+    assert during["samples"] == 3 and during["seconds"] == 10
+    assert during["cpu_steal_share"] == pytest.approx(40 / 200)
+    assert during["cpu_busy_share"] == pytest.approx(100 / 200)
+    (tmp_path / f"{log.name}_host.jsonl").unlink()
+    host = analyze(log, "fastscnn").stats["host"]
+    assert host is None or host["during"] is None
 
 
 def test_sidecar_per_iteration_block(tmp_path: Path) -> None:

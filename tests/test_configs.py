@@ -106,8 +106,8 @@ def test_fidelity_hooked_config_is_the_model_config_plus_the_timing_hook(tmp_pat
     path = fidelity.hooked_config("ocrnet_hrnetw48", "fp32", tmp_path, "t1")
     hooked, base = Config.fromfile(str(path)), configs.load("ocrnet_hrnetw48")
     assert hooked.custom_imports.imports == ["segbench.timing"]
-    assert [h["type"] for h in hooked.custom_hooks] == ["SegbenchTimerHook"]
-    assert hooked.custom_hooks[0]["count_flops"] is True
+    assert [h["type"] for h in hooked.custom_hooks] == ["SegbenchPeakHook", "SegbenchTimerHook"]
+    assert hooked.custom_hooks[1]["count_flops"] is True
     extra = {"custom_imports", "custom_hooks"}
     assert {k: v for k, v in hooked.to_dict().items() if k not in extra} == \
         {k: v for k, v in base.to_dict().items() if k not in extra}

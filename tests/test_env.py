@@ -97,3 +97,15 @@ def test_bad_flavour_is_one_line(tmp_path):
                         "--no-data"], capture_output=True, text=True, cwd=REPO,
                        env={"PATH": "/usr/bin:/bin", "MMCV_FLAVOR": "medium"})
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "MMCV_FLAVOR" in r.stderr
+
+
+def test_cpu_jiffies_reads_the_cpu_line(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  4508 1 1817 39251 101 2 30 6 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    assert env.cpu_jiffies(str(stat)) == {"user": 4508, "nice": 1, "system": 1817, "idle": 39251,
+                                          "iowait": 101, "irq": 2, "softirq": 30, "steal": 6}
+    stat.write_text("cpu  1 2 3 4 5 6 7\n")             # an old kernel: no steal column
+    assert env.cpu_jiffies(str(stat))["steal"] == 0
+    stat.write_text("intr 1 2 3\n")
+    assert env.cpu_jiffies(str(stat)) is None
+    assert env.cpu_jiffies(str(tmp_path / "missing")) is None

@@ -67,6 +67,13 @@ def test_sp_case_end_to_end(cpu_env, model):
     assert iters[0]["kind"] == "meta" and iters[0]["flops_per_iter"] > 0
     assert [x["iter"] for x in iters[1:]] == list(range(1, 13))
     assert stats["per_iter"]["n"] == 12 - 8  # warm-up = 4 windows of 2 iterations
+    assert 0 < stats["per_iter"]["cpu_share"] <= 1.05   # the trainer thread's CPU time
+    # the launcher sampled the host's CPU counters through the run (at its start and end at least)
+    samples = (log_dir / f"{case}_host.jsonl").read_text().splitlines()
+    assert len(samples) >= 2 and all(json.loads(x)["t"] > 0 for x in samples)
+    during = stats["host"]["during"]
+    assert during["samples"] >= 2 and 0 < during["cpu_busy_share"] <= 1
+    assert 0 <= during["cpu_steal_share"] <= during["cpu_steal_share_max"] <= 1
     # the config really changed: crop and batch reached the model
     h, w = map(int, TINY_CROP[model].split("x"))
     assert iters[0]["input_shape"] == [2, 3, h, w]
@@ -401,6 +408,8 @@ def test_repeat_takes_the_median_run(cpu_env):
     assert len(runs) == 3 and all(x > 0 for x in runs)
     assert speed_of(env, case)["FINAL_RESULT"] == sorted(runs)[1] == stats["repeats"]["median"]
     assert all((log_dir / f"{case}.rep{i}").exists() for i in (1, 2, 3))
+    assert all((log_dir / f"{case}.rep{i}_host.jsonl").exists() for i in (1, 2, 3))
+    assert stats["host"]["during"]["samples"] >= 2   # the median run's samples, beside its log
 
 
 def test_profiling_writes_a_trace_and_still_measures(cpu_env):

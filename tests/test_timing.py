@@ -129,3 +129,93 @@ def test_hook_overhead_benchmark_runs_the_hook_as_the_loop_does(capsys):
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["hook"] is (not flags) and out["n"] == 50 and out["hook_us_per_iter"] > 0
         assert out["share_of_100ms_iter_pct"] == pytest.approx(100 * out["hook_us_per_iter"] / 1e5, abs=1e-4)
+
+
+def test_cpu_time_is_the_trainer_threads_own(tmp_path):
+    """An iteration that spins the CPU has a CPU time close to its wall time; the loader's sleep
+    (off the CPU) is wall time without CPU time."""
+    loop = SimpleNamespace(dataloader_iterator=SlowLoader())
+    spins = []
+
+    def fetch():
+        batch = next(loop.dataloader_iterator)
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.05:  # 50 ms of this thread's own CPU time
+            pass
+        spins.append(True)
+        return batch
+
+    meta, *iters = drive(tmp_path, loop, fetch=fetch)
+    for row in iters[1:]:
+        assert row["cpu_time"] >= 0.045                      # the spin
+        assert row["time"] - row["cpu_time"] >= LOAD_S * 0.9  # the sleep, off the CPU
+        assert row["cpu_time"] <= row["time"] + 1e-3
+
+
+class FakeCudaMemory:
+    """torch.cuda's peak-memory counter as the hooks use it, with mmengine's LoggerHook reset."""
+
+    def __init__(self):
+        self.peak = 0
+
+    def allocate(self, mb):
+        self.peak = max(self.peak, mb * 2**20)
+
+    def max_memory_allocated(self, *a, **k):
+        return self.peak
+
+    def reset_peak_memory_stats(self, *a, **k):
+        self.peak = 0
+
+
+def test_peak_memory_is_read_before_the_logger_resets_it(tmp_path, monkeypatch):
+    """mmengine's LoggerHook resets the device's peak counter on its logging iterations, between
+    SegbenchPeakHook (NORMAL) and SegbenchTimerHook (VERY_LOW); the per-iteration peak must still be
+    the step's (it read ~0 there before SegbenchPeakHook existed)."""
+    from mmengine.hooks import LoggerHook
+    from mmengine.logging import MessageHub
+    from mmengine.registry import HOOKS
+
+    from mmengine.runner.priority import get_priority
+    peak_hook = timing.SegbenchPeakHook()
+    timer = timing.SegbenchTimerHook(str(tmp_path / "case_iters"), count_flops=False)
+    assert get_priority(peak_hook.priority) < get_priority(LoggerHook.priority) \
+        < get_priority(timer.priority)      # smaller runs first
+    assert HOOKS.get("SegbenchPeakHook") is timing.SegbenchPeakHook
+    hub = MessageHub.get_instance("test_peak_memory")   # before torch.cuda is faked
+    mem = FakeCudaMemory()
+    cuda = SimpleNamespace(is_available=lambda: True, synchronize=lambda *a: None,
+                           max_memory_allocated=mem.max_memory_allocated,
+                           reset_peak_memory_stats=mem.reset_peak_memory_stats,
+                           get_device_name=lambda *a: "fake", current_device=lambda: 0,
+                           memory_reserved=lambda *a: 0)
+    monkeypatch.setattr(timing.torch, "cuda", cuda)
+    runner = SimpleNamespace(model=torch.nn.Identity(), iter=0,
+                             train_loop=SimpleNamespace(dataloader_iterator=SlowLoader()),
+                             message_hub=hub)
+    timer.before_train(runner)
+    for i in range(4):
+        batch = next(runner.train_loop.dataloader_iterator)
+        timer.before_train_iter(runner, i, batch)
+        mem.allocate(1000 + i)                      # the step
+        peak_hook.after_train_iter(runner, i, batch, {})
+        if i % 2 == 1:                              # a logging iteration: mmengine resets
+            mem.reset_peak_memory_stats()
+        mem.allocate(10)                            # something after the reset
+        timer.after_train_iter(runner, i, batch, {"loss": torch.tensor(1.0)})
+        runner.iter += 1
+    timer.after_train(runner)
+    rows = [json.loads(ln) for ln in (tmp_path / "case_iters.rank0.jsonl").read_text().splitlines()]
+    assert [r["mem_mb"] for r in rows[1:]] == [1000.0, 1001.0, 1002.0, 1003.0]
+
+    # without the peak hook (a config that lists only the timer) the timer's own reading stands
+    timer2 = timing.SegbenchTimerHook(str(tmp_path / "solo_iters"), count_flops=False)
+    runner.iter = 0
+    timer2.before_train(runner)
+    batch = next(runner.train_loop.dataloader_iterator)
+    timer2.before_train_iter(runner, 0, batch)
+    mem.allocate(2000)
+    timer2.after_train_iter(runner, 0, batch, {"loss": torch.tensor(1.0)})
+    timer2.after_train(runner)
+    rows = [json.loads(ln) for ln in (tmp_path / "solo_iters.rank0.jsonl").read_text().splitlines()]
+    assert rows[1]["mem_mb"] == 2000.0
