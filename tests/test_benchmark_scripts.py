@@ -27,3 +27,16 @@ def test_train_walk_counts_modules_and_the_switch_makes_the_call_cheap():
     assert lines[0] == "model,modules,train_ms,train_once_ms"
     name, modules, stock, once = lines[-1].split(",")
     assert name == "fastscnn" and int(modules) > 100 and float(stock) > float(once) >= 0
+
+
+def test_host_cpu_maps_every_allowed_cpu_over_the_rounds():
+    import json
+    import os
+    out = json.loads(run("host_cpu.py", "--rounds", "2", "--loop", "20000", "--best-of", "1"))
+    allowed = sorted(os.sched_getaffinity(0))
+    assert sorted(int(c) for c in out["per_cpu"]) == allowed
+    assert len(out["round_medians"]) == 2 and out["rounds"] == 2
+    assert all(0 < v["min"] <= v["median"] <= v["max"] for v in out["per_cpu"].values())
+    assert out["mloops_per_s"]["min"] <= out["mloops_per_s"]["median"] <= out["mloops_per_s"]["max"]
+    one = json.loads(run("host_cpu.py", "--rounds", "1", "--loop", "20000", "--cpus", str(allowed[0])))
+    assert list(one["per_cpu"]) == [str(allowed[0])] and one["per_cpu"][str(allowed[0])]["cv"] is None

@@ -1,0 +1,110 @@
+"""How steady is this host's single-thread CPU speed, per CPU and over time?
+
+At batch size 2 the seed cases are host-bound: the trainer's thread launching kernels is most of an
+iteration, so a host whose CPUs change speed changes the figure. This maps it: for ``--rounds``
+rounds, this process pins itself to each CPU it may run on in turn and times segbench's fixed
+pure-Python loop there (``segbench.env.host_probe``'s loop, best of ``--best-of``), in millions of
+iterations per second. It prints one JSON object: per CPU the median, min, max and CV over the
+rounds, each round's median over the CPUs, the overall CV, and the CPU topology Linux shows
+(``thread_siblings_list``: which CPUs share a core).
+
+Speed that differs by CPU and stays put is placement (some virtual CPUs share a busy core);
+speed that moves from round to round on every CPU is time (the host as a whole). Run it on an idle
+host, or beside a training run to see what training leaves (it takes one CPU at a time).
+
+    python benchmarks/host_cpu.py --rounds 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from segbench import env  # noqa: E402
+
+
+def loop_speed(n: int, best_of: int) -> float:
+    """Millions of iterations per second of segbench's probe loop, best of ``best_of``."""
+    best = float("inf")
+    for _ in range(best_of):
+        t0 = time.perf_counter()
+        env._loop(n)
+        best = min(best, time.perf_counter() - t0)
+    return n / best / 1e6
+
+
+def siblings(cpus: list[int]) -> dict[int, str | None]:
+    out = {}
+    for c in cpus:
+        path = Path(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list")
+        try:
+            out[c] = path.read_text().strip()
+        except OSError:
+            out[c] = None
+    return out
+
+
+def cv(xs: list[float]) -> float | None:
+    return statistics.stdev(xs) / statistics.mean(xs) if len(xs) >= 2 else None
+
+
+def measure(rounds: int, n: int, best_of: int, cpus: list[int] | None = None) -> dict:
+    allowed = sorted(os.sched_getaffinity(0))
+    cpus = cpus or allowed
+    speeds: dict[int, list[float]] = {c: [] for c in cpus}
+    round_medians = []
+    t_start = time.time()
+    try:
+        for _ in range(rounds):
+            this_round = []
+            for c in cpus:
+                os.sched_setaffinity(0, {c})
+                speeds[c].append(loop_speed(n, best_of))
+                this_round.append(speeds[c][-1])
+            round_medians.append(statistics.median(this_round))
+    finally:
+        os.sched_setaffinity(0, allowed)
+    every = [s for c in cpus for s in speeds[c]]
+    per_cpu = {str(c): {"median": round(statistics.median(v), 3), "min": round(min(v), 3),
+                        "max": round(max(v), 3), "cv": None if cv(v) is None else round(cv(v), 4)}
+               for c, v in speeds.items()}
+    medians = [statistics.median(v) for v in speeds.values()]
+    return {"cpus": env.cpu_ranges(cpus), "rounds": rounds, "loop": n, "best_of": best_of,
+            "seconds": round(time.time() - t_start, 1),
+            "mloops_per_s": {"median": round(statistics.median(every), 3),
+                             "min": round(min(every), 3), "max": round(max(every), 3),
+                             "cv": None if cv(every) is None else round(cv(every), 4)},
+            "between_cpus_cv": None if cv(medians) is None else round(cv(medians), 4),
+            "round_medians": [round(m, 3) for m in round_medians],
+            "between_rounds_cv": (None if cv(round_medians) is None
+                                  else round(cv(round_medians), 4)),
+            "per_cpu": per_cpu, "thread_siblings": {str(c): s for c, s in siblings(cpus).items()}}
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--loop", type=int, default=env.PROBE_LOOP, help="loop iterations per timing")
+    p.add_argument("--best-of", type=int, default=3)
+    p.add_argument("--cpus", default=None, help="a CPU list (e.g. 0-3,8); default: all allowed")
+    a = p.parse_args(argv)
+    if a.rounds < 1 or a.loop < 1 or a.best_of < 1:
+        p.error("--rounds, --loop and --best-of must be positive")
+    cpus = None
+    if a.cpus:
+        from segbench.launch import _cpu_list
+        cpus = sorted(_cpu_list({"CPUS": a.cpus}, "CPUS"))
+    print(json.dumps(measure(a.rounds, a.loop, a.best_of, cpus)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
