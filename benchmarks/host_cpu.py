@@ -5,7 +5,8 @@ iteration, so a host whose CPUs change speed changes the figure. This maps it: f
 rounds, this process pins itself to each CPU it may run on in turn and times segbench's fixed
 pure-Python loop there (``segbench.env.host_probe``'s loop, best of ``--best-of``), in millions of
 iterations per second. It prints one JSON object: per CPU the median, min, max and CV over the
-rounds, each round's median over the CPUs, the overall CV, and the CPU topology Linux shows
+rounds, each round's median over the CPUs and when it ended (Unix time, the clock of the harness's
+per-iteration files, to line the host's speed up with a run's iterations), the overall CV, and the CPU topology Linux shows
 (``thread_siblings_list``: which CPUs share a core).
 
 Speed that differs by CPU and stays put is placement (some virtual CPUs share a busy core);
@@ -59,7 +60,7 @@ def measure(rounds: int, n: int, best_of: int, cpus: list[int] | None = None) ->
     allowed = sorted(os.sched_getaffinity(0))
     cpus = cpus or allowed
     speeds: dict[int, list[float]] = {c: [] for c in cpus}
-    round_medians = []
+    round_medians, round_ends = [], []
     t_start = time.time()
     try:
         for _ in range(rounds):
@@ -69,6 +70,7 @@ def measure(rounds: int, n: int, best_of: int, cpus: list[int] | None = None) ->
                 speeds[c].append(loop_speed(n, best_of))
                 this_round.append(speeds[c][-1])
             round_medians.append(statistics.median(this_round))
+            round_ends.append(round(time.time(), 3))
     finally:
         os.sched_setaffinity(0, allowed)
     every = [s for c in cpus for s in speeds[c]]
@@ -83,6 +85,7 @@ def measure(rounds: int, n: int, best_of: int, cpus: list[int] | None = None) ->
                              "cv": None if cv(every) is None else round(cv(every), 4)},
             "between_cpus_cv": None if cv(medians) is None else round(cv(medians), 4),
             "round_medians": [round(m, 3) for m in round_medians],
+            "round_ends": round_ends,
             "between_rounds_cv": (None if cv(round_medians) is None
                                   else round(cv(round_medians), 4)),
             "per_cpu": per_cpu, "thread_siblings": {str(c): s for c, s in siblings(cpus).items()}}

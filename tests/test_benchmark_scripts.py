@@ -36,6 +36,7 @@ def test_host_cpu_maps_every_allowed_cpu_over_the_rounds():
     allowed = sorted(os.sched_getaffinity(0))
     assert sorted(int(c) for c in out["per_cpu"]) == allowed
     assert len(out["round_medians"]) == 2 and out["rounds"] == 2
+    assert len(out["round_ends"]) == 2 and out["round_ends"][0] <= out["round_ends"][1]
     assert all(0 < v["min"] <= v["median"] <= v["max"] for v in out["per_cpu"].values())
     assert out["mloops_per_s"]["min"] <= out["mloops_per_s"]["median"] <= out["mloops_per_s"]["max"]
     one = json.loads(run("host_cpu.py", "--rounds", "1", "--loop", "20000", "--cpus", str(allowed[0])))
