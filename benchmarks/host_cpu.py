@@ -13,7 +13,14 @@ Speed that differs by CPU and stays put is placement (some virtual CPUs share a 
 speed that moves from round to round on every CPU is time (the host as a whole). Run it on an idle
 host, or beside a training run to see what training leaves (it takes one CPU at a time).
 
-    python benchmarks/host_cpu.py --rounds 20
+    python benchmarks/host_cpu.py --rounds 20 > host.json
+
+Beside a run (started from another shell), then lined up with the run's iterations: each window of
+10 measured iterations (after the 40 warm-up ones) against the host's speed over the same seconds
+(the rounds overlapping it, weighted by overlap), with the correlation of the window's time and
+the reciprocal of that speed (1: the run is exactly as slow as the host):
+
+    python benchmarks/host_cpu.py --align host.json LOGDIR/CASE_iters.rank0.jsonl
 """
 from __future__ import annotations
 
@@ -91,6 +98,41 @@ def measure(rounds: int, n: int, best_of: int, cpus: list[int] | None = None) ->
             "per_cpu": per_cpu, "thread_siblings": {str(c): s for c, s in siblings(cpus).items()}}
 
 
+def align(host: dict, iters: list[dict], skip: int = 40, window: int = 10) -> dict:
+    """Windows of ``window`` iterations of a per-iteration file's rows (after ``skip``) against
+    the host's speed over the same seconds, from a :func:`measure` result with ``round_ends``.
+    A window counts when rounds cover at least half of it."""
+    ends, medians = host["round_ends"], host["round_medians"]
+    if len(ends) < 2:
+        raise ValueError("the host file needs two rounds or more")
+    starts = [ends[0] - (ends[1] - ends[0]), *ends[:-1]]
+    rows = [r for r in iters if r.get("kind") == "iter" and r["iter"] > skip]
+    out = []
+    for i in range(0, len(rows) - window + 1, window):
+        seg = rows[i:i + window]
+        t0, t1 = seg[0]["t"] - seg[0]["time"], seg[-1]["t"]
+        weight = speed = 0.0
+        for s, e, m in zip(starts, ends, medians):
+            overlap = min(e, t1) - max(s, t0)
+            if overlap > 0:
+                weight += overlap
+                speed += overlap * m
+        if weight >= 0.5 * (t1 - t0):
+            cpu = [r.get("cpu_time") for r in seg]
+            out.append({"start": round(t0, 3), "time": statistics.mean(r["time"] for r in seg),
+                        "cpu_time": None if None in cpu else statistics.mean(cpu),
+                        "host_mloops_per_s": speed / weight})
+    r = None
+    if len(out) >= 3:
+        try:
+            r = statistics.correlation([w["time"] for w in out],
+                                       [1 / w["host_mloops_per_s"] for w in out])
+        except statistics.StatisticsError:   # a constant series
+            r = None
+    return {"windows": len(out), "r_time_vs_host_slowness": None if r is None else round(r, 3),
+            "rows": out}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,7 +140,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--loop", type=int, default=env.PROBE_LOOP, help="loop iterations per timing")
     p.add_argument("--best-of", type=int, default=3)
     p.add_argument("--cpus", default=None, help="a CPU list (e.g. 0-3,8); default: all allowed")
+    p.add_argument("--align", nargs=2, metavar=("HOST_JSON", "ITERS_JSONL"),
+                   help="line up an earlier output of this script with a run's per-iteration file")
     a = p.parse_args(argv)
+    if a.align:
+        host = json.loads(Path(a.align[0]).read_text())
+        iters = [json.loads(line) for line in Path(a.align[1]).read_text().splitlines() if line]
+        result = align(host, iters)
+        for w in result["rows"]:
+            cpu = "" if w["cpu_time"] is None else f"  trainer CPU {1000 * w['cpu_time']:.0f} ms"
+            print(f"{w['start']:.0f}  window {1000 * w['time']:.0f} ms{cpu}  "
+                  f"host {w['host_mloops_per_s']:.1f} M loops/s")
+        print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+        return 0
     if a.rounds < 1 or a.loop < 1 or a.best_of < 1:
         p.error("--rounds, --loop and --best-of must be positive")
     cpus = None

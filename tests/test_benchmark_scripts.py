@@ -41,3 +41,29 @@ def test_host_cpu_maps_every_allowed_cpu_over_the_rounds():
     assert out["mloops_per_s"]["min"] <= out["mloops_per_s"]["median"] <= out["mloops_per_s"]["max"]
     one = json.loads(run("host_cpu.py", "--rounds", "1", "--loop", "20000", "--cpus", str(allowed[0])))
     assert list(one["per_cpu"]) == [str(allowed[0])] and one["per_cpu"][str(allowed[0])]["cv"] is None
+
+
+def test_host_cpu_align_lines_the_hosts_speed_up_with_the_windows(tmp_path):
+    """A run exactly as slow as the host (iteration time = 1 / host speed) correlates 1; the
+    windows the host's rounds do not cover are left out."""
+    import json
+    import sys
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import host_cpu
+    speeds = [10.0, 20.0, 10.0, 5.0, 10.0, 20.0]          # one round per 1 s, t = 100..106
+    host = {"round_ends": [101.0 + i for i in range(6)], "round_medians": speeds}
+    rows, t = [{"kind": "meta"}], 93.0      # warm-up ends at t = 97: 3 windows before the host rounds
+    for i in range(1, 41 + 60):                            # 40 warm-up, then 60 measured
+        if t >= 100.0:
+            step = 0.1 * 10.0 / speeds[min(int(t - 100.0), 5)]   # 10 iterations per round at speed 10
+        else:
+            step = 0.1
+        t += step
+        rows.append({"kind": "iter", "iter": i, "time": step, "t": t, "cpu_time": step / 2})
+    out = host_cpu.align(host, rows)
+    assert out["windows"] >= 3 and out["r_time_vs_host_slowness"] > 0.95
+    assert all(r["start"] >= 99.5 for r in out["rows"])
+    (tmp_path / "host.json").write_text(json.dumps(host))
+    (tmp_path / "it.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    text = run("host_cpu.py", "--align", str(tmp_path / "host.json"), str(tmp_path / "it.jsonl"))
+    assert json.loads(text.strip().splitlines()[-1])["windows"] == out["windows"]
