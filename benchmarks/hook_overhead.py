@@ -26,7 +26,6 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from mmengine.hooks import Hook  # noqa: E402
-
 from mmengine.logging import MessageHub  # noqa: E402
 
 from segbench.timing import SegbenchPeakHook, SegbenchTimerHook  # noqa: E402

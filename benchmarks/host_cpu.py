@@ -6,8 +6,8 @@ rounds, this process pins itself to each CPU it may run on in turn and times seg
 pure-Python loop there (``segbench.env.host_probe``'s loop, best of ``--best-of``), in millions of
 iterations per second. It prints one JSON object: per CPU the median, min, max and CV over the
 rounds, each round's median over the CPUs and when it ended (Unix time, the clock of the harness's
-per-iteration files, to line the host's speed up with a run's iterations), the overall CV, and the CPU topology Linux shows
-(``thread_siblings_list``: which CPUs share a core).
+per-iteration files, to line the host's speed up with a run's iterations), the overall CV, and the
+CPU topology Linux shows (``thread_siblings_list``: which CPUs share a core).
 
 Speed that differs by CPU and stays put is placement (some virtual CPUs share a busy core);
 speed that moves from round to round on every CPU is time (the host as a whole). Run it on an idle

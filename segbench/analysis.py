@@ -709,8 +709,7 @@ def host_during(samples: Sequence[Mapping[str, Any]], start: float,
 def _measured_span(rank: _RankFile, warmup: int) -> tuple[float, float] | None:
     """Wall-clock seconds from the end of the last warm-up iteration (or the first measured
     iteration's start) to the end of the last iteration, from the per-iteration ``t`` stamps."""
-    stamps = [t for t in rank.stamps if t is not None]
-    if len(rank.stamps) <= warmup or not stamps or rank.stamps[-1] is None:
+    if len(rank.stamps) <= warmup or rank.stamps[-1] is None:
         return None
     first = rank.stamps[warmup - 1] if warmup > 0 else None
     if first is None:
@@ -810,7 +809,9 @@ def _cpu_fields(rank: _RankFile, warmup: int) -> dict[str, Any]:
     time, and the mean and CV of it per iteration. Where the step is the host launching kernels,
     runs that differ in wall time but not in CPU time per iteration waited longer (for the device,
     the batch or a host that did not run the thread); runs that differ in both did the same work
-    on a slower CPU. None for files written before the field existed."""
+    on a slower CPU -- or spun longer in a device synchronisation (CUDA may spin on the CPU while
+    it waits), which a profiler trace's GPU busy time tells apart. None for files written before
+    the field existed."""
     share = _time_share(rank.times, rank.cpu_times, warmup)
     cpu = [c for t, c in list(zip(rank.times, rank.cpu_times))[warmup:]
            if _good_time(t) and c is not None]
