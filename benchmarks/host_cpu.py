@@ -3,7 +3,7 @@
 At batch size 2 the seed cases are host-bound: the trainer's thread launching kernels is most of an
 iteration, so a host whose CPUs change speed changes the figure. This maps it: for ``--rounds``
 rounds, this process pins itself to each CPU it may run on in turn and times segbench's fixed
-pure-Python loop there (``segbench.env.host_probe``'s loop, best of ``--best-of``), in millions of
+pure-Python loop there (``segbench.env.loop_speed``, host_probe's, best of ``--best-of``), in millions of
 iterations per second. It prints one JSON object: per CPU the median, min, max and CV over the
 rounds, each round's median over the CPUs and when it ended (Unix time, the clock of the harness's
 per-iteration files, to line the host's speed up with a run's iterations), the overall CV, and the
@@ -36,16 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from segbench import env  # noqa: E402
+from segbench.analysis import DEFAULT_LOG_INTERVAL, WARMUP_LOG_INTERVALS  # noqa: E402
 
-
-def loop_speed(n: int, best_of: int) -> float:
-    """Millions of iterations per second of segbench's probe loop, best of ``best_of``."""
-    best = float("inf")
-    for _ in range(best_of):
-        t0 = time.perf_counter()
-        env._loop(n)
-        best = min(best, time.perf_counter() - t0)
-    return n / best / 1e6
+WARMUP_ITERS = WARMUP_LOG_INTERVALS * DEFAULT_LOG_INTERVAL   # the iterations the sidecar skips
 
 
 def siblings(cpus: list[int]) -> dict[int, str | None]:
@@ -74,7 +67,7 @@ def measure(rounds: int, n: int, best_of: int, cpus: list[int] | None = None) ->
             this_round = []
             for c in cpus:
                 os.sched_setaffinity(0, {c})
-                speeds[c].append(loop_speed(n, best_of))
+                speeds[c].append(env.loop_speed(n, best_of))
                 this_round.append(speeds[c][-1])
             round_medians.append(statistics.median(this_round))
             round_ends.append(round(time.time(), 3))
@@ -98,7 +91,8 @@ def measure(rounds: int, n: int, best_of: int, cpus: list[int] | None = None) ->
             "per_cpu": per_cpu, "thread_siblings": {str(c): s for c, s in siblings(cpus).items()}}
 
 
-def align(host: dict, iters: list[dict], skip: int = 40, window: int = 10) -> dict:
+def align(host: dict, iters: list[dict], skip: int = WARMUP_ITERS,
+          window: int = DEFAULT_LOG_INTERVAL) -> dict:
     """Windows of ``window`` iterations of a per-iteration file's rows (after ``skip``) against
     the host's speed over the same seconds, from a :func:`measure` result with ``round_ends``.
     A window counts when rounds cover at least half of it."""

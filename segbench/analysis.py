@@ -458,18 +458,25 @@ def _log_gpu_num(run: _Run) -> tuple[int, str | None]:
 
 # ----------------------------------------------------------------------------- per-iteration files
 
-def _read_rank_file(path: str, rank: int) -> _RankFile | None:
+def _json_objects(path: str) -> list[dict] | None:
+    """The JSON objects of a JSON-lines file, one per line (NaN/Infinity as None; lines that are
+    not an object skipped); None when the file cannot be read."""
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
+    except (OSError, ValueError):   # ValueError: a NUL byte in the path
+        return None
+    objects = (_parse_json(line, drop_constants=True) for line in text.splitlines())
+    return [obj for obj in objects if isinstance(obj, dict)]
+
+
+def _read_rank_file(path: str, rank: int) -> _RankFile | None:
+    objects = _json_objects(path)
+    if objects is None:
         return None
     data = _RankFile(rank=rank, meta={})
     last_iter = 0
-    for line in text.splitlines():
-        obj = _parse_json(line, drop_constants=True)
-        if not isinstance(obj, dict):
-            continue
+    for obj in objects:
         if obj.get("kind") == "meta":
             data = _RankFile(rank=rank, meta=obj)
             last_iter = 0
@@ -661,17 +668,9 @@ HOST_BUSY = ("user", "nice", "system", "irq", "softirq")
 def _host_samples(log_path: str) -> list[dict]:
     """``<log>_host.jsonl``'s samples (the launcher's, segbench.launch._HostSampler), oldest
     first; [] when there is no such file."""
-    try:
-        with open(log_path + "_host.jsonl", "rb") as handle:
-            text = handle.read().decode("utf-8", errors="replace")
-    except (OSError, ValueError):
-        return []
-    samples = []
-    for line in text.splitlines():
-        obj = _parse_json(line, drop_constants=True)
-        if (isinstance(obj, dict) and _finite(obj.get("t")) is not None
-                and all(_number(obj.get(k)) is not None for k in (*HOST_BUSY, "idle"))):
-            samples.append(obj)
+    samples = [obj for obj in _json_objects(log_path + "_host.jsonl") or []
+               if _finite(obj.get("t")) is not None
+               and all(_number(obj.get(k)) is not None for k in (*HOST_BUSY, "idle"))]
     return sorted(samples, key=lambda o: o["t"])
 
 

@@ -187,6 +187,17 @@ def _loop(n: int) -> int:
     return x
 
 
+def loop_speed(n: int = PROBE_LOOP, best_of: int = 3) -> float:
+    """Millions of iterations per second of the fixed pure-Python loop (:func:`_loop`), the best
+    of ``best_of`` timings: this thread's single-thread speed where it runs now."""
+    best = math.inf
+    for _ in range(best_of):
+        t0 = time.perf_counter()
+        _loop(n)
+        best = min(best, time.perf_counter() - t0)
+    return n / best / 1e6
+
+
 def cpu_ranges(cpus) -> str:
     """CPU numbers -> a CPU list: {0, 1, 2, 5} -> '0-2,5' (what CPU_AFFINITY takes)."""
     out: list[list[int]] = []
@@ -205,17 +216,12 @@ def host_probe(gpu: bool = False) -> dict:
     kernels is), the 1/5/15-minute load averages and, with ``gpu``, each GPU's SM and memory
     clocks, power, temperature and utilisation from nvidia-smi (``gpus``: None without it).
     Takes about 0.1 s; never raises."""
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        _loop(PROBE_LOOP)
-        best = min(best, time.perf_counter() - t0)
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "cpu_mloops_per_s": round(PROBE_LOOP / best / 1e6, 3), "loadavg": load,
+            "cpu_mloops_per_s": round(loop_speed(), 3), "loadavg": load,
             "gpus": _gpu_state() if gpu else None}
 
 

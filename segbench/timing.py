@@ -169,6 +169,10 @@ class SegbenchTimerHook(Hook):
         if self._on_gc not in gc.callbacks:
             gc.callbacks.append(self._on_gc)
         _sync(self.device)
+        self._start_clocks()
+
+    def _start_clocks(self) -> None:
+        """The boundary from which the next iteration's wall and thread CPU time count."""
         self._t_prev = time.perf_counter()
         self._cpu_prev = time.thread_time()
 
@@ -179,8 +183,7 @@ class SegbenchTimerHook(Hook):
             _sync(self.device)
             if self.device == "cuda":  # the probe's memory is not the training's peak
                 torch.cuda.reset_peak_memory_stats()
-            self._t_prev = time.perf_counter()  # the FLOP count is not part of any iteration
-            self._cpu_prev = time.thread_time()
+            self._start_clocks()  # the FLOP count is not part of any iteration
             self._gc_s, self._gc_full = 0.0, 0
         self._gap_time = time.perf_counter() - self._t_prev
         # the batch wait alone where the iterator is timed, else the whole gap (an upper bound)
@@ -239,7 +242,7 @@ class SegbenchTimerHook(Hook):
             except Exception as exc:  # counting is evidence, never a reason to stop training
                 err = f"{type(exc).__name__}: {exc}"[:300]
         cuda = self.device == "cuda"   # what iteration 1 starts from (the probe ran since the reset)
-        probe_peak = round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None
+        probe_peak = _peak_mb() if cuda else None
         reserved = round(torch.cuda.memory_reserved() / 2**20, 1) if cuda else None
         meta = {"kind": "meta", "rank": self.rank, "world_size": get_world_size(),
                 "device": self.device,
