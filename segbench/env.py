@@ -416,6 +416,19 @@ def build_mmcv_full(python: str, wheelhouse: Path | None) -> str:
     return "mmcv 2.1.0 built with compiled ops"
 
 
+def install_package(python: str) -> str:
+    """segbench itself, editable (the checkout stays the code): the ``segbench`` command."""
+    url = _py_query(python, "import json, importlib.metadata as m; "
+                            "print(json.loads(m.distribution('segbench').read_text('direct_url.json'))['url'])")
+    scripts = _py_query(python, "import sysconfig; print(sysconfig.get_path('scripts'))")
+    command = Path(scripts or ".") / "segbench"
+    if url == REPO.as_uri() and command.exists():
+        return f"segbench already installed from {REPO}: {command}"
+    _run(_pip(python, "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e",
+              str(REPO)), "installing segbench (editable)")
+    return f"installed segbench from {REPO}: {command}"
+
+
 def prepare_data(python: str) -> str:
     real = os.environ.get("CITYSCAPES_ROOT")
     dest = Path(os.environ.get("DATA_ROOT", DEFAULT_DATA))
@@ -458,6 +471,7 @@ def prepare(args: argparse.Namespace) -> int:
              f"({time.monotonic() - t0:.1f} s)")
     step("torch", ensure_torch, python, wheelhouse)
     step("stack", install_stack, python, wheelhouse, flavour, args.dev)
+    step("segbench", install_package, python)
     check = subprocess.run([python, "-m", "segbench.env", "check"], capture_output=True, text=True,
                            env=dict(os.environ, PYTHONPATH=_pythonpath()))
     if check.returncode != 0:
