@@ -5,12 +5,14 @@
     segbench analyze MODEL_NAME LOG_FILE SPEED_FILE
     segbench report DIR | segbench compare BASELINE_DIR CURRENT_DIR
     segbench equivalence MODEL | segbench aug-equivalence MODEL
+    segbench history [--where torch=2.11] [--plot F.png]
     segbench doctor
 
 Each subcommand is the module that does the work (run: segbench.launch, suite: segbench.suite,
 analyze: segbench.analysis, report/compare: segbench.report, the equivalence checks:
-segbench.tuned, doctor: segbench.doctor); ``run`` and ``suite`` take every case knob as a flag
-(segbench.knobs), which sets the environment variable that the seed's scripts set.
+segbench.tuned, history: segbench.history, doctor: segbench.doctor); ``run`` and ``suite`` take
+every case knob as a flag (segbench.knobs), which sets the environment variable that the seed's
+scripts set.
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ COMMANDS = {
                     "prove a tuned run trains the same thing as stock"),
     "aug-equivalence": (_delegate("tuned", ("aug-equivalence",)),
                         "prove gpu_aug's augmentations match the stock pipeline's"),
+    "history": (_delegate("history"), "list and plot a case's figures over time or across stacks"),
     "doctor": (_delegate("doctor"), "pre-flight check: GPUs, stack, data, disk, host steadiness"),
 }
 
