@@ -25,6 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".venv"
 DEFAULT_DATA = REPO / "data" / "cityscapes"
+DEFAULT_ADE20K = REPO / "data" / "ade20k"
+# (layout, the variable naming a real tree to link, the variable naming where it goes, default)
+DATA_SETS = (("cityscapes", "CITYSCAPES_ROOT", "DATA_ROOT", DEFAULT_DATA),
+             ("ade20k", "ADE20K_ROOT", "ADE20K_DATA_ROOT", DEFAULT_ADE20K))
 TORCH_VERSION = os.environ.get("TORCH_VERSION", "2.13.0")
 SETUP_HINT = "bash PrepareEnv.sh"
 
@@ -430,15 +434,18 @@ def install_package(python: str) -> str:
 
 
 def prepare_data(python: str) -> str:
-    real = os.environ.get("CITYSCAPES_ROOT")
-    dest = Path(os.environ.get("DATA_ROOT", DEFAULT_DATA))
-    if real:
-        cmd = [python, "-m", "segbench.data", "link", real, str(dest)]
-    else:
-        n = os.environ.get("SYNTH_IMAGES", "30")
-        cmd = [python, "-m", "segbench.data", "generate", str(dest), "--n", n]
-    _run(cmd, "preparing data", env=dict(os.environ, PYTHONPATH=_pythonpath()))
-    return f"data ready in {dest}"
+    """Both layouts: a real tree linked where its variable names one, else a synthetic set."""
+    done = []
+    for layout, real_var, root_var, default in DATA_SETS:
+        real, dest = os.environ.get(real_var), Path(os.environ.get(root_var) or default)
+        if real:
+            cmd = [python, "-m", "segbench.data", "link", real, str(dest)]
+        else:
+            n = os.environ.get("SYNTH_IMAGES", "30")
+            cmd = [python, "-m", "segbench.data", "generate", str(dest), "--n", n, "--layout", layout]
+        _run(cmd, f"preparing {layout} data", env=dict(os.environ, PYTHONPATH=_pythonpath()))
+        done.append(f"{layout} in {dest}")
+    return "data ready: " + ", ".join(done)
 
 
 def _pythonpath() -> str:
