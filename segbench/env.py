@@ -43,6 +43,8 @@ STACK = [
 ]
 # Pure-Python dependencies a PyTorch CUDA image usually lacks (checked on the H200 image).
 LIGHT_DEPS = ["addict", "termcolor", "yapf", "platformdirs", "prettytable", "wcwidth"]
+# Not needed to train, installed beside the stack: the GPU energy counter (segbench.energy).
+EXTRA_DEPS = ["nvidia-ml-py"]
 # Dependencies a PyTorch image usually has; only downloaded with --full.
 HEAVY_DEPS = ["numpy", "scipy", "matplotlib", "contourpy", "cycler", "fonttools", "kiwisolver",
               "pyparsing", "python-dateutil", "six", "pillow", "packaging", "pyyaml",
@@ -371,7 +373,7 @@ def install_stack(python: str, wheelhouse: Path | None, flavour: str, dev: bool)
         # No index, no resolver: install exactly what is missing, each without its dependencies,
         # so nothing already in the image (numpy, opencv, torch) is touched.
         want = [(d, p) for d, p in STACK if not (flavour == "full" and d == "mmcv-lite")]
-        want += [(d, None) for d in LIGHT_DEPS + HEAVY_DEPS + (DEV_DEPS if dev else [])]
+        want += [(d, None) for d in LIGHT_DEPS + EXTRA_DEPS + HEAVY_DEPS + (DEV_DEPS if dev else [])]
         missing, absent = [], []
         for dist, pin in want:
             if not _satisfied(python, dist, pin):
@@ -383,7 +385,8 @@ def install_stack(python: str, wheelhouse: Path | None, flavour: str, dev: bool)
         if absent:  # the import check below says whether any of them mattered
             done.append(f"missing here and not in the wheelhouse: {' '.join(absent)}")
     else:
-        _run(_pip(python, "install", "-q", *pins, *(DEV_DEPS if dev else [])), "installing the stack")
+        _run(_pip(python, "install", "-q", *pins, *EXTRA_DEPS, *(DEV_DEPS if dev else [])),
+             "installing the stack")
         done.append("stack installed/verified: " + " ".join(pins))
     if flavour == "full":
         done.append(build_mmcv_full(python, wheelhouse))
@@ -494,7 +497,7 @@ def download(args: argparse.Namespace) -> int:
     """Fill a wheelhouse on a connected host for an air-gapped one."""
     dest = Path(args.dir)
     dest.mkdir(parents=True, exist_ok=True)
-    names = [_spec(d, p) for d, p in STACK] + LIGHT_DEPS
+    names = [_spec(d, p) for d, p in STACK] + LIGHT_DEPS + EXTRA_DEPS
     if args.full:
         names += HEAVY_DEPS
     if args.dev:
