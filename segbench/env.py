@@ -138,6 +138,7 @@ def collect() -> dict:
     except ImportError:
         return info
     info["torch"] = torch.__version__
+    info["torch_git"] = getattr(torch.version, "git_version", None)
     info["cuda_available"] = torch.cuda.is_available()
     info["cuda"] = torch.version.cuda
     info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
