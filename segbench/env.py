@@ -25,6 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".venv"
 DEFAULT_DATA = REPO / "data" / "cityscapes"
+DEFAULT_ADE20K = REPO / "data" / "ade20k"
+# (layout, the variable naming a real tree to link, the variable naming where it goes, default)
+DATA_SETS = (("cityscapes", "CITYSCAPES_ROOT", "DATA_ROOT", DEFAULT_DATA),
+             ("ade20k", "ADE20K_ROOT", "ADE20K_DATA_ROOT", DEFAULT_ADE20K))
 TORCH_VERSION = os.environ.get("TORCH_VERSION", "2.13.0")
 SETUP_HINT = "bash PrepareEnv.sh"
 
@@ -39,6 +43,8 @@ STACK = [
 ]
 # Pure-Python dependencies a PyTorch CUDA image usually lacks (checked on the H200 image).
 LIGHT_DEPS = ["addict", "termcolor", "yapf", "platformdirs", "prettytable", "wcwidth"]
+# Not needed to train, installed beside the stack: the GPU energy counter (segbench.energy).
+EXTRA_DEPS = ["nvidia-ml-py"]
 # Dependencies a PyTorch image usually has; only downloaded with --full.
 HEAVY_DEPS = ["numpy", "scipy", "matplotlib", "contourpy", "cycler", "fonttools", "kiwisolver",
               "pyparsing", "python-dateutil", "six", "pillow", "packaging", "pyyaml",
@@ -132,6 +138,7 @@ def collect() -> dict:
     except ImportError:
         return info
     info["torch"] = torch.__version__
+    info["torch_git"] = getattr(torch.version, "git_version", None)
     info["cuda_available"] = torch.cuda.is_available()
     info["cuda"] = torch.version.cuda
     info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
@@ -367,7 +374,7 @@ def install_stack(python: str, wheelhouse: Path | None, flavour: str, dev: bool)
         # No index, no resolver: install exactly what is missing, each without its dependencies,
         # so nothing already in the image (numpy, opencv, torch) is touched.
         want = [(d, p) for d, p in STACK if not (flavour == "full" and d == "mmcv-lite")]
-        want += [(d, None) for d in LIGHT_DEPS + HEAVY_DEPS + (DEV_DEPS if dev else [])]
+        want += [(d, None) for d in LIGHT_DEPS + EXTRA_DEPS + HEAVY_DEPS + (DEV_DEPS if dev else [])]
         missing, absent = [], []
         for dist, pin in want:
             if not _satisfied(python, dist, pin):
@@ -379,7 +386,8 @@ def install_stack(python: str, wheelhouse: Path | None, flavour: str, dev: bool)
         if absent:  # the import check below says whether any of them mattered
             done.append(f"missing here and not in the wheelhouse: {' '.join(absent)}")
     else:
-        _run(_pip(python, "install", "-q", *pins, *(DEV_DEPS if dev else [])), "installing the stack")
+        _run(_pip(python, "install", "-q", *pins, *EXTRA_DEPS, *(DEV_DEPS if dev else [])),
+             "installing the stack")
         done.append("stack installed/verified: " + " ".join(pins))
     if flavour == "full":
         done.append(build_mmcv_full(python, wheelhouse))
@@ -416,16 +424,32 @@ def build_mmcv_full(python: str, wheelhouse: Path | None) -> str:
     return "mmcv 2.1.0 built with compiled ops"
 
 
+def install_package(python: str) -> str:
+    """segbench itself, editable (the checkout stays the code): the ``segbench`` command."""
+    url = _py_query(python, "import json, importlib.metadata as m; "
+                            "print(json.loads(m.distribution('segbench').read_text('direct_url.json'))['url'])")
+    scripts = _py_query(python, "import sysconfig; print(sysconfig.get_path('scripts'))")
+    command = Path(scripts or ".") / "segbench"
+    if url == REPO.as_uri() and command.exists():
+        return f"segbench already installed from {REPO}: {command}"
+    _run(_pip(python, "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e",
+              str(REPO)), "installing segbench (editable)")
+    return f"installed segbench from {REPO}: {command}"
+
+
 def prepare_data(python: str) -> str:
-    real = os.environ.get("CITYSCAPES_ROOT")
-    dest = Path(os.environ.get("DATA_ROOT", DEFAULT_DATA))
-    if real:
-        cmd = [python, "-m", "segbench.data", "link", real, str(dest)]
-    else:
-        n = os.environ.get("SYNTH_IMAGES", "30")
-        cmd = [python, "-m", "segbench.data", "generate", str(dest), "--n", n]
-    _run(cmd, "preparing data", env=dict(os.environ, PYTHONPATH=_pythonpath()))
-    return f"data ready in {dest}"
+    """Both layouts: a real tree linked where its variable names one, else a synthetic set."""
+    done = []
+    for layout, real_var, root_var, default in DATA_SETS:
+        real, dest = os.environ.get(real_var), Path(os.environ.get(root_var) or default)
+        if real:
+            cmd = [python, "-m", "segbench.data", "link", real, str(dest)]
+        else:
+            n = os.environ.get("SYNTH_IMAGES", "30")
+            cmd = [python, "-m", "segbench.data", "generate", str(dest), "--n", n, "--layout", layout]
+        _run(cmd, f"preparing {layout} data", env=dict(os.environ, PYTHONPATH=_pythonpath()))
+        done.append(f"{layout} in {dest}")
+    return "data ready: " + ", ".join(done)
 
 
 def _pythonpath() -> str:
@@ -458,6 +482,7 @@ def prepare(args: argparse.Namespace) -> int:
              f"({time.monotonic() - t0:.1f} s)")
     step("torch", ensure_torch, python, wheelhouse)
     step("stack", install_stack, python, wheelhouse, flavour, args.dev)
+    step("segbench", install_package, python)
     check = subprocess.run([python, "-m", "segbench.env", "check"], capture_output=True, text=True,
                            env=dict(os.environ, PYTHONPATH=_pythonpath()))
     if check.returncode != 0:
@@ -473,7 +498,7 @@ def download(args: argparse.Namespace) -> int:
     """Fill a wheelhouse on a connected host for an air-gapped one."""
     dest = Path(args.dir)
     dest.mkdir(parents=True, exist_ok=True)
-    names = [_spec(d, p) for d, p in STACK] + LIGHT_DEPS
+    names = [_spec(d, p) for d, p in STACK] + LIGHT_DEPS + EXTRA_DEPS
     if args.full:
         names += HEAVY_DEPS
     if args.dev:

@@ -9,6 +9,8 @@ step is mostly the host launching kernels, so wall time well above it is time of
 for the device or the batch, or a host that did not run the thread) and the device's peak memory.
 The peak is read by a second small hook, :class:`SegbenchPeakHook`, before mmengine's LoggerHook
 resets the device's peak counter on its logging iterations.
+Every ``energy_every`` iterations (the log interval) it also reads the GPU's energy counter
+(segbench.energy; ``energy_mj``, None where there is none, with the reason in the meta line).
 Optionally it counts FLOPs once (torch.utils.flop_counter, on a copy of the real model and a real
 batch) and captures a torch.profiler trace for a window of iterations.
 """
@@ -27,7 +29,7 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from segbench import env, tuned
+from segbench import energy, env, tuned
 
 FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records
 PEAK_INFO = "segbench/peak_mem_mb"   # message_hub runtime info: SegbenchPeakHook -> SegbenchTimerHook
@@ -113,8 +115,10 @@ class SegbenchTimerHook(Hook):
     priority = "VERY_LOW"  # after every other hook's after_train_iter: the boundary is the last
 
     def __init__(self, out_prefix: str, precision: str = "fp32", count_flops: bool = True,
-                 profile_window: tuple[int, int] | None = None, profile_dir: str | None = None):
+                 profile_window: tuple[int, int] | None = None, profile_dir: str | None = None,
+                 energy_every: int = 10):
         self.out_prefix = out_prefix
+        self.energy_every = energy_every   # read the GPU's energy counter every N iterations
         self.precision = precision
         self.count_flops = count_flops
         self.profile_window = tuple(profile_window) if profile_window else None
@@ -163,6 +167,7 @@ class SegbenchTimerHook(Hook):
         self._fh = open(path, "w")
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        self._meter = energy.open_meter(self.device)
         loop = runner.train_loop
         if hasattr(loop, "dataloader_iterator"):   # IterBasedTrainLoop (the seed's configs)
             self._timed = loop.dataloader_iterator = _TimedIterator(loop.dataloader_iterator)
@@ -208,10 +213,13 @@ class SegbenchTimerHook(Hook):
             early = runner.message_hub.get_info(PEAK_INFO)
             mem = max(_peak_mb(), early or 0.0)
             runner.message_hub.update_info(PEAK_INFO, None, resumed=False)
-        self._write({"kind": "iter", "iter": it, "rank": self.rank, "time": now - self._t_prev,
-                     "data_time": self._data_time, "gap_time": self._gap_time, "loss": loss,
-                     "mem_mb": mem, "t": time.time(), "gc_time": self._gc_s,
-                     "gc_full": self._gc_full, "cpu_time": cpu - self._cpu_prev})
+        row = {"kind": "iter", "iter": it, "rank": self.rank, "time": now - self._t_prev,
+               "data_time": self._data_time, "gap_time": self._gap_time, "loss": loss,
+               "mem_mb": mem, "t": time.time(), "gc_time": self._gc_s,
+               "gc_full": self._gc_full, "cpu_time": cpu - self._cpu_prev}
+        if it % self.energy_every == 0:   # at the log windows' ends (the device was synchronised)
+            row["energy_mj"] = self._meter.read()
+        self._write(row)
         self._gc_s, self._gc_full = 0.0, 0
         self._cpu_prev = cpu
         if self._profiler is not None and it >= self.profile_window[1]:
@@ -252,7 +260,9 @@ class SegbenchTimerHook(Hook):
                 "batch_size": shape[0] if shape else None, "input_shape": shape,
                 "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
                 "data_time_source": "iterator" if self._timed is not None else "gap",
-                "pre_train_peak_mb": probe_peak, "pre_train_reserved_mb": reserved}
+                "pre_train_peak_mb": probe_peak, "pre_train_reserved_mb": reserved,
+                "energy_source": self._meter.source, "energy_reason": self._meter.reason,
+                "energy_every": self.energy_every}
         self._write(meta)
         self._flush()
 

@@ -428,7 +428,7 @@ def test_cli_generate_check_link(tmp_path):
     assert p.returncode == 0 and "reused 2 synthetic" in p.stdout
 
     p = _run_cli("check", str(root), "--deep")
-    assert p.returncode == 0 and "2 train images" in p.stdout, p.stderr
+    assert p.returncode == 0 and "2 Cityscapes train images" in p.stdout, p.stderr
 
     real = _copy_tree_without_marker(root, tmp_path / "real")
     p = _run_cli("link", str(real), str(tmp_path / "linked"))
@@ -460,3 +460,45 @@ def test_main_in_process(tmp_path, capsys):
     assert "generated 1 synthetic" in capsys.readouterr().out
     assert data.main(["check", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_ade20k_layout_read_by_mmsegs_own_dataset_class(tmp_path):
+    """The ADE20K-layout set: mmseg's ADE20KDataset (reduce_zero_label) finds every image and its
+    annotation, and the labels it loads are the scene's train ids (0 = other becomes 255)."""
+    from mmseg.datasets import ADE20KDataset
+    from mmseg.datasets.transforms import LoadAnnotations
+    from mmcv.transforms import LoadImageFromFile
+
+    root = tmp_path / "ade"
+    r = generate(root, n_images=3, seed=2, size=(64, 96), layout="ade20k")
+    assert r["layout"] == "ade20k" and r["files"] == 6
+    assert sorted(p.name for p in (root / "images/training").iterdir()) == [
+        "ADE_train_00000001.jpg", "ADE_train_00000002.jpg", "ADE_train_00000003.jpg"]
+    ds = ADE20KDataset(data_root=str(root), data_prefix=dict(img_path="images/training",
+                                                            seg_map_path="annotations/training"),
+                       pipeline=[], lazy_init=False)
+    assert len(ds) == 3 and ds.metainfo["classes"][0] == "wall" and len(ds.metainfo["classes"]) == 150
+    _, scene_label = data.draw(2, 0, (64, 96))
+    item = LoadAnnotations(reduce_zero_label=True)(LoadImageFromFile()(ds[0]))
+    assert item["img"].shape == (64, 96, 3)
+    assert np.array_equal(item["gt_seg_map"], scene_label)   # k stored as k + 1, other -> 255
+    assert check(root, deep=True)["layout"] == "ade20k"
+    assert generate(root, n_images=3, seed=2, size=(64, 96), layout="ade20k")["reused"]
+
+
+def test_ade20k_check_link_and_bad_labels(tmp_path):
+    root = tmp_path / "ade"
+    generate(root, n_images=2, seed=0, size=(48, 64), layout="ade20k")
+    real = tmp_path / "ADEChallengeData2016"
+    shutil.copytree(root, real, ignore=shutil.ignore_patterns(data.MARKER_NAME))
+    r = link_real(real, tmp_path / "linked")
+    assert r["layout"] == "ade20k" and r["images"] == 2 and (tmp_path / "linked").is_symlink()
+    label = real / "annotations/training/ADE_train_00000001.png"
+    cv2.imwrite(str(label), np.full((48, 64), 200, np.uint8))
+    with pytest.raises(DataError, match=r"label values \[200\] outside 0..150"):
+        check(real, deep=True)
+    label.unlink()
+    with pytest.raises(DataError, match="1 of 2 train images have no label"):
+        link_real(real, tmp_path / "linked2")
+    with pytest.raises(DataError, match="layout must be one of cityscapes, ade20k"):
+        generate(tmp_path / "x", n_images=1, size=(48, 64), layout="voc")

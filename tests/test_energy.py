@@ -1,0 +1,71 @@
+"""Energy: the counter the timing hook reads, and the sidecar figures made from its readings."""
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from segbench import energy, timing
+
+
+def test_cpu_has_no_counter_and_says_why():
+    m = energy.open_meter("cpu")
+    assert m.read() is None and m.source is None and "CPU profile" in m.reason
+
+
+def test_a_failing_counter_gives_none_and_a_reason():
+    def broken():
+        raise RuntimeError("GPU is lost")
+    m = energy.Meter(broken, source="nvml")
+    assert m.read() is None and "GPU is lost" in m.reason and m.read() is None
+
+
+def test_the_hook_reads_the_counter_at_every_log_window_end(tmp_path, monkeypatch):
+    reads = iter(range(1000, 100000, 250))
+    monkeypatch.setattr(energy, "open_meter", lambda device: energy.Meter(lambda: next(reads), "fake"))
+    loop = SimpleNamespace(dataloader_iterator=iter([{"inputs": [torch.zeros(3, 8, 8)]}] * 6))
+    runner = SimpleNamespace(model=torch.nn.Linear(1, 1), train_loop=loop, iter=0)
+    hook = timing.SegbenchTimerHook(str(tmp_path / "c_iters"), count_flops=False, energy_every=2)
+    hook.before_train(runner)
+    for i in range(6):
+        batch = next(runner.train_loop.dataloader_iterator)
+        hook.before_train_iter(runner, i, batch)
+        hook.after_train_iter(runner, i, batch, {"loss": torch.tensor(1.0)})
+        runner.iter += 1
+    hook.after_train(runner)
+    meta, *rows = [json.loads(x) for x in (tmp_path / "c_iters.rank0.jsonl").read_text().splitlines()]
+    assert meta["energy_source"] == "fake" and meta["energy_every"] == 2
+    assert [r.get("energy_mj") for r in rows] == [None, 1000, None, 1250, None, 1500]
+    assert ["energy_mj" in r for r in rows] == [False, True] * 3
+
+
+def _ranks(watts, n=12, dt=0.25, every=2, gpus=2):
+    """Per-iteration stamps and readings of GPUs drawing ``watts`` each, read every ``every``."""
+    stamps = [100 + dt * (i + 1) for i in range(n)]
+    energies = [watts * 1000 * dt * (i + 1) if (i + 1) % every == 0 else None for i in range(n)]
+    return [(stamps, energies)] * gpus
+
+
+def test_summary_joules_images_and_watts():
+    s = energy.summarize(_ranks(400.0), warmup=4, images_per_iter=4, reason=None)
+    # each GPU: 400 W x 0.25 s = 100 J per iteration; two GPUs: 200 J for 4 images
+    assert s["j_per_iter"] == pytest.approx(200.0) and s["images_per_j"] == pytest.approx(0.02)
+    assert s["mean_w_per_gpu"] == pytest.approx(400.0) and s["gpus_measured"] == 2
+    assert s["window_w"] == [400.0, 400.0, 400.0, 400.0] and s["reason"] is None
+
+
+def test_short_windows_and_spans_are_not_reported():
+    s = energy.summarize(_ranks(400.0, dt=0.2), warmup=4, images_per_iter=4, reason=None)
+    assert s["j_per_iter"] == pytest.approx(160.0)
+    assert s["window_w"] == [None] * 4          # 0.4 s windows: below MIN_SPAN_S
+    short = energy.summarize(_ranks(400.0, n=6, dt=0.05), warmup=4, images_per_iter=4, reason=None)
+    assert short["j_per_iter"] is None and "shorter than" in short["reason"]
+
+
+def test_no_readings_give_nulls_with_the_reason():
+    stamps = [1.0 + i for i in range(8)]
+    s = energy.summarize([(stamps, [None] * 8)], warmup=4, images_per_iter=2,
+                         reason="no GPU: the CPU profile has no energy counter")
+    assert s["j_per_iter"] is None and s["images_per_j"] is None and s["mean_w_per_gpu"] is None
+    assert s["reason"] == "no GPU: the CPU profile has no energy counter"
+    assert energy.summarize([], 4, 2, None)["reason"] == "no energy readings cover the measured iterations"
