@@ -20,40 +20,69 @@ Log formats understood (line by line, so mixed files work):
 The first ``SKIP_WINDOWS`` windows are skipped by position, whatever their value; of the rest, a
 window whose time is not a finite positive number is ignored and counted (``ignored_bad``). The
 run fails (FINAL_RESULT 0, JOB_FAIL_FLAG 1, reason in the sidecar) when its result record says so
-(a reason or a non-zero exit code; the figure is kept as ``partial_images_per_s``), when it has a
-``case:`` record but no ``result:`` record, when no window is left, when the batch size is unknown,
-or when the figure rounds to 0 or is not finite.
+(a reason or a non-zero exit code), when it has a ``case:`` record but no ``result:`` record, when
+a log without records shows a Python traceback (``crashed: <the first exception line>``; a
+traceback right after ``--- Logging error ---`` or ``Exception ignored in`` does not count), when
+a loss is NaN or infinite (``loss not finite from iteration N``: the first such iteration of any
+rank's per-iteration file when they hold losses, else the first such window's iteration), when no
+window is left, when the batch size or the GPU count is unknown, or when the figure rounds to 0 or
+is not finite. A failed run's figure is kept as ``partial_images_per_s``.
 
 ``time:`` is matched with a word boundary, so ``data_time:`` never counts. ANSI colour codes, CR
 line ends and torchrun's ``[rank0]:`` / ``[default0]:`` line prefixes are stripped first. A final
 line without a newline is dropped when it does not parse completely (a cut JSON object, a record
 whose JSON is cut, a training line whose ``time`` value runs into the end of the file).
 
-Runs. A ``[segbench] case:`` line always starts a new run. An mmengine ``System environment:``
-header or an mmseg 0.x ``Environment info:`` header starts a new run when the current run already
-has training windows or a result record (so the header that follows a ``case:`` line belongs to
-that case). A training iteration key (``(0, iter)`` or ``(epoch, iter)``) that goes backwards
-starts a new run too, which keeps the launch's record and config evidence (it has no header of its
-own) -- except that a key equal to one of the last ``RANK_LAG_WINDOWS`` keys of the run is another
-rank's copy of a window already counted: each iteration counts once per run (first copy wins),
-tolerating ranks whose output lags a few windows behind. The LAST run with training windows is
-analysed; when no run has any, the last run (its record explains the failure).
+Launches. A ``[segbench] case:`` line always starts a new launch. An mmengine ``System
+environment:`` header or an mmseg 0.x ``Environment info:`` header starts a new launch when the
+current one already has training windows, a result record or a header of its own (so the header
+that follows a ``case:`` line belongs to that case). Inside a launch, a training iteration key
+(``(0, iter)`` or ``(epoch, iter)``) that goes backwards starts a new run of the same launch, which
+keeps the launch's record and config evidence -- except that a key equal to one of the last
+``RANK_LAG_WINDOWS`` keys of the run is another rank's copy of a window already counted: each
+iteration counts once per run (first copy wins), tolerating ranks whose output lags a few windows
+behind. The LAST launch decides, through its last run: when it crashed, with or without windows,
+the case failed, whatever an earlier launch measured. Earlier launches are listed in the sidecar's
+``earlier_launches`` (their own figure and reason), never used for FINAL_RESULT.
 
 Batch size (per process): the run's ``case:`` record > ``batch_size`` argument > ``batch_size=``
 directly inside the config dump's ``train_dataloader = dict(...)`` > mmseg 0.x ``samples_per_gpu=``
 directly inside ``data = dict(...)``; unknown fails the analysis.
-GPU count (world size): record > argument > mmengine header ``GPU number: N`` > mmseg 0.x
-``gpu_ids = range(0, N)`` unless ``Distributed training: True`` > 1 with a warning.
-Run mode: record > argument > ``sp`` when the GPU count is 1, else ``mp``.
+GPU count (world size) and run mode: a log with a ``case:`` record states the record's
+``gpu_num`` and ``run_mode`` exactly as recorded (a bad-input record may hold ``"xp"`` or null),
+or the argument where the record lacks the key, never an inferred value; a recorded GPU count that
+is not a positive int fails the analysis. A log without a record: argument > the log's stated count
+(mmengine header ``GPU number: N``, else mmseg 0.x's ``gpu_ids = range(0, N)``, which mmseg 0.x's
+tools/train.py sets to the world size in distributed runs) > the ranks the log shows (torchrun's
+line prefixes, its failure report's ``rank : N (local_rank: ...)`` lines, NCCL's per-rank
+messages) > 1 with a warning, except that a distributed log (``Distributed training: True``) with
+no evidence fails the analysis (never a silent 1). Where the ranks seen exceed the stated count,
+the ranks win (rank N proves N + 1 processes), with a warning naming both; run mode: argument >
+``sp`` when the GPU count is 1, else ``mp``.
 
 Statistics. Per-iteration files (``<log basename>_iters.rank<R>.jsonl`` next to the log) give the
 sidecar's ``per_iter`` block, from the lowest rank present (rank 0 normally), warm-up = the first
 ``4 * log_interval`` iterations (by position). In such a file a ``meta`` line or an iteration
-number that does not increase starts over (the latest run wins). Spread is the sample standard
-deviation (ddof=1). The 95% confidence interval of the mean iteration time uses two-sided
-Student-t quantiles from a table (exact to 3 decimals for df <= 30; above that the quantile of the
-largest tabulated df not above the real one, which is conservative; the normal 1.960 beyond
-df 1000), and is mapped to images/s: [bs*gpus / (mean + h), bs*gpus / (mean - h)].
+number that does not increase starts over (the latest run wins). The ``window`` block gives the
+same statistics over the measured log windows (:func:`iteration_stats` with the skipped windows as
+warm-up), for every log. Spread is the sample standard deviation (ddof=1). The 95% confidence
+interval of the mean iteration time uses two-sided Student-t quantiles from a table (exact to 3
+decimals for df <= 30; above that the quantile of the largest tabulated df not above the real one,
+which is conservative; the normal 1.960 beyond df 1000), and is mapped to images/s:
+[bs*gpus / (mean + h), bs*gpus / (mean - h)]. The steady-state check compares the mean of the
+first half of the measured times with the second's (``STEADY_THRESHOLD``). FLOP utilisation is per
+GPU: one process's FLOPs per iteration / mean iteration time / one GPU's datasheet peak.
+
+Warnings. ``warnings`` (a list of one-line strings, each starting with a stable keyword, and
+``flagged`` = it is not empty) hold the guesses made and every sign that the figure may not be
+trusted; they never change JOB_FAIL_FLAG. ``gpu count``: a guessed or conflicting GPU count;
+``host load``: a 1-minute load average above the host's CPU count (``env.host_cpus``) in the case
+or result record's ``host`` probe; ``steal``: ``host.during.cpu_steal_share`` above
+``STEAL_THRESHOLD``; ``not steady``: the per-iteration steady-state check failed (the window-level
+one for logs without per-iteration files); ``noisy``: the per-iteration CV above ``NOISY_CV`` (the
+window CV above ``NOISY_WINDOW_CV`` without per-iteration files); ``host slowed``: the result
+record's ``cpu_mloops_per_s`` below ``HOST_SLOWED_RATIO`` times the case record's; ``profiler``:
+the case record's ``profile_window`` overlaps the measured iterations (after the warm-up).
 """
 
 from __future__ import annotations
@@ -78,6 +107,15 @@ DEFAULT_LOG_INTERVAL = 10
 WARMUP_LOG_INTERVALS = 4
 STEADY_THRESHOLD = 0.05
 RANK_LAG_WINDOWS = 4
+# Warning thresholds (see the module doc), set from the lent H200 hosts' healthy runs of
+# 2026-11-29 to 2026-12-01 (benchmarks/h200*): per-iteration CV 0.02-0.51 (stock fastscnn is
+# data-loader bound: some iterations wait for a batch, most do not), window CV 0.013-0.16, the
+# host's CPU probe at the end 0.54-1.84x the start's, no steal; a CPU suite on a busy 2-core host
+# reached a per-iteration CV of 0.94.
+NOISY_CV = 0.60
+NOISY_WINDOW_CV = 0.25
+STEAL_THRESHOLD = 0.02
+HOST_SLOWED_RATIO = 0.5
 MISSION_NAME = "图像分割"
 UNIT = "images/s"
 SPEED_KEYS = ("log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
@@ -107,7 +145,7 @@ _PEAK_LABELS = {"tf32": "dense TF32 (cuDNN convs use TF32 by default)", "bf16": 
 
 _NUM = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
+_RANK_PREFIX = re.compile(r"^\[(?:rank|default)(\d{1,6})\]:\s?")
 _RECORD = re.compile(r"\[segbench\] (case|result):\s*(.*)$")
 _STAMP = re.compile(r"^(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)\s")   # mmengine's "11/29 18:37:50 - mmengine ..."
 _ITER_MARK = re.compile(r"\bIter(?:\(train\))?\s*\[\s*(\d{1,12})\s*/\s*\d{1,12}\s*\]")
@@ -120,6 +158,16 @@ _GPU_NUMBER = re.compile(r"\bGPU number:\s*(\d{1,6})\b")
 _DISTRIBUTED = re.compile(r"\bDistributed training:\s*(True|False)\b")
 _GPU_IDS = re.compile(
     r"^\s*gpu_ids\s*=\s*(?:range\(\s*(\d{1,6})\s*(?:,\s*(\d{1,6})\s*)?\)|\[([\d,\s]*)\])")
+# (what, pattern): lines that show a process of some rank ran (the rank is the first group that matched)
+_RANK_SEEN = (
+    ("torchrun's failure report", re.compile(r"^\s*rank\s*:\s*(\d{1,6})\s*\(local_rank:")),
+    ("per-rank NCCL messages",
+     re.compile(r"\bRank (\d{1,6}) using best-guess GPU\b|\[Rank (\d{1,6})\]")),
+)
+_PREFIX_EVIDENCE = "torchrun's [rankN]: line prefixes"
+_TRACEBACK = "Traceback (most recent call last):"
+_NOT_A_CRASH = ("--- Logging error ---", "Exception ignored in")   # the line before a traceback
+_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*)(?::(.*))?$")    # the line that ends a traceback
 _TRAIN_LOADER = re.compile(r"^[ \t]*train_dataloader\s*=\s*dict\(", re.M)
 _DATA_DICT = re.compile(r"^[ \t]*data\s*=\s*dict\(", re.M)
 _CONFIG_SCAN_LIMIT = 200_000
@@ -132,7 +180,8 @@ class Result:
 
     ``speed`` is the 10-key speed dict, ``stats`` the sidecar dict, ``reason`` why the run failed
     (None when it passed), ``exit_code`` what the CLI exits with (0 passed, 1 failed analysis,
-    2 unreadable log) and ``warnings`` one-line notes about guesses made (also in ``stats``).
+    2 unreadable log) and ``warnings`` one-line notes about guesses made and signs that the figure
+    may not be trusted (also in ``stats``; see the module doc).
     """
 
     speed: dict[str, Any]
@@ -151,28 +200,36 @@ class Result:
 class _Window:
     key: tuple[int, int] | None
     time: float
-    loss: float | None
+    loss: float | None                # as logged: NaN and inf kept (a diverged run fails)
     stamp: int | None = None   # the line's logging second (see stamped_windows); None: no stamp
 
 
 @dataclass
 class _Run:
-    """One run of a log: its record lines, training windows and evidence lines."""
+    """One run of a log: its record lines, training windows and evidence lines. ``launch``
+    numbers the launch it belongs to (several runs when the iteration counter restarted in it)."""
 
+    launch: int = 0
     case: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     result_malformed: bool = False
+    header: bool = False
     windows: list[_Window] = field(default_factory=list)
     keys: list[tuple[int, int]] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     gpu_number: int | None = None
     distributed: bool | None = None
     gpu_ids: int | None = None
+    gpu_ids_text: str | None = None
+    ranks: dict[str, int] = field(default_factory=dict)   # what showed ranks -> the highest one
+    crashes: list[str] = field(default_factory=list)      # exception lines that ended tracebacks
 
     def continuation(self) -> _Run:
-        """A run started by the iteration counter going backwards inside one launch."""
-        return _Run(case=self.case, text=list(self.text), gpu_number=self.gpu_number,
-                    distributed=self.distributed, gpu_ids=self.gpu_ids)
+        """A run started by the iteration counter going backwards inside one launch (a crash
+        before it is not carried over: training went on)."""
+        return _Run(launch=self.launch, case=self.case, header=self.header, text=list(self.text),
+                    gpu_number=self.gpu_number, distributed=self.distributed,
+                    gpu_ids=self.gpu_ids, gpu_ids_text=self.gpu_ids_text, ranks=dict(self.ranks))
 
     def add_window(self, window: _Window) -> _Run:
         """Add a window; return the run it landed in (a new one when the counter restarted)."""
@@ -194,10 +251,11 @@ class _RankFile:
 
     rank: int
     meta: dict[str, Any]
+    iters: list[int] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     data_times: list[float | None] = field(default_factory=list)
     gap_times: list[float | None] = field(default_factory=list)
-    losses: list[float | None] = field(default_factory=list)
+    losses: list[float | None] = field(default_factory=list)   # NaN and inf kept
     mems: list[float | None] = field(default_factory=list)
     gc_times: list[float | None] = field(default_factory=list)
     gc_fulls: list[float | None] = field(default_factory=list)
@@ -264,9 +322,22 @@ def _percentile(xs: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def _parse_json(text: str, *, drop_constants: bool) -> Any:
-    """``json.loads`` that returns None instead of raising; NaN/Infinity become None if asked."""
+class _Constant(str):
+    """A JSON ``NaN`` / ``Infinity`` / ``-Infinity`` literal, kept as its text: no number
+    (:func:`_number` and :func:`_finite` see None), but a loss that became one shows (``_loss``)."""
+
+
+def _loss(value: Any) -> float | None:
+    """A loss as logged: a number (NaN and inf kept, as a ``_Constant`` is) or None."""
+    return float(value) if isinstance(value, _Constant) else _number(value)
+
+
+def _parse_json(text: str, *, drop_constants: bool, constant: Any = None) -> Any:
+    """``json.loads`` that returns None instead of raising; NaN/Infinity become None if asked,
+    or what ``constant`` makes of their text."""
     try:
+        if constant is not None:
+            return json.loads(text, parse_constant=constant)
         if drop_constants:
             return json.loads(text, parse_constant=lambda _: None)
         return json.loads(text)
@@ -274,13 +345,14 @@ def _parse_json(text: str, *, drop_constants: bool) -> Any:
         return None
 
 
-def _clean_line(raw: str) -> str:
+def _clean_line(raw: str) -> tuple[str, int | None]:
+    """The line without colour codes, CR and torchrun's rank prefix, and that prefix's rank."""
     line = raw.rstrip("\r")
     if "\x1b" in line:
         line = _ANSI.sub("", line)
-    if line.startswith("["):
-        line = _RANK_PREFIX.sub("", line, count=1)
-    return line
+    if line.startswith("[") and (prefix := _RANK_PREFIX.match(line)):
+        return line[prefix.end():], int(prefix.group(1))
+    return line, None
 
 
 # ----------------------------------------------------------------------------- log parsing
@@ -297,7 +369,7 @@ def _json_window(obj: dict[str, Any]) -> _Window | None:
         return None
     iteration = _pos_int(obj.get("iter")) or _pos_int(obj.get("step"))
     return _Window(key=None if iteration is None else (0, iteration), time=time,
-                   loss=_finite(obj.get("loss")))
+                   loss=_loss(obj.get("loss")))
 
 
 def _text_window(line: str, partial: bool) -> _Window | None:
@@ -317,8 +389,18 @@ def _text_window(line: str, partial: bool) -> _Window | None:
     loss = _LOSS.search(rest)
     stamp = _STAMP.match(line)
     return _Window(key=key, time=float(time.group(1)),
-                   loss=_finite(float(loss.group(1))) if loss else None,
+                   loss=float(loss.group(1)) if loss else None,
                    stamp=calendar.timegm((2000, *map(int, stamp.groups()))) if stamp else None)
+
+
+def _exception_text(line: str) -> str | None:
+    """``Name: message`` (the dotted name's last part, cut to 200 characters) of the line that
+    ends a traceback, or None when the line is not an exception's."""
+    match = _EXCEPTION.match(line)
+    if match is None:
+        return None
+    name, message = match.group(1).rsplit(".", 1)[-1], (match.group(2) or "").strip()
+    return _one_line(f"{name}: {message}" if message else name)[:200]
 
 
 class _LogParser:
@@ -326,14 +408,22 @@ class _LogParser:
 
     def __init__(self) -> None:
         self.runs: list[_Run] = [_Run()]
+        self._in_traceback: set[int | None] = set()   # the rank prefixes whose traceback is open
+        self._previous = ""
 
     @property
     def current(self) -> _Run:
         return self.runs[-1]
 
-    def feed(self, line: str, partial: bool) -> None:
+    def _launch(self, run: _Run) -> None:
+        run.launch = self.current.launch + 1
+        self.runs.append(run)
+
+    def feed(self, line: str, rank: int | None, partial: bool) -> None:
         if "[segbench]" in line and self._record(line, partial):
             return
+        if rank is not None:
+            self._rank_seen(_PREFIX_EVIDENCE, rank)
         stripped = line.strip()
         if stripped.startswith("{"):
             obj = _parse_json(stripped, drop_constants=False)
@@ -344,14 +434,17 @@ class _LogParser:
                 return
             if partial:
                 return
-        if _HEADER.search(line) and (self.current.windows or self.current.result is not None
-                                     or self.current.result_malformed):
-            self.runs.append(_Run())
+        if _HEADER.search(line):
+            run = self.current
+            if run.windows or run.result is not None or run.result_malformed or run.header:
+                self._launch(_Run())
+            self.current.header = True
         if "time:" in line:
             window = _text_window(line, partial)
             if window is not None:
                 self._add_window(window)
         self._evidence(line)
+        self._traceback(line, stripped, rank)
         self.current.text.append(line)
 
     def _record(self, line: str, partial: bool) -> bool:
@@ -364,7 +457,7 @@ class _LogParser:
         if obj is None and partial:
             return True
         if match.group(1) == "case":
-            self.runs.append(_Run(case=obj or {}))
+            self._launch(_Run(case=obj or {}))
         else:
             self.current.result = obj
             self.current.result_malformed = obj is None
@@ -374,6 +467,22 @@ class _LogParser:
         run = self.current.add_window(window)
         if run is not self.current:
             self.runs.append(run)
+
+    def _rank_seen(self, what: str, rank: int) -> None:
+        ranks = self.current.ranks
+        ranks[what] = max(rank, ranks.get(what, 0))
+
+    def _traceback(self, line: str, stripped: str, rank: int | None) -> None:
+        """Track tracebacks (per rank prefix: ranks' lines interleave) and note the exception
+        line that ends each, unless the traceback is a logging error's or an ignored one's."""
+        if stripped == _TRACEBACK:
+            if not self._previous.startswith(_NOT_A_CRASH):
+                self._in_traceback.add(rank)
+        elif rank in self._in_traceback and stripped and not line[0].isspace():
+            self._in_traceback.discard(rank)
+            if (text := _exception_text(stripped)) is not None:
+                self.current.crashes.append(text)
+        self._previous = stripped
 
     def _evidence(self, line: str) -> None:
         run = self.current
@@ -388,7 +497,12 @@ class _LogParser:
                 count = int(match.group(2)) - int(match.group(1))
             else:
                 count = int(match.group(1))
-            run.gpu_ids = _pos_int(count) or run.gpu_ids
+            if _pos_int(count):
+                run.gpu_ids, run.gpu_ids_text = count, match.group(0).strip()
+        if "ank" in line:
+            for what, pattern in _RANK_SEEN:
+                if match := pattern.search(line):
+                    self._rank_seen(what, int(next(g for g in match.groups() if g is not None)))
 
 
 def _split_runs(text: str) -> list[_Run]:
@@ -398,13 +512,19 @@ def _split_runs(text: str) -> list[_Run]:
     if not ends_cut:
         lines.pop()
     for index, raw in enumerate(lines):
-        parser.feed(_clean_line(raw), partial=ends_cut and index == len(lines) - 1)
+        parser.feed(*_clean_line(raw), partial=ends_cut and index == len(lines) - 1)
     return parser.runs
 
 
+def _launch_ends(runs: list[_Run]) -> list[_Run]:
+    """The last run of each launch, in order (the run a launch's figures come from)."""
+    return [run for run, after in zip(runs, runs[1:] + [None])
+            if after is None or after.launch != run.launch]
+
+
 def _measured_run(runs: list[_Run]) -> _Run:
-    """The run a log's figures come from: its last one with training windows (else its last)."""
-    return next((r for r in reversed(runs) if r.windows), runs[-1])
+    """The run a log's figures come from: the last launch's last run."""
+    return runs[-1]
 
 
 def stamped_windows(log_path: str | os.PathLike[str]) -> list[tuple[int | None, float]]:
@@ -444,41 +564,50 @@ def _config_batch_size(run: _Run) -> int | None:
             or _dict_key_in_config(text, _DATA_DICT, "samples_per_gpu"))
 
 
-def _log_gpu_num(run: _Run) -> tuple[int, str | None]:
-    """GPU count from the log's own evidence, and a warning when it had to be guessed."""
-    if run.gpu_number is not None:
-        return run.gpu_number, None
-    if run.gpu_ids is not None and run.distributed is not True:
-        return run.gpu_ids, None
+def _log_gpu_num(run: _Run) -> tuple[int | None, str | None]:
+    """GPU count from the log's own evidence (see the module doc), and a warning when it was
+    guessed or the evidence conflicts; None for a distributed log without evidence."""
+    stated, said = ((run.gpu_number, f"GPU number: {run.gpu_number}") if run.gpu_number
+                    else (run.gpu_ids, run.gpu_ids_text))
+    seen = max(run.ranks.values()) + 1 if run.ranks else None
+    shown = f"ranks 0-{seen - 1} appear ({', '.join(sorted(run.ranks))})" if seen else ""
+    if stated is not None and (seen is None or seen <= stated):
+        return stated, None
+    if stated is not None:
+        return seen, f"gpu count: the log says {said} but {shown}; using {seen}"
+    if seen is not None and (run.distributed or seen > 1):
+        return seen, f"gpu count: the log states none; {shown}; using {seen} (pass --gpu-num)"
     if run.distributed:
-        return 1, ("gpu count unknown: distributed mmseg 0.x log names no GPU count; "
-                   "assuming 1 (pass --gpu-num)")
+        return None, None
     return 1, "gpu count unknown: no record, --gpu-num or log evidence; assuming 1"
 
 
 # ----------------------------------------------------------------------------- per-iteration files
 
-def _json_objects(path: str) -> list[dict] | None:
-    """The JSON objects of a JSON-lines file, one per line (NaN/Infinity as None; lines that are
-    not an object skipped); None when the file cannot be read."""
+def _json_objects(path: str, constant: Any = None) -> list[dict] | None:
+    """The JSON objects of a JSON-lines file, one per line (NaN/Infinity as None, or what
+    ``constant`` makes of them; lines that are not an object skipped); None when the file cannot
+    be read."""
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode("utf-8", errors="replace")
     except (OSError, ValueError):   # ValueError: a NUL byte in the path
         return None
-    objects = (_parse_json(line, drop_constants=True) for line in text.splitlines())
+    objects = (_parse_json(line, drop_constants=True, constant=constant)
+               for line in text.splitlines())
     return [obj for obj in objects if isinstance(obj, dict)]
 
 
 def _read_rank_file(path: str, rank: int) -> _RankFile | None:
-    objects = _json_objects(path)
+    objects = _json_objects(path, constant=_Constant)
     if objects is None:
         return None
     data = _RankFile(rank=rank, meta={})
     last_iter = 0
     for obj in objects:
         if obj.get("kind") == "meta":
-            data = _RankFile(rank=rank, meta=obj)
+            meta = {k: None if isinstance(v, _Constant) else v for k, v in obj.items()}
+            data = _RankFile(rank=rank, meta=meta)
             last_iter = 0
             continue
         iteration, time = _pos_int(obj.get("iter")), _number(obj.get("time"))
@@ -487,10 +616,11 @@ def _read_rank_file(path: str, rank: int) -> _RankFile | None:
         if iteration <= last_iter:  # a re-run appended without its own meta line
             data = _RankFile(rank=rank, meta=data.meta)
         last_iter = iteration
+        data.iters.append(iteration)
         data.times.append(time)
         data.data_times.append(_finite(obj.get("data_time")))
         data.gap_times.append(_finite(obj.get("gap_time")))
-        data.losses.append(_finite(obj.get("loss")))
+        data.losses.append(_loss(obj.get("loss")))
         data.mems.append(_finite(obj.get("mem_mb")))
         data.gc_times.append(_finite(obj.get("gc_time")))
         data.gc_fulls.append(_finite(obj.get("gc_full")))
@@ -749,22 +879,25 @@ def _record_failure(run: _Run) -> str | None:
 
 
 def _window_block(run: _Run, images: int | None) -> tuple[dict[str, Any], float | None]:
-    """The sidecar's ``window`` block and the window images/s figure (None if unknown)."""
-    counted = run.windows[SKIP_WINDOWS:]
-    good = [float(w.time) for w in counted if _good_time(w.time)]
-    block: dict[str, Any] = {"n": len(good), "skipped": len(run.windows) - len(counted),
+    """The sidecar's ``window`` block -- :func:`iteration_stats` over the windows, the skipped ones
+    as warm-up -- and the window images/s figure (None if unknown)."""
+    times = [w.time for w in run.windows]
+    counted = times[SKIP_WINDOWS:]
+    good = [t for t in counted if _good_time(t)]
+    block: dict[str, Any] = {"n": len(good), "skipped": len(times) - len(counted),
                              "ignored_bad": len(counted) - len(good), "mean_time": None,
-                             "median_time": None, "images_per_s": None,
-                             "images_per_s_median": None}
+                             "median_time": None, "std_time": None, "cv": None,
+                             "images_per_s": None, "images_per_s_median": None,
+                             "images_per_s_ci95": None, "steady": None}
     if not good:
         return block, None
-    mean, median = _mean(good), _percentile(good, 50)
-    block.update(mean_time=_finite(mean), median_time=_finite(median))
-    if images is None or not mean > 0:
-        return block, None
-    ips = images / mean
-    block.update(images_per_s=_finite(ips), images_per_s_median=_finite(images / median))
-    return block, ips
+    stats = iteration_stats(times, None, SKIP_WINDOWS, images or 0, 1)
+    median = stats["median"]
+    block.update(mean_time=stats["mean"], median_time=median, std_time=stats["std"],
+                 cv=stats["cv"], images_per_s=stats["images_per_s"],
+                 images_per_s_median=_finite(images / median) if images and median else None,
+                 images_per_s_ci95=stats["images_per_s_ci95"], steady=stats["steady"])
+    return block, stats["images_per_s"]
 
 
 def _time_share(times: Sequence[float], parts: Sequence[float | None], warmup: int) -> float | None:
@@ -820,18 +953,22 @@ def _cpu_fields(rank: _RankFile, warmup: int) -> dict[str, Any]:
             "cpu_time_cv": _finite(std / mean) if std is not None and mean else None}
 
 
-def _flops_block(meta: Mapping[str, Any], gpu_num: int, mean_time: float | None,
+def _flops_block(meta: Mapping[str, Any], gpu_num: int | None, mean_time: float | None,
                  device: Any, precision: Any) -> dict[str, Any] | None:
+    """FLOPs and TFLOP/s of all processes together; ``fraction_of_peak`` per GPU (one process's
+    TFLOP/s over one GPU's peak)."""
     per_process = _finite(meta.get("flops_per_iter"))
     if per_process is None or per_process <= 0:
         return None
-    total = _finite(per_process * gpu_num)
+    total = _finite(per_process * gpu_num) if gpu_num else None
     achieved = _finite(total / mean_time / 1e12) if total and mean_time else None
+    per_gpu = _finite(per_process / mean_time / 1e12) if mean_time else None
     peak, basis = (None, None) if device == "cpu" else _peak_tflops(meta.get("device_name"),
                                                                     precision)
     return {"per_iter_per_process": per_process, "per_iter_total": total,
-            "tflops_achieved": achieved, "peak_tflops": peak, "peak_basis": basis,
-            "fraction_of_peak": _finite(achieved / peak) if achieved and peak else None}
+            "tflops_achieved": achieved, "tflops_per_gpu": per_gpu, "peak_tflops": peak,
+            "peak_basis": basis,
+            "fraction_of_peak": _finite(per_gpu / peak) if per_gpu and peak else None}
 
 
 def _peak_memory(ranks: list[_RankFile]) -> list[float | None] | None:
@@ -856,12 +993,28 @@ def _tuned_switches(case: Mapping[str, Any]) -> list[str]:
 
 
 def _last_loss(ranks: list[_RankFile], run: _Run) -> float | None:
+    """The last loss logged (per-iteration file first); None when it is not finite."""
     losses = [loss for loss in ranks[0].losses if loss is not None] if ranks else []
     losses = losses or [w.loss for w in run.windows if w.loss is not None]
-    return losses[-1] if losses else None
+    return _finite(losses[-1]) if losses else None
 
 
-def _speed(log_name: str, model_name: str, run_mode: str, gpu_num: int,
+def _nonfinite_loss(ranks: list[_RankFile], run: _Run) -> str | None:
+    """``loss not finite from iteration N``: the first NaN/inf loss of any rank's per-iteration
+    file when they hold losses, else of the log's windows; None when every loss is finite."""
+    if any(loss is not None for r in ranks for loss in r.losses):
+        bad = [i for r in ranks for i, loss in zip(r.iters, r.losses)
+               if loss is not None and not math.isfinite(loss)]
+        return f"loss not finite from iteration {min(bad)}" if bad else None
+    for index, w in enumerate(run.windows, 1):
+        if w.loss is not None and not math.isfinite(w.loss):
+            where = (f"window {index}" if w.key is None else f"iteration {w.key[1]}"
+                     if w.key[0] == 0 else f"epoch {w.key[0]} iteration {w.key[1]}")
+            return f"loss not finite from {where}"
+    return None
+
+
+def _speed(log_name: str, model_name: str, run_mode: Any, gpu_num: Any,
            final: float | None) -> dict[str, Any]:
     """The speed file's 10 keys, in order; ``final`` None marks a failed run."""
     return {"log_file": log_name, "model_name": model_name, "mission_name": MISSION_NAME,
@@ -873,6 +1026,154 @@ def _speed(log_name: str, model_name: str, run_mode: str, gpu_num: int,
 def _check_argument(name: str, value: int | None) -> None:
     if value is not None and _pos_int(value) is None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """A run's batch size and GPU count for the figure, and the ``gpu_num`` / ``run_mode`` its
+    speed file states (a record's exactly as recorded), with the warnings of guessing them."""
+
+    bs: int | None
+    gpus: int | None
+    gpu_num: Any
+    run_mode: Any
+    warnings: tuple[str, ...]
+
+    @property
+    def images(self) -> int | None:
+        return self.bs * self.gpus if self.bs and self.gpus else None
+
+
+def _settings(run: _Run, batch_size: int | None, gpu_num: int | None,
+              run_mode: str | None) -> _Settings:
+    """See the module doc: a record's values as recorded (arguments only for missing keys), else
+    arguments and the log's evidence."""
+    case = run.case
+    bs = _pos_int((case or {}).get("batch_size")) or batch_size or _config_batch_size(run)
+    if case is not None:
+        stated = case.get("gpu_num", gpu_num)    # a key present, even as null, wins
+        return _Settings(bs, _pos_int(stated), stated, case.get("run_mode", run_mode), ())
+    gpus, warning = (gpu_num, None) if gpu_num is not None else _log_gpu_num(run)
+    mode = run_mode or (None if gpus is None else "sp" if gpus == 1 else "mp")
+    return _Settings(bs, gpus, gpus, mode, (warning,) if warning else ())
+
+
+def _figure(window_ips: float | None) -> float | None:
+    return round(window_ips, 3) if window_ips is not None and math.isfinite(window_ips) else None
+
+
+def _failure(run: _Run, s: _Settings, window: Mapping[str, Any], window_ips: float | None,
+             ranks: list[_RankFile]) -> str | None:
+    """Why the run failed (see the module doc), or None."""
+    reason = _record_failure(run)
+    if reason is None and run.case is None and run.crashes:
+        reason = f"crashed: {run.crashes[0]}"
+    reason = reason or _nonfinite_loss(ranks, run)
+    if reason is None and not run.windows:
+        reason = "no training windows"
+    if reason is None and not window["n"]:
+        reason = (f"no usable training window after skipping the first {SKIP_WINDOWS} "
+                  f"({len(run.windows)} found, {window['ignored_bad']} ignored as bad)")
+    if reason is None and s.bs is None:
+        reason = ("unknown batch size: no case record, --batch-size, train_dataloader batch_size "
+                  "or samples_per_gpu in the log")
+    if reason is None and s.gpus is None:
+        reason = (f"unknown gpu count: the case record says gpu_num {s.gpu_num!r}"
+                  if run.case is not None else
+                  "unknown gpu count: a distributed log (Distributed training: True) with no GPU "
+                  "number, gpu_ids or ranks in it; pass --gpu-num")
+    if reason is None and not _figure(window_ips):
+        reason = (f"implausible throughput {window_ips!r} images/s "
+                  f"(mean window time {window['mean_time']} s)")
+    return reason
+
+
+def _earlier_launches(runs: list[_Run], batch_size: int | None, gpu_num: int | None,
+                      run_mode: str | None) -> list[dict[str, Any]]:
+    """The launches before the last one (each through its last run): their own figure, window
+    count and failure reason, by the same rules. Launches with no windows, record or crash (text
+    before the first launch) are left out."""
+    out = []
+    for run in _launch_ends(runs)[:-1]:
+        if not (run.windows or run.case is not None or run.result is not None or run.crashes):
+            continue
+        s = _settings(run, batch_size, gpu_num, run_mode)
+        window, ips = _window_block(run, s.images)
+        name = (run.case or {}).get("case")
+        out.append({"case": name if isinstance(name, str) else None, "images_per_s": _figure(ips),
+                    "windows": len(run.windows), "gpu_num": s.gpus, "batch_size": s.bs,
+                    "reason": _failure(run, s, window, ips, [])})
+    return out
+
+
+def _spread_warnings(window: Mapping[str, Any], per_iter: Mapping[str, Any] | None) -> list[str]:
+    """``not steady`` and ``noisy``: per-iteration checks where the files exist, else windows."""
+    source, limit = ("per-iteration", NOISY_CV) if per_iter else ("window", NOISY_WINDOW_CV)
+    block = per_iter or window
+    steady, cv, out = block.get("steady"), block.get("cv"), []
+    if steady and not steady["ok"]:
+        drift = steady["drift"]
+        change = "not finitely" if drift is None else f"{drift:+.1%}"
+        out.append(f"not steady: {source} times drifted {change} from the first half of the "
+                   f"measured ones to the second (threshold {STEADY_THRESHOLD:.0%})")
+    if cv is not None and cv > limit:
+        out.append(f"noisy: {source} CV {cv:.0%} (threshold {limit:.0%})")
+    return out
+
+
+def _load1(probe: Mapping[str, Any] | None) -> float | None:
+    load = (probe or {}).get("loadavg")
+    return _finite(load[0]) if isinstance(load, list) and load else None
+
+
+def _host_warnings(host: Mapping[str, Any] | None, cpus: int | None) -> list[str]:
+    """``host load``, ``steal`` and ``host slowed`` from the sidecar's ``host`` block."""
+    if not host:
+        return []
+    before, after, during = host["before"] or {}, host["after"] or {}, host["during"] or {}
+    out = []
+    high = [f"{load:g} at the {when}" for when, load in (("start", _load1(before)),
+                                                          ("end", _load1(after)))
+            if cpus and load is not None and load > cpus]
+    if high:
+        out.append(f"host load: 1-minute load average {' and '.join(high)}, above the host's "
+                   f"{cpus} CPUs")
+    steal = _finite(during.get("cpu_steal_share"))
+    if steal is not None and steal > STEAL_THRESHOLD:
+        out.append(f"steal: the hypervisor took {steal:.1%} of the CPUs' time over the measured "
+                   f"iterations (threshold {STEAL_THRESHOLD:.0%})")
+    start, end = _finite(before.get("cpu_mloops_per_s")), _finite(after.get("cpu_mloops_per_s"))
+    if start and start > 0 and end is not None and end < HOST_SLOWED_RATIO * start:
+        out.append(f"host slowed: its CPU probe ran {end:g} M loops/s at the end against {start:g} "
+                   f"at the start ({end / start:.2f}x; threshold {HOST_SLOWED_RATIO}x)")
+    return out
+
+
+def _profile_window(case: Mapping[str, Any]) -> list[int] | None:
+    value = case.get("profile_window")
+    if (isinstance(value, list) and len(value) == 2 and all(_pos_int(v) for v in value)
+            and value[0] <= value[1]):
+        return value
+    return None
+
+
+def _last_iteration(ranks: list[_RankFile], run: _Run, case: Mapping[str, Any]) -> int | None:
+    """The last iteration the run reached: per-iteration file > last window > ``max_iter``."""
+    if ranks and ranks[0].iters:
+        return ranks[0].iters[-1]
+    if run.keys and run.keys[-1][0] == 0:
+        return run.keys[-1][1]
+    return _pos_int(case.get("max_iter"))
+
+
+def _profiler_warning(window: list[int] | None, warmup: int, last: int | None) -> list[str]:
+    """``profiler``: the profiler window's part inside the measured iterations, if any."""
+    if window is None:
+        return []
+    first, end = max(window[0], warmup + 1), window[1] if last is None else min(window[1], last)
+    if first > end:
+        return []
+    return [f"profiler: iterations {first}-{end} of the measured ones ran under torch.profiler"]
 
 
 def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: int | None = None,
@@ -889,71 +1190,63 @@ def analyze(log_path: str | os.PathLike[str], model_name: str, *, batch_size: in
     if run_mode not in (None, "sp", "mp"):
         raise ValueError(f"run_mode must be 'sp' or 'mp', got {run_mode!r}")
     log_path = os.fspath(log_path)
-    log_name = os.path.basename(log_path)
     try:
         runs, read_error = _split_runs(_read_log(log_path)), None
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         runs, read_error = [_Run()], f"cannot read log: {getattr(exc, 'strerror', None) or exc}"
     run = _measured_run(runs)
-    case = run.case or {}
-    warnings: list[str] = []
-
-    bs = _pos_int(case.get("batch_size")) or batch_size or _config_batch_size(run)
-    gpus = _pos_int(case.get("gpu_num")) or gpu_num
-    if gpus is None:
-        gpus, warning = _log_gpu_num(run)
-        if warning:
-            warnings.append(warning)
-    mode = case.get("run_mode") if case.get("run_mode") in ("sp", "mp") else run_mode
-    mode = mode or ("sp" if gpus == 1 else "mp")
-    log_interval = _pos_int(case.get("log_interval")) or DEFAULT_LOG_INTERVAL
-
-    window, window_ips = _window_block(run, bs * gpus if bs else None)
-    reason = read_error or _record_failure(run)
-    if reason is None and not run.windows:
-        reason = "no training windows"
-    if reason is None and not window["n"]:
-        reason = (f"no usable training window after skipping the first {SKIP_WINDOWS} "
-                  f"({len(run.windows)} found, {window['ignored_bad']} ignored as bad)")
-    if reason is None and bs is None:
-        reason = ("unknown batch size: no case record, --batch-size, train_dataloader batch_size "
-                  "or samples_per_gpu in the log")
-    final = round(window_ips, 3) if window_ips is not None and math.isfinite(window_ips) else None
-    if reason is None and not final:
-        reason = (f"implausible throughput {window_ips!r} images/s "
-                  f"(mean window time {window['mean_time']} s)")
-
+    s = _settings(run, batch_size, gpu_num, run_mode)
+    window, window_ips = _window_block(run, s.images)
     ranks = [] if read_error else _rank_files(log_path)
+    reason = read_error or _failure(run, s, window, window_ips, ranks)
+    final = _figure(window_ips)
+    speed = _speed(os.path.basename(log_path), model_name, s.run_mode, s.gpu_num,
+                   final if reason is None else None)
+    stats = _sidecar(log_path, model_name, run, s, window, window_ips, ranks, speed, reason)
+    stats["earlier_launches"] = _earlier_launches(runs, batch_size, gpu_num, run_mode)
+    exit_code = 0 if reason is None else 2 if read_error else 1
+    return Result(speed=speed, stats=stats, reason=reason, exit_code=exit_code,
+                  warnings=tuple(stats["warnings"]))
+
+
+def _sidecar(log_path: str, model_name: str, run: _Run, s: _Settings, window: dict[str, Any],
+             window_ips: float | None, ranks: list[_RankFile], speed: Mapping[str, Any],
+             reason: str | None) -> dict[str, Any]:
+    """The stats sidecar (see docs/FORMATS.md), its warnings included."""
+    case = run.case or {}
+    warmup = WARMUP_LOG_INTERVALS * (_pos_int(case.get("log_interval")) or DEFAULT_LOG_INTERVAL)
     meta = ranks[0].meta if ranks else {}
-    per_iter = _per_iter_block(ranks, WARMUP_LOG_INTERVALS * log_interval,
-                               (bs, gpus) if bs else None, window_ips)
+    per_iter = _per_iter_block(ranks, warmup, (s.bs, s.gpus) if s.images else None, window_ips)
     device = case.get("device") or meta.get("device")
     mean_time = per_iter["mean"] if per_iter else window["mean_time"]
     precision = meta.get("precision") or case.get("fp_item")
-    flops = _flops_block(meta, gpus, mean_time, device, precision)
-
-    speed = _speed(log_name, model_name, mode, gpus, final if reason is None else None)
+    host = _host_block(case, run.result, log_path, ranks, warmup)
+    env_info = case.get("env") if isinstance(case.get("env"), dict) else {}
+    profile_window = _profile_window(case)
+    warnings = [*s.warnings, *_spread_warnings(window, per_iter),
+                *_host_warnings(host, _pos_int(env_info.get("host_cpus"))),
+                *_profiler_warning(profile_window, warmup, _last_iteration(ranks, run, case))]
+    log_name = os.path.basename(log_path)
     case_name = case.get("case") if isinstance(case.get("case"), str) else None
-    stats = {"schema": STATS_SCHEMA, "case": case_name or log_name, "model": model_name,
-             "run_mode": mode, "fp_item": case.get("fp_item"), "batch_size": bs, "gpu_num": gpus,
-             "device": device, "profile": case.get("profile"),
-             "FINAL_RESULT": speed["FINAL_RESULT"], "JOB_FAIL_FLAG": speed["JOB_FAIL_FLAG"],
-             "reason": reason, "partial_images_per_s": final if reason is not None else None,
-             "tuned": _tuned_switches(case), "compile_mode": case.get("compile_mode"),
-             "compile_scope": case.get("compile_scope"),
-             "cudnn_benchmark": case.get("cudnn_benchmark"), "cpu_affinity": case.get("cpu_affinity"),
-             "window": window, "per_iter": per_iter,
-             "warmup": _warmup_block(ranks, WARMUP_LOG_INTERVALS * log_interval),
-             "memory": {"peak_mb_per_rank": _peak_memory(ranks),
-                        "device_index_per_rank": [r.meta.get("device_index") for r in ranks] or None},
-             "flops": flops,
-             "last_loss": _last_loss(ranks, run), "env": case.get("env"),
-             "host": _host_block(case, run.result, os.fspath(log_path), ranks,
-                                 WARMUP_LOG_INTERVALS * log_interval),
-             "command": case.get("command"), "log_file": log_name, "warnings": warnings}
-    exit_code = 0 if reason is None else 2 if read_error else 1
-    return Result(speed=speed, stats=stats, reason=reason, exit_code=exit_code,
-                  warnings=tuple(warnings))
+    final = _figure(window_ips)
+    median = window["images_per_s_median"]
+    return {"schema": STATS_SCHEMA, "case": case_name or log_name, "model": model_name,
+            "run_mode": s.run_mode, "fp_item": case.get("fp_item"), "batch_size": s.bs,
+            "gpu_num": s.gpu_num, "device": device, "profile": case.get("profile"),
+            "FINAL_RESULT": speed["FINAL_RESULT"], "JOB_FAIL_FLAG": speed["JOB_FAIL_FLAG"],
+            "images_per_s_median": round(median, 3) if median is not None else None,
+            "reason": reason, "partial_images_per_s": final if reason is not None else None,
+            "flagged": bool(warnings), "warnings": warnings,
+            "tuned": _tuned_switches(case), "compile_mode": case.get("compile_mode"),
+            "compile_scope": case.get("compile_scope"),
+            "cudnn_benchmark": case.get("cudnn_benchmark"), "cpu_affinity": case.get("cpu_affinity"),
+            "profile_window": profile_window, "window": window, "per_iter": per_iter,
+            "warmup": _warmup_block(ranks, warmup),
+            "memory": {"peak_mb_per_rank": _peak_memory(ranks),
+                       "device_index_per_rank": [r.meta.get("device_index") for r in ranks] or None},
+            "flops": _flops_block(meta, s.gpus, mean_time, device, precision),
+            "last_loss": _last_loss(ranks, run), "env": case.get("env"), "host": host,
+            "command": case.get("command"), "log_file": log_name}
 
 
 # ----------------------------------------------------------------------------- output

@@ -7,9 +7,11 @@ tests/logs (window times listed in the comments; the first 4 windows are always 
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import math
 import os
+import re
 import statistics
 import string
 import subprocess
@@ -42,12 +44,17 @@ def check_result(result: Result) -> None:
     assert isinstance(speed["log_file"], str) and isinstance(speed["model_name"], str)
     assert speed["mission_name"] == "图像分割" and speed["UNIT"] == "images/s"
     assert speed["direction_id"] == 0 and speed["index"] == 1
-    assert speed["run_mode"] in ("sp", "mp")
-    assert type(speed["gpu_num"]) is int and speed["gpu_num"] >= 1
+    # run_mode / gpu_num: a record's as recorded (anything, null included), else inferred or null
+    assert speed["run_mode"] == result.stats["run_mode"] and speed["gpu_num"] == result.stats["gpu_num"]
     assert type(speed["FINAL_RESULT"]) is float and type(speed["JOB_FAIL_FLAG"]) is int
+    json.dumps(speed, allow_nan=False)
     json.dumps(result.stats, allow_nan=False)  # the sidecar is valid JSON (no NaN/inf)
     assert result.stats["FINAL_RESULT"] == speed["FINAL_RESULT"]
+    warnings = result.stats["warnings"]
+    assert all(isinstance(w, str) and w and "\n" not in w for w in warnings)
+    assert result.stats["flagged"] is bool(warnings) and tuple(warnings) == result.warnings
     if result.ok:
+        assert type(speed["gpu_num"]) is int and speed["gpu_num"] >= 1
         assert speed["JOB_FAIL_FLAG"] == 0 and speed["FINAL_RESULT"] > 0
         assert result.exit_code == 0 and result.stats["reason"] is None
     else:
@@ -85,9 +92,14 @@ def test_mmengine_stdout_single_gpu() -> None:
     assert result.speed["gpu_num"] == 1 and result.speed["run_mode"] == "sp"
     assert result.speed["log_file"] == "mmengine_stdout_1gpu.log"
     stats = result.stats
-    assert stats["batch_size"] == 2 and stats["last_loss"] == 2.0 and stats["warnings"] == []
+    assert stats["batch_size"] == 2 and stats["last_loss"] == 2.0
     assert stats["window"]["n"] == 6 and stats["window"]["skipped"] == 4
     assert stats["window"]["median_time"] == 0.2 and stats["window"]["images_per_s_median"] == 10.0
+    # halves 0.65 / 3 and 0.55 / 3 of the measured windows: a drift the window check flags
+    assert stats["window"]["steady"]["drift"] == pytest.approx(0.55 / 0.65 - 1)
+    assert stats["warnings"] == ["not steady: window times drifted -15.4% from the first half of "
+                                 "the measured ones to the second (threshold 5%)"]
+    assert stats["flagged"] is True and stats["JOB_FAIL_FLAG"] == 0
     assert stats["per_iter"] is None and stats["flops"] is None
     assert stats["memory"] == {"peak_mb_per_rank": None, "device_index_per_rank": None}
 
@@ -143,12 +155,45 @@ def test_mmseg0x_gpu_ids_when_not_distributed(tmp_path: Path) -> None:
     assert result.speed["FINAL_RESULT"] == 10.667  # 2 * 4 / 0.75
 
 
-def test_mmseg0x_distributed_gpu_count_unknown(tmp_path: Path) -> None:
-    text = (LOGS / "mmseg0x_1gpu.log").read_text().replace("Distributed training: False",
-                                                          "Distributed training: True")
+def test_mmseg0x_distributed_8_gpus_from_gpu_ids() -> None:
+    """mmseg 0.x's tools/train.py sets cfg.gpu_ids = range(world_size) in distributed runs: the
+    seed platform's 8-GPU log says range(0, 8). Windows 1.912 0.803 0.650 0.612 | 0.600 0.604
+    0.596 0.600 -> mean 0.6; samples_per_gpu 4 -> 4 * 8 / 0.6."""
+    result = run("mmseg0x_dist_8gpu.log")
+    assert result.ok and result.speed["gpu_num"] == 8 and result.speed["run_mode"] == "mp"
+    assert result.speed["FINAL_RESULT"] == 53.333 and result.warnings == ()
+    assert result.stats["flagged"] is False
+
+
+def test_mmseg0x_conflicting_gpu_evidence_uses_the_ranks_seen(tmp_path: Path) -> None:
+    """A fork printed gpu_ids = range(0, 1) for a torchrun run of four processes: NCCL's per-rank
+    barrier warnings and torchrun's failure report show ranks 0-3. The ranks win, with a warning;
+    the run crashed (rank 2's CUDA error), so it failed, its figure 2 * 4 / 0.81 kept as partial."""
+    result = run("mmseg0x_fork_4proc_crash.log")
+    assert result.speed["gpu_num"] == 4 and result.speed["run_mode"] == "mp"
+    assert result.reason == "crashed: RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert result.stats["partial_images_per_s"] == 9.877
+    assert result.warnings == ("gpu count: the log says gpu_ids = range(0, 1) but ranks 0-3 appear "
+                               "(per-rank NCCL messages, torchrun's failure report); using 4",)
+    # cut before the crash: the NCCL messages alone still prove four processes; the run passes
+    text = (LOGS / "mmseg0x_fork_4proc_crash.log").read_text()
+    ok = analyze(write(tmp_path / "x", text[:text.index("Traceback")]), "fastscnn")
+    assert ok.ok and ok.speed["FINAL_RESULT"] == 9.877 and ok.speed["gpu_num"] == 4
+    assert ok.warnings == ("gpu count: the log says gpu_ids = range(0, 1) but ranks 0-3 appear "
+                           "(per-rank NCCL messages); using 4",)
+
+
+def test_mmseg0x_distributed_log_without_a_count_fails(tmp_path: Path) -> None:
+    """Distributed, and no gpu_ids, GPU number or rank in the log: never a silent 1."""
+    text = (LOGS / "mmseg0x_1gpu.log").read_text().replace(
+        "Distributed training: False", "Distributed training: True").replace(
+        "gpu_ids = range(0, 1)\n", "")
     result = analyze(write(tmp_path / "x", text), "fastscnn")
-    assert result.speed["gpu_num"] == 1 and result.speed["FINAL_RESULT"] == 2.667
-    assert len(result.warnings) == 1 and "distributed" in result.warnings[0]
+    check_result(result)
+    assert result.reason is not None and result.reason.startswith("unknown gpu count")
+    assert result.speed["gpu_num"] is None and result.speed["JOB_FAIL_FLAG"] == 1
+    assert result.stats["partial_images_per_s"] is None
+    assert analyze(tmp_path / "x", "fastscnn", gpu_num=2).speed["FINAL_RESULT"] == 5.333
 
 
 def test_mmseg0x_epoch_style(tmp_path: Path) -> None:
@@ -183,13 +228,37 @@ def test_train_loader_batch_size_only_at_its_top_level(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- several runs
 
-def test_two_runs_last_with_training_lines() -> None:
-    # run 1: bs 2, 1 GPU, all 0.5 (-> 4.0); run 2 (torchrun [rankN]: prefixes, both ranks print,
-    # rank 1 lags and says 0.99): rank-0 copies 2.0 1.0 0.9 0.9 | 0.8 0.8 0.8 0.8, bs 4, GPU
-    # number 2 -> 4 * 2 / 0.8 = 10; run 3 crashed before training and is not analysed.
+def test_three_launches_the_last_one_crashed() -> None:
+    # launch 1: bs 2, 1 GPU, all 0.5 (-> 4.0); launch 2 (torchrun [rankN]: prefixes, both ranks
+    # print, rank 1 lags and says 0.99): rank-0 copies 2.0 1.0 0.9 0.9 | 0.8 0.8 0.8 0.8, bs 4, GPU
+    # number 2 -> 4 * 2 / 0.8 = 10; launch 3 ran out of memory before training: it decides.
     result = run("two_runs.log")
-    assert result.speed["FINAL_RESULT"] == 10.0 and result.speed["gpu_num"] == 2
+    assert result.reason == "crashed: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+    assert result.speed["FINAL_RESULT"] == 0.0 and result.speed["gpu_num"] == 1
+    assert result.stats["window"]["n"] == 0
+    assert [(e["images_per_s"], e["gpu_num"], e["batch_size"], e["windows"], e["reason"])
+            for e in result.stats["earlier_launches"]] == [(4.0, 1, 2, 8, None), (10.0, 2, 4, 8, None)]
+
+
+def test_two_launches_the_last_one_measured(tmp_path: Path) -> None:
+    text = (LOGS / "two_runs.log").read_text()
+    text = text[:text.rindex("11/29 03:20:00 - mmengine - INFO - \n")]   # without launch 3
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    assert result.ok and result.speed["FINAL_RESULT"] == 10.0 and result.speed["gpu_num"] == 2
     assert result.stats["batch_size"] == 4 and result.stats["window"]["n"] == 4
+    assert [e["images_per_s"] for e in result.stats["earlier_launches"]] == [4.0]
+
+
+def test_plain_log_crashed_after_its_windows(tmp_path: Path) -> None:
+    crash = ("Traceback (most recent call last):\n  File \"tools/train.py\", line 104, in <module>\n"
+             "    main()\nRuntimeError: DataLoader worker (pid 4242) is killed by signal: Killed.\n")
+    text = (LOGS / "mmengine_stdout_1gpu.log").read_text() + crash
+    result = analyze(write(tmp_path / "x", text), "fastscnn")
+    check_result(result)
+    assert result.reason == "crashed: RuntimeError: DataLoader worker (pid 4242) is killed by signal: Killed."
+    assert result.stats["partial_images_per_s"] == 10.0
+    ignored = text.replace("Traceback", "--- Logging error ---\nTraceback")   # not a crash
+    assert analyze(write(tmp_path / "y", ignored), "fastscnn").ok
 
 
 def test_counter_going_backwards_starts_new_run(tmp_path: Path) -> None:
@@ -201,6 +270,7 @@ def test_counter_going_backwards_starts_new_run(tmp_path: Path) -> None:
     result = analyze(path, "m", batch_size=2)
     assert result.speed["FINAL_RESULT"] == 8.0  # 2 / 0.25: only the second run
     assert result.stats["last_loss"] == 0.5
+    assert result.stats["earlier_launches"] == []   # a restarted counter is not a new launch
 
 
 def test_rerun_appended_after_record_runs(tmp_path: Path) -> None:
@@ -209,13 +279,22 @@ def test_rerun_appended_after_record_runs(tmp_path: Path) -> None:
     assert result.ok and result.speed["FINAL_RESULT"] == 20.0
 
 
-def test_last_launch_without_training_lines_is_skipped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("windows", [0, 6])
+def test_crashed_relaunch_after_a_good_run_fails(tmp_path: Path, windows: int) -> None:
+    """The last launch crashed, before or after training windows: the case failed, whatever the
+    good run before it measured (that figure stays in the sidecar, labelled as earlier)."""
     crash = ('[segbench] case: {"case": "c", "batch_size": 2, "gpu_num": 1}\n'
-             "Traceback (most recent call last):\nRuntimeError: boom\n"
+             + "".join(mmengine_line(10 * (i + 1), "0.25") for i in range(windows))
+             + "Traceback (most recent call last):\nRuntimeError: boom\n"
              '[segbench] result: {"exit_code": 1, "reason": "crash", "elapsed_s": 3.0}\n')
     text = (LOGS / "segbench_success.log").read_text() + crash
     result = analyze(write(tmp_path / "x", text), "fastscnn")
-    assert result.ok and result.speed["FINAL_RESULT"] == 20.0
+    check_result(result)
+    assert result.reason == "crash" and result.speed["JOB_FAIL_FLAG"] == 1
+    assert result.stats["partial_images_per_s"] == (8.0 if windows else None)   # 2 / 0.25
+    assert result.stats["earlier_launches"] == [
+        {"case": "fastscnn_mp_bs4_fp32_2", "images_per_s": 20.0, "windows": 8, "gpu_num": 2,
+         "batch_size": 4, "reason": None}]
 
 
 # ----------------------------------------------------------------------------- damaged input
@@ -247,10 +326,49 @@ def test_crlf_and_ansi() -> None:
 
 
 def test_bad_times_ignored_and_counted() -> None:
-    # 2.0 1.0 nan 0.5 | 0.2 nan 0.2 inf -0.1 0.0 0.2 -> 4 bad ignored, mean 0.2 -> 10.
+    # 2.0 1.0 nan 0.5 | 0.2 nan 0.2 inf -0.1 0.0 0.2 -> 4 bad ignored, mean 0.2 -> 10; the lines
+    # whose time is nan also log loss: nan (iterations 30 and 60), so the run failed.
     result = run("nan_times.log")
-    assert result.speed["FINAL_RESULT"] == 10.0
+    assert result.reason == "loss not finite from iteration 30"
+    assert result.stats["partial_images_per_s"] == 10.0 and result.speed["FINAL_RESULT"] == 0.0
     assert result.stats["window"]["ignored_bad"] == 4 and result.stats["window"]["n"] == 3
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_loss_not_finite_in_the_log_windows_fails(tmp_path: Path, bad: str) -> None:
+    text = "".join(mmengine_line(10 * (i + 1), "0.2") for i in range(8))
+    text = text.replace("loss: 1.5000  decode", f"loss: {bad}  decode")   # every window
+    text = "".join(mmengine_line(10 * (i + 1), "0.2") for i in range(5)) + text.split("\n", 5)[5]
+    result = analyze(write(tmp_path / "x", text), "m", batch_size=2)
+    check_result(result)
+    assert result.reason == "loss not finite from iteration 60"
+    assert result.stats["partial_images_per_s"] == 10.0 and result.stats["last_loss"] is None
+    assert result.stats["window"]["n"] == 4 and result.stats["window"]["mean_time"] == 0.2
+
+
+def test_loss_not_finite_in_epoch_windows_names_the_epoch(tmp_path: Path) -> None:
+    lines = [f"2026/11/29 02:53:24 - mmengine - INFO - Epoch(train) [{1 + i // 4}][{10 * (i % 4 + 1)}/40]"
+             f"  lr: 1e-2  time: 0.2  loss: {'nan' if i >= 5 else '1.0'}\n" for i in range(8)]
+    result = analyze(write(tmp_path / "x", "".join(lines)), "m", batch_size=2)
+    assert result.reason == "loss not finite from epoch 2 iteration 20"
+
+
+def test_loss_not_finite_in_the_per_iteration_files_fails(tmp_path: Path) -> None:
+    """The per-iteration files give the exact iteration (any rank's); the times stay."""
+    log = record_log_with_interval(tmp_path, 2)
+    iters_files(tmp_path, log.name, [1.0] * 8 + [0.2] * 10, device_name="NVIDIA H200",
+                precision="fp32", gap_time=0.05)
+    rank1 = tmp_path / f"{log.name}_iters.rank1.jsonl"
+    rows = rank1.read_text().splitlines()
+    rows[13] = json.dumps({**json.loads(rows[13]), "loss": math.nan})   # iteration 13 on rank 1
+    assert json.loads(rows[13])["iter"] == 13 and '"loss": NaN' in rows[13]
+    rank1.write_text("\n".join(rows) + "\n")
+    result = analyze(log, "fastscnn")
+    check_result(result)
+    assert result.reason == "loss not finite from iteration 13"
+    assert result.stats["partial_images_per_s"] == 20.0 and result.stats["per_iter"]["n"] == 10
+    rank1.write_text("\n".join(rows).replace('"loss": NaN', '"loss": Infinity') + "\n")
+    assert analyze(log, "fastscnn").reason == "loss not finite from iteration 13"
 
 
 @pytest.mark.parametrize("name", ["val_only.log", "empty.log"])
@@ -515,8 +633,162 @@ def test_sidecar_per_iteration_block(tmp_path: Path) -> None:
     flops = stats["flops"]
     assert flops["per_iter_per_process"] == 1e12 and flops["per_iter_total"] == 2e12
     assert flops["tflops_achieved"] == pytest.approx(10.0)  # 2e12 / 0.2 s / 1e12
+    assert flops["tflops_per_gpu"] == pytest.approx(5.0)    # each of the 2 GPUs did 1e12 / 0.2 s
     assert flops["peak_tflops"] == 494.7 and "TF32" in flops["peak_basis"]
-    assert flops["fraction_of_peak"] == pytest.approx(10.0 / 494.7)
+    assert flops["fraction_of_peak"] == pytest.approx(5.0 / 494.7)   # per GPU: one GPU's peak
+
+
+def with_records(text: str, case: dict, result: dict) -> str:
+    """``text`` (a log with records) with ``case`` / ``result`` merged into its records."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        for kind, extra in (("case", case), ("result", result)):
+            head = f"[segbench] {kind}: "
+            if line.startswith(head):
+                line = head + json.dumps({**json.loads(line[len(head):]), **extra}) + "\n"
+        out.append(line)
+    return "".join(out)
+
+
+def probe(mloops: float, load: float) -> dict:
+    return {"time": "2026-12-02T10:00:00+0000", "cpu_mloops_per_s": mloops,
+            "loadavg": [load, load, load], "gpus": None}
+
+
+def test_busy_host_signs_are_warnings_not_failures(tmp_path: Path) -> None:
+    """The CPU suite on a busy 2-core host: load 3.4 / 4.8 on 2 CPUs, the probe 3.2x slower at
+    the end, 10% steal, alternating 0.05 / 0.5 s iterations (CV 86%) drifting +39%. The run still
+    passed (JOB_FAIL_FLAG 0); every sign is one warning, keyword first, and the sidecar is flagged."""
+    log = tmp_path / "fastscnn_mp_bs4_fp32_2"
+    log.write_text(with_records(
+        (LOGS / "segbench_success.log").read_text().replace('"log_interval": 10', '"log_interval": 2'),
+        {"env": {"host_cpus": 2}, "host": probe(8.0, 3.4)}, {"host": probe(2.5, 4.8)}))
+    iters_files(tmp_path, log.name, [1.0] * 8 + [0.05, 0.5] * 5, device_name="x", precision="fp32")
+    t0 = 1.7e9   # the measured iterations end at t0 + 7 .. t0 + 17
+    (tmp_path / f"{log.name}_host.jsonl").write_text("".join(
+        json.dumps(host_sample(t0 + t, 90 * t, 0, steal=10 * t)) + "\n" for t in (7, 12, 17)))
+    result = analyze(log, "fastscnn")
+    check_result(result)
+    assert result.ok and result.speed["FINAL_RESULT"] == 20.0 and result.speed["JOB_FAIL_FLAG"] == 0
+    assert [w.split(":")[0] for w in result.warnings] == [
+        "not steady", "noisy", "host load", "steal", "host slowed"]
+    assert result.warnings[0].startswith("not steady: per-iteration times drifted +39.1%")
+    assert result.warnings[1] == "noisy: per-iteration CV 86% (threshold 60%)"
+    assert result.warnings[2] == ("host load: 1-minute load average 3.4 at the start and 4.8 at the "
+                                  "end, above the host's 2 CPUs")
+    assert result.warnings[3].startswith("steal: the hypervisor took 10.0% of the CPUs' time")
+    assert result.warnings[4].startswith("host slowed: its CPU probe ran 2.5 M loops/s at the end "
+                                         "against 8 at the start (0.31x")
+    assert result.stats["flagged"] is True
+
+
+def test_healthy_run_is_not_flagged(tmp_path: Path) -> None:
+    text = "".join(mmengine_line(10 * (i + 1), t) for i, t in enumerate(
+        ["1.0", "0.5", "0.3", "0.3", "0.2", "0.21", "0.2", "0.19", "0.2", "0.2"]))
+    log = write(tmp_path / "c", with_records(
+        '[segbench] case: {"case": "c", "batch_size": 2, "gpu_num": 1, "run_mode": "sp"}\n' + text
+        + '[segbench] result: {"exit_code": 0, "reason": null, "elapsed_s": 9.0}\n',
+        {"env": {"host_cpus": 16}, "host": probe(8.0, 2.0)}, {"host": probe(7.0, 3.0)}))
+    stats = analyze(log, "m").stats
+    assert stats["warnings"] == [] and stats["flagged"] is False
+    assert stats["window"]["steady"]["ok"] is True and stats["window"]["cv"] < 0.05
+
+
+def test_healthy_h200_runs_pass_the_noise_and_host_thresholds() -> None:
+    """Calibration: the stock H200 runs in benchmarks/ (harness and plain mmseg, 2026-11-29 to
+    12-01) passed; none of them is noisy or had a busy, stolen or slowed host by the thresholds
+    (some drifted by more than 5%, which the steady-state check rightly says)."""
+    logs = [Path(p[:-len("_speed")]) for p in glob.glob(str(REPO / "benchmarks/h200*/**/*_speed"),
+                                                       recursive=True)
+            if "_tuned" not in p and json.loads(Path(p).read_text())["JOB_FAIL_FLAG"] == 0
+            and Path(p[:-len("_speed")]).exists()]
+    logs += [Path(p) for p in glob.glob(str(REPO / "benchmarks/h200*/*/plain_p*"))]
+    assert len(logs) > 40
+    for log in logs:
+        result = analyze(log, "m", batch_size=2)
+        assert result.ok, log
+        signs = [w for w in result.warnings if w.split(":")[0] in
+                 ("noisy", "host load", "steal", "host slowed")]
+        assert signs == [], log
+
+
+@pytest.mark.parametrize("window, warning", [
+    ([50, 60], "profiler: iterations 50-60 of the measured ones ran under torch.profiler"),
+    ([35, 45], "profiler: iterations 41-45 of the measured ones ran under torch.profiler"),
+    ([75, 90], "profiler: iterations 75-80 of the measured ones ran under torch.profiler"),
+    ([5, 40], None),
+    (None, None),
+])
+def test_profiler_window_inside_the_measured_iterations(tmp_path: Path, window: list | None,
+                                                        warning: str | None) -> None:
+    # log_interval 10: warm-up = iterations 1-40; the last window is iteration 80
+    log = write(tmp_path / "x", with_records((LOGS / "segbench_success.log").read_text(),
+                                             {"profile_window": window}, {}))
+    stats = analyze(log, "fastscnn").stats
+    assert stats["profile_window"] == window
+    assert [w for w in stats["warnings"] if w.startswith("profiler")] == ([warning] if warning else [])
+
+
+def test_window_statistics_of_a_plain_h200_log() -> None:
+    """A real plain-mmseg segformer_b0 log (H200, 2026-11-29, benchmarks/h200x2_2026-11-29_s7/
+    fid_conc_seg/plain_p2, no per-iteration files): its windows drift from ~0.085 s to ~0.10 s.
+    The window block gives their spread, 95% interval, median figure and the drift check."""
+    log = LOGS / "h200_segformer_b0_plain.log"
+    times = [float(t) for t in re.findall(r"Iter\(train\).*?(?<!data_)time: ([0-9.]+)",
+                                          log.read_text())][4:]
+    result = run("h200_segformer_b0_plain.log")
+    window = result.stats["window"]
+    assert result.ok and result.stats["per_iter"] is None and window["n"] == len(times) == 46
+    assert result.speed["FINAL_RESULT"] == round(2 / statistics.mean(times), 3)   # the seed's formula
+    assert result.stats["images_per_s_median"] == round(2 / statistics.median(times), 3)
+    assert window["cv"] == pytest.approx(statistics.stdev(times) / statistics.mean(times))
+    half = 23
+    drift = statistics.mean(times[half:]) / statistics.mean(times[:half]) - 1
+    assert window["steady"]["drift"] == pytest.approx(drift) and drift > 0.1
+    assert window["steady"]["ok"] is False
+    lo, hi = window["images_per_s_ci95"]
+    assert lo < window["images_per_s"] < hi and hi - lo < 0.1 * window["images_per_s"]
+    assert result.warnings == (f"not steady: window times drifted {drift:+.1%} from the first half of "
+                               "the measured ones to the second (threshold 5%)",)
+
+
+def bad_input_log(tmp_path: Path, **record: object) -> Path:
+    case = {"case": "fastscnn_xp_bs2_fp32_NA", "argv": ["fastscnn", "xp", "fp32", "2", "500"],
+            "command": "fastscnn xp fp32 2 500", **record}
+    return write(tmp_path / "fastscnn_xp_bs2_fp32_NA",
+                 f"[segbench] case: {json.dumps(case)}\n[segbench] result: "
+                 + json.dumps({"exit_code": 2, "reason": "bad input: RUN_MODE must be sp or mp, not 'xp'",
+                               "elapsed_s": 0.0}) + "\n")
+
+
+@pytest.mark.parametrize("record", [{"run_mode": "xp", "gpu_num": None}, {"run_mode": "mp", "gpu_num": 8},
+                                    {}])
+def test_speed_file_states_the_records_values(tmp_path: Path, record: dict) -> None:
+    """A record's run_mode and gpu_num as recorded (null stays null); a missing key is not
+    inferred either (no "sp" / 1 the user never gave)."""
+    log = bad_input_log(tmp_path, **record)
+    for kwargs in ({}, {"run_mode": "sp", "gpu_num": 1}):
+        result = analyze(log, "fastscnn", **kwargs)
+        check_result(result)
+        expected = {k: record.get(k, kwargs.get(k)) for k in ("run_mode", "gpu_num")}
+        assert {k: result.speed[k] for k in expected} == expected
+        assert result.reason == "bad input: RUN_MODE must be sp or mp, not 'xp'"
+
+
+def test_launchers_bad_input_record_is_stated_as_written(tmp_path: Path) -> None:
+    """The launcher's own bad-input path (launch._write_bad_input): the speed file says what its
+    record says, whatever shape the record has."""
+    from segbench import launch
+    argv = ["fastscnn", "xp", "fp32", "2", "500", "5"]
+    assert launch._write_bad_input(argv, "RUN_MODE must be sp or mp", {"TRAIN_LOG_DIR": str(tmp_path)}) == 2
+    (speed_path,) = tmp_path.glob("*_speed")
+    speed = json.loads(speed_path.read_text())
+    head = "[segbench] case: "
+    record = json.loads(next(line[len(head):] for line in
+                             Path(str(speed_path)[:-len("_speed")]).read_text().splitlines()
+                             if line.startswith(head)))
+    assert speed["JOB_FAIL_FLAG"] == 1
+    assert (speed["run_mode"], speed["gpu_num"]) == (record.get("run_mode"), record.get("gpu_num"))
 
 
 def test_default_warmup_is_40_iterations(tmp_path: Path) -> None:
@@ -655,8 +927,11 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_success(tmp_path: Path) -> None:
     speed = tmp_path / "fastscnn_sp_bs2_fp32_1_speed"
-    proc = cli(tmp_path, "fastscnn", str(LOGS / "mmengine_stdout_1gpu.log"), str(speed))
-    assert proc.returncode == 0 and proc.stderr == ""
+    log = LOGS / "mmengine_stdout_1gpu.log"
+    proc = cli(tmp_path, "fastscnn", str(log), str(speed))
+    assert proc.returncode == 0   # passed, flagged: the sidecar's warning also goes to stderr
+    assert proc.stderr == f"analysis_log.py: warning: fastscnn {log}: not steady: window times drifted " \
+                          "-15.4% from the first half of the measured ones to the second (threshold 5%)\n"
     written = json.loads(speed.read_text(encoding="utf-8"))
     assert json.loads(proc.stdout) == written and list(written) == SPEED_KEYS
     assert written["FINAL_RESULT"] == 10.0 and written["JOB_FAIL_FLAG"] == 0
@@ -801,7 +1076,8 @@ def test_random_per_iteration_files(scratch: Path, rank0: list[str], rank1: list
     result = analyze(log, "fastscnn")
     check_result(result)
     per_iter = result.stats["per_iter"]
-    assert result.speed["FINAL_RESULT"] == 20.0  # per-iteration files never change the figure
+    # per-iteration files never change the figure; a non-finite loss in them fails the run
+    assert result.speed["FINAL_RESULT"] == 20.0 or result.reason.startswith("loss not finite")
     assert per_iter is None or per_iter["rank_files"] == 2
 
 
