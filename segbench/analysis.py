@@ -100,6 +100,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from segbench import energy, paddle
+
 
 PROG = "analysis_log.py"
 SKIP_WINDOWS = 4
@@ -261,6 +263,7 @@ class _RankFile:
     gc_fulls: list[float | None] = field(default_factory=list)
     cpu_times: list[float | None] = field(default_factory=list)
     stamps: list[float | None] = field(default_factory=list)   # wall clock at each iteration's end
+    energies: list[float | None] = field(default_factory=list)   # the GPU's counter, mJ (some rows)
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -626,6 +629,7 @@ def _read_rank_file(path: str, rank: int) -> _RankFile | None:
         data.gc_fulls.append(_finite(obj.get("gc_full")))
         data.cpu_times.append(_finite(obj.get("cpu_time")))
         data.stamps.append(_finite(obj.get("t")))
+        data.energies.append(_finite(obj.get("energy_mj")))
     return data
 
 
@@ -1232,7 +1236,9 @@ def _sidecar(log_path: str, model_name: str, run: _Run, s: _Settings, window: di
     median = window["images_per_s_median"]
     return {"schema": STATS_SCHEMA, "case": case_name or log_name, "model": model_name,
             "run_mode": s.run_mode, "fp_item": case.get("fp_item"), "batch_size": s.bs,
-            "gpu_num": s.gpu_num, "device": device, "profile": case.get("profile"),
+            "gpu_num": s.gpu_num, "nnodes": _pos_int(case.get("nnodes")), "device": device,
+            "profile": case.get("profile"),
+            "run_seconds": _finite((run.result or {}).get("elapsed_s")),
             "FINAL_RESULT": speed["FINAL_RESULT"], "JOB_FAIL_FLAG": speed["JOB_FAIL_FLAG"],
             "images_per_s_median": round(median, 3) if median is not None else None,
             "reason": reason, "partial_images_per_s": final if reason is not None else None,
@@ -1245,6 +1251,9 @@ def _sidecar(log_path: str, model_name: str, run: _Run, s: _Settings, window: di
             "memory": {"peak_mb_per_rank": _peak_memory(ranks),
                        "device_index_per_rank": [r.meta.get("device_index") for r in ranks] or None},
             "flops": _flops_block(meta, s.gpus, mean_time, device, precision),
+            "energy": energy.summarize([(r.stamps, r.energies) for r in ranks], warmup, s.images,
+                                       meta.get("energy_reason") or (None if ranks else
+                                                                     "no per-iteration files")),
             "last_loss": _last_loss(ranks, run), "env": case.get("env"), "host": host,
             "command": case.get("command"), "log_file": log_name}
 
@@ -1296,12 +1305,17 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def write_outputs(result: Result, speed_path: str | os.PathLike[str]) -> None:
-    """Write ``result``'s speed file to ``speed_path`` and its stats sidecar beside it.
+    """Write ``result``'s speed file to ``speed_path``, its stats sidecar and the later PaddlePaddle
+    benchmark's 14-key record (segbench.paddle, ``<case>_paddle.json``) beside it.
 
-    Both are written atomically; raises OSError whose ``filename`` is the file not written.
+    All are written atomically; raises OSError whose ``filename`` is the file not written.
     """
     write_json_atomic(speed_path, result.speed)
-    write_json_atomic(speed_path_to_stats_path(speed_path), result.stats)
+    stats_path = speed_path_to_stats_path(speed_path)
+    write_json_atomic(stats_path, result.stats)
+    write_json_atomic(stats_path[:-len("_stats.json")] + paddle.SUFFIX,
+                      paddle.result(result.stats, result.stats.get("nnodes") or 1,
+                                    result.stats.get("run_seconds")))
 
 
 def _positive_int(text: str) -> int:

@@ -7,7 +7,6 @@ tests/logs (window times listed in the comments; the first 4 windows are always 
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import math
 import os
@@ -695,15 +694,12 @@ def test_healthy_run_is_not_flagged(tmp_path: Path) -> None:
 
 
 def test_healthy_h200_runs_pass_the_noise_and_host_thresholds() -> None:
-    """Calibration: the stock H200 runs in benchmarks/ (harness and plain mmseg, 2026-11-29 to
-    12-01) passed; none of them is noisy or had a busy, stolen or slowed host by the thresholds
-    (some drifted by more than 5%, which the steady-state check rightly says)."""
-    logs = [Path(p[:-len("_speed")]) for p in glob.glob(str(REPO / "benchmarks/h200*/**/*_speed"),
-                                                       recursive=True)
-            if "_tuned" not in p and json.loads(Path(p).read_text())["JOB_FAIL_FLAG"] == 0
-            and Path(p[:-len("_speed")]).exists()]
-    logs += [Path(p) for p in glob.glob(str(REPO / "benchmarks/h200*/*/plain_p*"))]
-    assert len(logs) > 40
+    """Calibration: real H200 logs kept as fixtures (plain mmseg's and mmengine's own output) pass
+    and are not noisy or on a busy, stolen or slowed host by the thresholds (they may drift by more
+    than 5%, which the steady-state check rightly says). The thresholds themselves were set on the
+    stock H200 runs of 2026-11-29 to 12-01 (docs/FORMATS.md)."""
+    logs = [LOGS / "h200_segformer_b0_plain.log", LOGS / "mmengine_stdout_1gpu.log",
+            LOGS / "mmengine_filelog_2gpu.log"]
     for log in logs:
         result = analyze(log, "m", batch_size=2)
         assert result.ok, log

@@ -69,3 +69,32 @@ def test_no_readings_give_nulls_with_the_reason():
     assert s["j_per_iter"] is None and s["images_per_j"] is None and s["mean_w_per_gpu"] is None
     assert s["reason"] == "no GPU: the CPU profile has no energy counter"
     assert energy.summarize([], 4, 2, None)["reason"] == "no energy readings cover the measured iterations"
+
+
+def _write_rank(path, rank, watts, n=100, dt=0.1, every=10):
+    rows = [{"kind": "meta", "rank": rank, "energy_source": "nvml", "energy_reason": None}]
+    for i in range(n):
+        row = {"kind": "iter", "iter": i + 1, "rank": rank, "time": dt, "t": 1000 + dt * (i + 1)}
+        if (i + 1) % every == 0:
+            row["energy_mj"] = 5e6 + watts * 1000 * dt * (i + 1)
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_sidecar_and_paddle_record_from_a_logged_case(tmp_path):
+    """analysis reads the hook's readings from both ranks' files: a 2-GPU case at bs 4 drawing
+    300 W a GPU, 0.1 s an iteration: 60 J an iteration for 8 images."""
+    from pathlib import Path
+    from segbench import analysis, paddle
+    log = tmp_path / "fastscnn_mp_bs4_fp32_2"
+    log.write_text((Path(__file__).parent / "logs" / "segbench_success.log").read_text())
+    for rank in (0, 1):
+        _write_rank(tmp_path / f"{log.name}_iters.rank{rank}.jsonl", rank, 300.0)
+    res = analysis.analyze(log, "fastscnn")
+    e = res.stats["energy"]
+    assert e["j_per_iter"] == pytest.approx(60.0) and e["images_per_j"] == pytest.approx(8 / 60, abs=1e-4)
+    assert e["mean_w_per_gpu"] == pytest.approx(300.0) and e["gpus_measured"] == 2
+    analysis.write_outputs(res, tmp_path / f"{log.name}_speed")
+    rec = json.loads((tmp_path / f"{log.name}{paddle.SUFFIX}").read_text())
+    assert tuple(rec) == paddle.KEYS and rec["ips"] == res.speed["FINAL_RESULT"]
+    assert rec["device_num"] == "N1C2"
