@@ -175,17 +175,32 @@ def test_workers_switch_uses_the_cores_each_process_has(stock, cpus, procs, expe
     assert tuned.loader_workers(stock, cpus, procs) == expected
 
 
-def test_tf32_hook_only_with_the_switch_and_flags_restored():
-    assert tuned.hooks(()) == [] and tuned.hooks(("foreach", "workers")) == []
-    assert [h["type"] for h in tuned.hooks(tuned.SWITCHES)] == [
-        tuned.HOOK, tuned.TF32_HOOK, tuned.TRAIN_ONCE_HOOK, tuned.COMPILE_HOOK, tuned.LOADER_HOOK]
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    prev = tuned.set_tf32(True)
+def test_every_tuned_hook_builds_and_the_tf32_hook_turns_tf32_on():
+    """Each entry tuned.hooks gives is a hook mmengine's registry builds (after tuned.register),
+    none for switches that are options only; the TF32 hook's before_train turns TF32 on for fp32
+    matmuls (process-wide: the training process keeps it), and set_tf32 returns the flags it
+    replaced, so a caller can put them back."""
+    from types import SimpleNamespace
+
+    from mmengine.registry import HOOKS
+    tuned.register()
+    assert tuned.hooks(()) == [] and tuned.hooks(("foreach", "workers", "non_blocking")) == []
+    entries = tuned.hooks(tuned.SWITCHES)
+    built = [HOOKS.build({k: v for k, v in h.items() if k != "priority"}) for h in entries]
+    assert len({type(h) for h in built}) == len(entries) == 5
+    tf32 = next(h for h, e in zip(built, entries) if e["type"] == tuned.TF32_HOOK)
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
-        assert prev == before and torch.backends.cuda.matmul.allow_tf32 is True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        said = []
+        tf32.before_train(SimpleNamespace(logger=SimpleNamespace(info=said.append)))
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+        assert said and "TF32 on" in said[0]
+        assert tuned.set_tf32(False) == (True, True)
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is True          # cuDNN's own default, left on
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 @pytest.mark.parametrize("text, expected", [
