@@ -1,20 +1,49 @@
 #!/usr/bin/env bash
 # The seed's six cases (fastscnn, ocrnet_hrnetw48, segformer_b0 x sp/mp; fp32, bs 2, 500 iterations,
-# 5 workers), set-up included:
-#   bash run_PyTorch.sh                 # docker + GPU: in an official PyTorch CUDA image; else on the host
-#   bash run_PyTorch.sh --local         # on the host, never in docker
-#   bash run_PyTorch.sh --dry-run       # print the cases
-#   bash run_PyTorch.sh --wheelhouse DIR  # air-gapped host: set up from DIR (PrepareEnv.sh --wheelhouse)
-#   bash run_PyTorch.sh --no-setup      # the set-up is done: run the cases only
+# 5 workers), set-up included.
+#
+# usage: bash run_PyTorch.sh [--local] [--no-setup] [--wheelhouse DIR] [--dry-run] [SUITE OPTIONS]
+#   (no option)        docker + GPU: in an official PyTorch CUDA image (PYTORCH_IMAGE, default
+#                      pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime, its own torch); else on the host
+#   --local            on the host, never in docker
+#   --no-setup         the set-up is done: run the cases only, on the host
+#   --wheelhouse DIR   air-gapped host: set up from DIR (PrepareEnv.sh --wheelhouse)
+#   --dry-run          print the cases and stop (no set-up)
+#   -h, --help         this help, then the suite's options; nothing is set up or run
+# SUITE OPTIONS (case file, --models/--modes/--bs/--fp, --iters, --log-dir, --resume, ...) go to
+# python -m segbench.suite, listed below by --help.
 # With no GPU it runs the CPU profile (small crops, few iterations, mp = 2 CPU processes), labelled.
-# Other options (case file, --models/--modes/--bs/--fp, --resume): python -m segbench.suite --help
+# In docker, every knob of run_benchmark.sh and PrepareEnv.sh that is set here (the list `knobs`
+# below) is passed into the container, and the log dir (--log-dir, else TRAIN_LOG_DIR, else ./logs),
+# DATA_ROOT, CITYSCAPES_ROOT and the wheelhouse are mounted at the same paths.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=segbench/sh/common.sh
+source "${here}/segbench/sh/common.sh"
 image="${PYTORCH_IMAGE:-pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime}"
+# The environment knobs passed into the container: segbench/launch.py's (run_benchmark.sh) and
+# segbench/env.py's (PrepareEnv.sh). tests/test_scripts.py holds this list to what the code reads.
+knobs=(CUDA_VISIBLE_DEVICES TRAIN_LOG_DIR DEVICE MP_PROCS NNODES NODE_RANK MASTER_ADDR MASTER_PORT
+       BENCH_TIMEOUT LOG_INTERVAL CROP DATA_ROOT REPEAT PROFILING PROFILE_ITERS FLOPS CPU_AFFINITY
+       CUDNN_BENCHMARK SEGBENCH_VERBOSE TUNED TUNED_COMPILE_MODE TUNED_COMPILE_SCOPE
+       MMCV_FLAVOR TORCH_VERSION SYNTH_IMAGES CITYSCAPES_ROOT)
+
+_help() {
+    sed -n '2,/^set -euo pipefail$/{/^#/{s/^# \{0,1\}//;p;};}' "${BASH_SOURCE[0]}"
+    echo
+    echo "SUITE OPTIONS (python -m segbench.suite):"
+    PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}" "$(_segbench_python)" -m segbench.suite --help
+}
+
+for arg in "$@"; do
+    case "${arg}" in -h|--help) _help; exit 0 ;; esac
+done
+
 local_only=0
 setup=1
 wheelhouse=""
+log_dir=""
 suite_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -26,6 +55,12 @@ while [[ $# -gt 0 ]]; do
                 echo "run_PyTorch.sh: error: --wheelhouse needs a directory of wheels" >&2; exit 2; }
             wheelhouse="$(cd "$2" && pwd)"
             shift ;;
+        --log-dir)   # the suite's; read here too, for the docker mount
+            [[ $# -ge 2 ]] || { echo "run_PyTorch.sh: error: --log-dir needs a directory" >&2; exit 2; }
+            log_dir="$2"
+            suite_args+=("$1" "$2")
+            shift ;;
+        --log-dir=*) log_dir="${1#*=}"; suite_args+=("$1") ;;
         *) suite_args+=("$1") ;;
     esac
     shift
@@ -39,29 +74,65 @@ _has_gpu() {
     command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
 }
 
+_abs_dir() {   # the directory, made if missing, as an absolute path
+    mkdir -p "$1" && (cd "$1" && pwd)
+}
+
+_torch_banner() {
+    # The torch an official image's tag names (pytorch/pytorch:2.9.0-cuda...), against the one a
+    # local set-up installs (segbench/env.py's TORCH_VERSION): the figures are of the image's.
+    local tag="${image##*/}" want
+    tag="${tag#*:}"
+    tag="${tag%%-*}"
+    want="$(PYTHONPATH="${here}" "$(_segbench_python)" -c \
+        'from segbench.env import TORCH_VERSION; print(TORCH_VERSION)' 2>/dev/null || true)"
+    if [[ "${image##*/}" != *:* || ! "${tag}" =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]]; then
+        echo "run_PyTorch.sh: the image's tag names no torch version: the figures are of whatever torch it has"
+    elif [[ -n "${want}" && "${tag}" != "${want}" ]]; then
+        echo "run_PyTorch.sh: the image's torch is ${tag}, not ${want} (what a local set-up installs): the figures are of torch ${tag}"
+    fi
+}
+
 _in_docker() {
     # The checkout is mounted at /workspace/segbench. The container is thrown away (--rm), so the
     # stack goes into the image's own Python (--system, its torch untouched) rather than into a
     # .venv in the mounted checkout, which would point at the image's interpreter afterwards.
-    echo "run_PyTorch.sh: running in docker image ${image}"
-    docker run --rm --gpus all --shm-size=16g --ipc=host \
-        -e CUDA_VISIBLE_DEVICES -e TRAIN_LOG_DIR -e CITYSCAPES_ROOT \
-        -v "${here}:/workspace/segbench" -w /workspace/segbench \
-        ${CITYSCAPES_ROOT:+-v "${CITYSCAPES_ROOT}:${CITYSCAPES_ROOT}:ro"} \
-        ${wheelhouse:+-v "${wheelhouse}:${wheelhouse}:ro"} \
-        -e SEGBENCH_WHEELHOUSE="${wheelhouse}" \
+    # Whatever it writes outside the mounts is lost: the log dir and DATA_ROOT are mounted at
+    # their own paths (absolute, made here first), so the same paths work on both sides.
+    log_dir="$(_abs_dir "${log_dir:-${TRAIN_LOG_DIR:-logs}}")"
+    export TRAIN_LOG_DIR="${log_dir}"
+    local args=(--rm --gpus all --shm-size=16g --ipc=host -w /workspace/segbench
+                -v "${here}:/workspace/segbench" -v "${log_dir}:${log_dir}")
+    if [[ -n "${DATA_ROOT:-}" ]]; then
+        DATA_ROOT="$(_abs_dir "${DATA_ROOT}")"
+        export DATA_ROOT
+        args+=(-v "${DATA_ROOT}:${DATA_ROOT}")
+    fi
+    if [[ -n "${CITYSCAPES_ROOT:-}" ]]; then
+        CITYSCAPES_ROOT="$(cd "${CITYSCAPES_ROOT}" && pwd)"
+        export CITYSCAPES_ROOT
+        args+=(-v "${CITYSCAPES_ROOT}:${CITYSCAPES_ROOT}:ro")
+    fi
+    if [[ -n "${wheelhouse}" ]]; then
+        args+=(-v "${wheelhouse}:${wheelhouse}:ro")
+    fi
+    local knob
+    for knob in "${knobs[@]}"; do
+        args+=(-e "${knob}")   # passed only where set here
+    done
+    echo "run_PyTorch.sh: running in docker image ${image}; logs in ${log_dir}"
+    _torch_banner
+    docker run "${args[@]}" -e SEGBENCH_WHEELHOUSE="${wheelhouse}" \
         "${image}" bash -c 'PYTHON=python bash PrepareEnv.sh --system \
                 ${SEGBENCH_WHEELHOUSE:+--wheelhouse "${SEGBENCH_WHEELHOUSE}"} &&
             SEGBENCH_PYTHON=python bash run_PyTorch.sh --local --no-setup "$@"' \
-        run_PyTorch.sh ${suite_args[@]+"${suite_args[@]}"}
+        run_PyTorch.sh ${suite_args[@]+"${suite_args[@]}"} --log-dir "${log_dir}"
 }
 
 _local() {
     if [[ "${setup}" == 1 ]]; then
         bash "${here}/PrepareEnv.sh" ${prepare_args[@]+"${prepare_args[@]}"}
     fi
-    # shellcheck source=segbench/sh/common.sh
-    source "${here}/segbench/sh/common.sh"
     PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}" \
         "$(_segbench_python)" -m segbench.suite ${suite_args[@]+"${suite_args[@]}"}
 }

@@ -413,7 +413,7 @@ def concurrent_pairs(model: str, a: argparse.Namespace, devices: list[str], crop
     return pairs
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(configs.MODELS))
     p.add_argument("--fp", default="fp32")
@@ -443,6 +443,13 @@ def main(argv: list[str]) -> int:
                         "over X's (default PH; PN, PT; PP and HH for the method's own noise)")
     p.add_argument("--pool", nargs="+", type=Path, metavar="RESULTS_JSON",
                    help="no runs: pool the runs of earlier results.json files (written to --out)")
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, checked (a bad one exits 2, as argparse does), with the run sequence as
+    ``runs`` and the --concurrent devices as ``devices`` (None for sequential runs)."""
+    p = _parser()
     a = p.parse_args(argv)
     if not 0 < a.tolerance < 1:
         p.error(f"--tolerance must be between 0 and 1, not {a.tolerance}")
@@ -450,15 +457,7 @@ def main(argv: list[str]) -> int:
         missing = [str(x) for x in a.pool if not x.is_file()]
         if missing:
             p.error(f"--pool: no such file: {', '.join(missing)}")
-        try:
-            rows = pool(a.pool, a.tolerance)
-        except (ValueError, KeyError, TypeError) as exc:
-            p.error(f"--pool: not a fidelity results.json ({type(exc).__name__}: {exc})")
-        write_rows(rows, a.out)
-        for row in rows:
-            print("fidelity: " + json.dumps(row), flush=True)
-        print_table(rows)
-        return 0
+        return a
     order = (a.order or ("H" if a.no_plain else "PH") * a.pairs).upper()
     if not order or set(order) - set(LETTERS):
         p.error(f"--order must be letters of {''.join(LETTERS)}, e.g. PHHP, not {a.order!r}")
@@ -475,6 +474,23 @@ def main(argv: list[str]) -> int:
         p.error(f"--sides takes two letters of {''.join(LETTERS)}, e.g. PH or PP, not {a.sides!r}")
     if a.sides != "PH" and devices is None:
         p.error("--sides is for --concurrent pairs; sequential runs take --order")
+    a.runs, a.devices = order, devices
+    return a
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
+    if a.pool:
+        try:
+            rows = pool(a.pool, a.tolerance)
+        except (ValueError, KeyError, TypeError) as exc:
+            _parser().error(f"--pool: not a fidelity results.json ({type(exc).__name__}: {exc})")
+        write_rows(rows, a.out)
+        for row in rows:
+            print("fidelity: " + json.dumps(row), flush=True)
+        print_table(rows)
+        return 0
+    order, devices = a.runs, a.devices
     a.out.mkdir(parents=True, exist_ok=True)
     crop = tuple(int(x) for x in a.crop.split("x")) if a.crop else None
     extra_env = {"DATA_ROOT": a.data_root, "LOG_INTERVAL": str(a.log_interval)}

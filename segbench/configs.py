@@ -114,6 +114,10 @@ def options(cfg, s: TrainSettings) -> dict:
         "train_cfg.max_iters": s.max_iters,
         "train_cfg.val_interval": s.max_iters,
         "default_hooks.logger.interval": s.log_interval,
+        # mmengine's LogProcessor averages `time` (and the losses) over its window_size last
+        # iterations (10 by default), whatever the interval: each logged window is then the mean
+        # of its own iterations, and skipping N windows skips N x interval iterations
+        "log_processor.window_size": s.log_interval,
         "randomness.seed": s.seed,
         "env_cfg.cudnn_benchmark": s.cudnn_benchmark,
     }

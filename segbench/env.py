@@ -538,17 +538,37 @@ def check() -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
+# The environment the set-up reads (PYTHON: PrepareEnv.sh's), for the commands' help
+ENVIRONMENT = (
+    ("PYTHON", "the base interpreter PrepareEnv.sh runs this with (default python3)"),
+    ("TORCH_VERSION", f"the torch installed where none is (default {TORCH_VERSION})"),
+    ("MMCV_FLAVOR", "lite (default: mmcv-lite, a stand-in for its ops) or full (built, ~25 min)"),
+    ("CITYSCAPES_ROOT", "a real Cityscapes to link into DATA_ROOT instead of generating one"),
+    ("DATA_ROOT", f"where the data goes (default {DEFAULT_DATA.relative_to(REPO)} in the checkout)"),
+    ("SYNTH_IMAGES", "how many synthetic Cityscapes images to generate (default 30)"),
+)
+
+
+def _environment_help(*names: str) -> str:
+    """The ``environment:`` epilog: these variables of ENVIRONMENT (all if none named)."""
+    rows = [(k, v) for k, v in ENVIRONMENT if not names or k in names]
+    return "environment:\n" + "\n".join(f"  {k:<16} {v}" for k, v in rows)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m segbench.env", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    pp = sub.add_parser("prepare", help="set up (what PrepareEnv.sh runs)")
+    raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+    pp = sub.add_parser("prepare", help="set up (what PrepareEnv.sh runs)", epilog=_environment_help(),
+                        **raw)
     pp.add_argument("--system", action="store_true", help="install into the current interpreter")
     pp.add_argument("--venv", default=str(DEFAULT_VENV), help="virtual environment dir (default .venv)")
     pp.add_argument("--wheelhouse", help="offline: install only from this dir of wheels")
     pp.add_argument("--dev", action="store_true", help="also install the test tools")
     pp.add_argument("--no-data", action="store_true", help="skip the data step")
-    pd = sub.add_parser("download", help="fill a wheelhouse for an offline host")
+    pd = sub.add_parser("download", help="fill a wheelhouse for an offline host",
+                        epilog=_environment_help("PYTHON", "TORCH_VERSION"), **raw)
     pd.add_argument("dir")
     pd.add_argument("--python-version", help="target Python, e.g. 3.12")
     pd.add_argument("--platform", action="append", help="target platform tag (repeatable)")
@@ -557,6 +577,11 @@ def main(argv: list[str]) -> int:
     pd.add_argument("--torch", action="store_true", help=f"also torch=={TORCH_VERSION}")
     sub.add_parser("check", help="is the stack importable?")
     sub.add_parser("info", help="print the environment as JSON")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    p = parser()
     args = p.parse_args(argv)
     try:
         if args.cmd == "prepare":

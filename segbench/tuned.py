@@ -761,10 +761,7 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
                                          multiplier, loss_tol, state_tol))
     finite = all(math.isfinite(x) for x in stock_losses + tuned_losses + state_rel)
     max_loss, max_state = max(loss_rel), max(state_rel)
-    # the state passes at a step if the sides are within the tolerance of each other, or if the
-    # tuned step is no further from the float64 step than the fp64 rule allows (see above)
-    state_ok = [d <= state_tol or bool(ref_rows and ref_rows[i]["ok"])
-                for i, d in enumerate(state_rel)]
+    state_ok = _state_verdicts(state_rel, ref_rows, state_tol)
     ok = (finite and max_loss <= loss_tol and all(state_ok) and same_data is not False
           and (aug is None or aug["ok"]))
     return {"model": model, "switches": list(switches), "device": device, "precision": precision,
@@ -779,6 +776,13 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
             "control_eps": CONTROL_EPS if control else None, "control": control_rows,
             "reference": ref_rows if reference else None, "ref_multiplier": multiplier,
             "state_ok": state_ok, "same_batches": same_data, "aug": aug, "ok": ok}
+
+
+def _state_verdicts(state_rel: list[float], ref_rows: list[dict], state_tol: float) -> list[bool]:
+    """Each step's state verdict: the sides within the state tolerance of each other, or else the
+    tuned step no further from the float64 step than the fp64 rule allows (its :func:`_ref_row`
+    ``ok``; no rows: no reference)."""
+    return [d <= state_tol or bool(ref_rows and ref_rows[i]["ok"]) for i, d in enumerate(state_rel)]
 
 
 def _ref_row(ref_loss: float, stock_loss: float, tuned_loss: float, stock_err: dict,

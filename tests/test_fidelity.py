@@ -274,3 +274,40 @@ def test_concurrent_pair_on_the_cpu(small_data, tmp_path, monkeypatch):
             fidelity.main(["--models", "fastscnn", "--concurrent", bad, "--out", str(out)])
     with pytest.raises(SystemExit):
         fidelity.main(["--models", "fastscnn", "--concurrent", "0,1", "--order", "PH", "--out", str(out)])
+
+
+def test_plain_mmseg_gets_the_harness_cfg_options(tmp_path, monkeypatch):
+    """Plain tools/train.py's --cfg-options are the settings the harness's trainer applies for the
+    same case (the log window of the interval among them), so the two sides cannot diverge."""
+    import argparse
+    from types import SimpleNamespace
+
+    from mmengine.config import DictAction
+
+    from segbench import configs, launch, train
+    environ = {"TRAIN_LOG_DIR": str(tmp_path), "DEVICE": "cpu", "LOG_INTERVAL": "2",
+               "CROP": "64x128", "DATA_ROOT": str(tmp_path / "data")}
+    case = launch.parse_case(["fastscnn", "sp", "fp32", "2", "12", "1"], environ)
+    launch.resolve_devices(case, environ)
+    built = []
+
+    def captured(settings):                   # the trainer's settings, taken before it trains
+        built.append(settings)
+        raise StopIteration
+
+    monkeypatch.setattr(configs, "build", captured)
+    cmd = launch.train_command(case, tmp_path / case.name)
+    assert cmd[1:3] == ["-m", "segbench.train"]
+    with pytest.raises(StopIteration):
+        train.run(train.parse_args(cmd[3:]))
+    harness_opts = configs.options(configs.load("fastscnn"), built[0])
+    cmds = []
+    monkeypatch.setattr(fidelity.subprocess, "run", lambda cmd, **kw: cmds.append(cmd) or
+                        SimpleNamespace(returncode=1))
+    fidelity.plain_mmseg("fastscnn", "fp32", 2, 12, 1, str(case.data_root), tmp_path, "p1",
+                         crop=(64, 128), log_interval=2)
+    p = argparse.ArgumentParser()
+    p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    plain_opts = p.parse_known_args(cmds[0][cmds[0].index("--cfg-options"):])[0].cfg_options
+    assert plain_opts["log_processor.window_size"] == 2
+    assert plain_opts == {k: v for k, v in harness_opts.items() if k != "work_dir"}

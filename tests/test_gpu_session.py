@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_session  # noqa: E402
+from segbench import launch  # noqa: E402
 
 
 def test_parse_plan():
@@ -22,9 +23,67 @@ def test_parse_plan():
             gpu_session.parse_plan(bad)
 
 
-def test_the_committed_plans_parse():
-    for plan in (REPO / "benchmarks" / "plans").glob("*.txt"):
-        assert gpu_session.parse_plan(plan.read_text())
+def _check_step(command: str, tmp_path: Path) -> None:
+    """Each part of a step's command (split at &&) as today's code takes it, nothing run: a
+    run_benchmark.sh case through launch.parse_case with the step's VAR=value knobs, fidelity.py's
+    arguments through its parse_args, ``-m segbench.tuned``'s through its parser."""
+    import shlex
+
+    import fidelity
+
+    from segbench import tuned
+    words = shlex.split(command.replace("$STEP_DIR", str(tmp_path)).replace('"$PY"', "python"))
+    parts, part = [], []
+    for w in words + ["&&"]:
+        if w == "&&":
+            parts.append(part)
+            part = []
+        else:
+            part.append(w)
+    for part in parts:
+        env = {"TRAIN_LOG_DIR": str(tmp_path)}
+        while part and "=" in part[0] and part[0].split("=", 1)[0].isupper():
+            k, v = part.pop(0).split("=", 1)
+            env[k] = v
+        if part[:2] == ["bash", "run_benchmark.sh"]:
+            launch.parse_case(part[2:], env)
+        elif part[:2] == ["python", "benchmarks/fidelity.py"]:
+            fidelity.parse_args(part[2:])
+        elif part[:3] == ["python", "-m", "segbench.tuned"]:
+            tuned._parser().parse_args(part[3:])
+        else:
+            raise AssertionError(f"a step this test cannot check: {part}")
+
+
+@pytest.mark.parametrize("plan", sorted((REPO / "benchmarks" / "plans").glob("*_next.txt")),
+                         ids=lambda p: p.name)
+def test_the_plans_still_to_run_are_valid_for_todays_code(plan, tmp_path):
+    """A plan waiting for a GPU host (the dated ones are records of what ran) must not fail at a
+    step because a case, knob or option it names changed since it was written."""
+    steps = gpu_session.parse_plan(plan.read_text())
+    assert steps
+    for step in steps:
+        try:
+            _check_step(step["command"], tmp_path)
+        except (launch.BadInput, SystemExit) as exc:
+            raise AssertionError(f"{plan.name}: step {step['name']} ({step['command']}): {exc!r}") from exc
+
+
+def test_a_step_with_a_changed_case_or_option_is_caught(tmp_path):
+    """The check above rejects what today's code would: a bad case, a bad knob, an unknown
+    option."""
+    _check_step("TUNED=all bash run_benchmark.sh fastscnn sp fp32 2 500 5", tmp_path)
+    _check_step('"$PY" benchmarks/fidelity.py --models m --pairs 4 --concurrent 0,1 --sides HH '
+                '--out "$STEP_DIR"', tmp_path)
+    for bad in ("bash run_benchmark.sh unet sp fp32 2 500 5",
+                "TUNED=turbo bash run_benchmark.sh fastscnn sp fp32 2 500 5"):
+        with pytest.raises(launch.BadInput):
+            _check_step(bad, tmp_path)
+    for bad in ('"$PY" benchmarks/fidelity.py --pairs 2 --lanes 2',
+                '"$PY" benchmarks/fidelity.py --sides PN',            # --sides needs --concurrent
+                '"$PY" -m segbench.tuned equivalence fastscnn --iterations 3'):
+        with pytest.raises(SystemExit):
+            _check_step(bad, tmp_path)
 
 
 def test_budget_timeout_and_resume(tmp_path, monkeypatch):

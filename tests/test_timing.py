@@ -219,3 +219,55 @@ def test_peak_memory_is_read_before_the_logger_resets_it(tmp_path, monkeypatch):
     timer2.after_train(runner)
     rows = [json.loads(ln) for ln in (tmp_path / "solo_iters.rank0.jsonl").read_text().splitlines()]
     assert rows[1]["mem_mb"] == 2000.0
+
+
+def test_the_device_is_synchronised_before_every_boundary_clock_read(tmp_path, monkeypatch):
+    """On a GPU an iteration boundary is a time only once the device has finished what was queued
+    before it: a sync must come right before each clock read that starts or ends an iteration's
+    time -- in before_train, after the FLOP probe at iteration 1 (its kernels are no iteration's),
+    and in after_train_iter (the step's kernels). A fake torch.cuda and clock record the order."""
+    events, clock = [], iter(range(1, 10**6))
+
+    def perf_counter():
+        value = float(next(clock))
+        events.append(("clock", value))
+        return value
+
+    fake_time = SimpleNamespace(perf_counter=perf_counter, thread_time=lambda: 0.0, time=lambda: 0.0)
+    cuda = SimpleNamespace(is_available=lambda: True, synchronize=lambda *a: events.append(("sync",)),
+                           max_memory_allocated=lambda *a: 0, reset_peak_memory_stats=lambda *a: None,
+                           get_device_name=lambda *a: "fake", current_device=lambda: 0,
+                           memory_reserved=lambda *a: 0)
+    hub = SimpleNamespace(get_info=lambda key: None, update_info=lambda *a, **k: None)
+    monkeypatch.setattr(timing, "time", fake_time)
+    monkeypatch.setattr(timing.torch, "cuda", cuda)
+    monkeypatch.setattr(timing, "count_step_flops",
+                        lambda model, batch: events.append(("probe",)) or (1.0, [1, 3, 8, 8]))
+    runner = SimpleNamespace(model=torch.nn.Identity(), iter=0, message_hub=hub,
+                             train_loop=SimpleNamespace(dataloader_iterator=SlowLoader()))
+    hook = timing.SegbenchTimerHook(str(tmp_path / "case_iters"), count_flops=True)
+    boundaries = []
+
+    def boundary(what):   # the events up to the clock read the hook now counts from
+        boundaries.append((what, events[:events.index(("clock", hook._t_prev))]))
+
+    gc.disable()                       # the hook's gc callback reads the clock too
+    try:
+        hook.before_train(runner)
+        boundary("before_train")
+        for i in range(3):
+            batch = next(runner.train_loop.dataloader_iterator)
+            hook.before_train_iter(runner, i, batch)
+            if i == 0:
+                boundary("iteration 1's start, after the FLOP probe")
+            events.append(("step",))   # the kernels the training step queues
+            hook.after_train_iter(runner, i, batch, {"loss": torch.tensor(1.0)})
+            boundary(f"iteration {i + 1}'s end")
+            runner.iter += 1
+        hook.after_train(runner)
+    finally:
+        gc.enable()
+    assert hook.device == "cuda" and len(boundaries) == 5
+    for what, before in boundaries:
+        assert before and before[-1] == ("sync",), f"{what}: the clock was read after {before[-1:]}"
+    assert ("probe",) in boundaries[1][1] and ("probe",) not in boundaries[0][1]
