@@ -15,7 +15,8 @@
 # With no GPU it runs the CPU profile (small crops, few iterations, mp = 2 CPU processes), labelled.
 # In docker, every knob of run_benchmark.sh and PrepareEnv.sh that is set here (the list `knobs`
 # below) is passed into the container, and the log dir (--log-dir, else TRAIN_LOG_DIR, else ./logs),
-# DATA_ROOT, CITYSCAPES_ROOT and the wheelhouse are mounted at the same paths.
+# DATA_ROOT, ADE20K_DATA_ROOT, CITYSCAPES_ROOT, ADE20K_ROOT and the wheelhouse are mounted at the
+# same paths.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,7 +28,7 @@ image="${PYTORCH_IMAGE:-pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime}"
 knobs=(CUDA_VISIBLE_DEVICES TRAIN_LOG_DIR DEVICE MP_PROCS NNODES NODE_RANK MASTER_ADDR MASTER_PORT
        BENCH_TIMEOUT LOG_INTERVAL CROP DATA_ROOT REPEAT PROFILING PROFILE_ITERS FLOPS CPU_AFFINITY
        CUDNN_BENCHMARK SEGBENCH_VERBOSE TUNED TUNED_COMPILE_MODE TUNED_COMPILE_SCOPE
-       MMCV_FLAVOR TORCH_VERSION SYNTH_IMAGES CITYSCAPES_ROOT)
+       MMCV_FLAVOR TORCH_VERSION SYNTH_IMAGES CITYSCAPES_ROOT ADE20K_ROOT ADE20K_DATA_ROOT)
 
 _help() {
     sed -n '2,/^set -euo pipefail$/{/^#/{s/^# \{0,1\}//;p;};}' "${BASH_SOURCE[0]}"
@@ -103,16 +104,21 @@ _in_docker() {
     export TRAIN_LOG_DIR="${log_dir}"
     local args=(--rm --gpus all --shm-size=16g --ipc=host -w /workspace/segbench
                 -v "${here}:/workspace/segbench" -v "${log_dir}:${log_dir}")
-    if [[ -n "${DATA_ROOT:-}" ]]; then
-        DATA_ROOT="$(_abs_dir "${DATA_ROOT}")"
-        export DATA_ROOT
-        args+=(-v "${DATA_ROOT}:${DATA_ROOT}")
-    fi
-    if [[ -n "${CITYSCAPES_ROOT:-}" ]]; then
-        CITYSCAPES_ROOT="$(cd "${CITYSCAPES_ROOT}" && pwd)"
-        export CITYSCAPES_ROOT
-        args+=(-v "${CITYSCAPES_ROOT}:${CITYSCAPES_ROOT}:ro")
-    fi
+    local var
+    for var in DATA_ROOT ADE20K_DATA_ROOT; do   # where data goes: made here, mounted read-write
+        if [[ -n "${!var:-}" ]]; then
+            printf -v "${var}" '%s' "$(_abs_dir "${!var}")"
+            export "${var?}"
+            args+=(-v "${!var}:${!var}")
+        fi
+    done
+    for var in CITYSCAPES_ROOT ADE20K_ROOT; do  # real datasets to link: mounted read-only
+        if [[ -n "${!var:-}" ]]; then
+            printf -v "${var}" '%s' "$(cd "${!var}" && pwd)"
+            export "${var?}"
+            args+=(-v "${!var}:${!var}:ro")
+        fi
+    done
     if [[ -n "${wheelhouse}" ]]; then
         args+=(-v "${wheelhouse}:${wheelhouse}:ro")
     fi

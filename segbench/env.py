@@ -545,7 +545,9 @@ ENVIRONMENT = (
     ("MMCV_FLAVOR", "lite (default: mmcv-lite, a stand-in for its ops) or full (built, ~25 min)"),
     ("CITYSCAPES_ROOT", "a real Cityscapes to link into DATA_ROOT instead of generating one"),
     ("DATA_ROOT", f"where the data goes (default {DEFAULT_DATA.relative_to(REPO)} in the checkout)"),
-    ("SYNTH_IMAGES", "how many synthetic Cityscapes images to generate (default 30)"),
+    ("ADE20K_ROOT", "a real ADE20K (ADEChallengeData2016) to link into ADE20K_DATA_ROOT"),
+    ("ADE20K_DATA_ROOT", f"where the ADE20K data goes (default {DEFAULT_ADE20K.relative_to(REPO)})"),
+    ("SYNTH_IMAGES", "how many synthetic images of each layout to generate (default 30)"),
 )
 
 

@@ -25,6 +25,7 @@ def knobs_the_code_reads() -> set[str]:
     for name in ("launch.py", "suite.py", "env.py"):
         text = (REPO / "segbench" / name).read_text()
         found |= set(re.findall(r'environ\b[^"\n]{0,12}"([A-Z][A-Z0-9_]+)"', text))
+    found |= {var for _, real, root, _ in env.DATA_SETS for var in (real, root)}   # read by name
     return found - NOT_KNOBS
 
 
@@ -79,8 +80,11 @@ def test_docker_passes_every_knob_and_mounts_what_the_run_writes(tmp_path):
     knobs = knobs_the_code_reads()
     logs, data, real = tmp_path / "logs outside", tmp_path / "data root", tmp_path / "cityscapes"
     real.mkdir()
+    ade, ade_real = tmp_path / "ade data", tmp_path / "ADEChallengeData2016"
+    ade_real.mkdir()
     environ.update({k: f"v_{k}" for k in knobs},
-                   TRAIN_LOG_DIR=str(logs), DATA_ROOT=str(data), CITYSCAPES_ROOT=str(real))
+                   TRAIN_LOG_DIR=str(logs), DATA_ROOT=str(data), CITYSCAPES_ROOT=str(real),
+                   ADE20K_DATA_ROOT=str(ade), ADE20K_ROOT=str(ade_real))
     argv, _ = docker_run(environ, "--models", "fastscnn", cwd=tmp_path)
     passed = {e for e in flags(argv, "-e") if "=" not in e}
     assert passed == knobs, (sorted(passed - knobs), sorted(knobs - passed))
@@ -89,6 +93,7 @@ def test_docker_passes_every_knob_and_mounts_what_the_run_writes(tmp_path):
     mounts = flags(argv, "-v")
     assert f"{logs}:{logs}" in mounts and f"{data}:{data}" in mounts and logs.is_dir() and data.is_dir()
     assert f"{real}:{real}:ro" in mounts and f"{REPO}:/workspace/segbench" in mounts
+    assert f"{ade}:{ade}" in mounts and f"{ade_real}:{ade_real}:ro" in mounts
     assert argv[argv.index(IMAGE) + 1:argv.index(IMAGE) + 3] == ["bash", "-c"]
     assert argv[-4:] == ["--models", "fastscnn", "--log-dir", str(logs)]
     # relative paths are the caller's: --log-dir over TRAIN_LOG_DIR, and ./logs without either
@@ -98,7 +103,8 @@ def test_docker_passes_every_knob_and_mounts_what_the_run_writes(tmp_path):
     assert f"{tmp_path / 'rel_logs'}:{tmp_path / 'rel_logs'}" in mounts
     assert f"{tmp_path / 'rel_data'}:{tmp_path / 'rel_data'}" in mounts
     assert argv[-2:] == ["--log-dir", str(tmp_path / "rel_logs")]
-    del environ["TRAIN_LOG_DIR"], environ["DATA_ROOT"], environ["CITYSCAPES_ROOT"]
+    for var in ("TRAIN_LOG_DIR", "DATA_ROOT", "CITYSCAPES_ROOT", "ADE20K_DATA_ROOT", "ADE20K_ROOT"):
+        del environ[var]
     argv, out = docker_run(environ, cwd=tmp_path)
     assert argv[-2:] == ["--log-dir", str(tmp_path / "logs")] and f"logs in {tmp_path / 'logs'}" in out
     assert flags(argv, "-v") == [f"{REPO}:/workspace/segbench", f"{tmp_path / 'logs'}:{tmp_path / 'logs'}"]
