@@ -5,6 +5,13 @@ below, see docs/FORMATS.md) and, when present, the ``<case>_stats.json``
 sidecar beside each one.  It does not import ``segbench.analysis``: the
 files are the interface.
 
+A case is identified by model, run mode, batch size, precision, GPUs and its
+*variant*: the tokens the case-name grammar adds after the GPU count
+(``fastscnn_sp_bs2_fp32_1_crop128x256_li2`` is the variant ``crop128x256_li2``
+of ``fastscnn_sp_bs2_fp32_1``), taken from the sidecar's recorded settings
+where it has them, else from the name.  A variant is never matched, compared
+or scaled against another; the tables show it as ``model [variant]``.
+
     python -m segbench.report report DIR [--out OUTDIR]
     python -m segbench.report compare BASELINE_DIR CURRENT_DIR [--threshold 5%]
         [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
@@ -15,6 +22,8 @@ Exit codes: 0 fine, 1 compare found a regressed or missing case,
 Python API
 ----------
 load_cases(dir)                 -> list of flat dicts, one per speed file
+parse_case_name(name)           -> model/run_mode/batch_size/fp/gpu_num/tuned/variant of a name
+identity(row)                   -> the tuple rows are matched and scaled by
 scaling(cases)                  -> list (same order) of mp scaling efficiency or None
 write_report(dir_in, dir_out)   -> {"md": path, "csv": path, "png": path}
 build_chart(cases, note)        -> the summary.png matplotlib Figure (for inspection)
@@ -33,6 +42,8 @@ import os
 import re
 import sys
 
+from segbench import configs, env, tuned
+
 SPEED_KEYS = frozenset({
     "log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
     "gpu_num", "FINAL_RESULT", "JOB_FAIL_FLAG", "UNIT",
@@ -41,11 +52,11 @@ SPEED_KEYS = frozenset({
 # Row keys of load_cases(), in CSV column order (scaling_efficiency is added by
 # write_report right after images_per_s_per_gpu).
 CASE_KEYS = (
-    "case", "model", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
+    "case", "model", "variant", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
     "images_per_s_per_gpu", "ok", "reason", "cv", "peak_mem_mb", "tflops", "repeats",
     "device", "profile", "source",
 )
-CSV_COLUMNS = CASE_KEYS[:8] + ("scaling_efficiency",) + CASE_KEYS[8:]
+CSV_COLUMNS = CASE_KEYS[:9] + ("scaling_efficiency",) + CASE_KEYS[9:]
 
 STATUSES = ("ok", "regressed", "improved", "missing", "new")
 CHART_DPI = 110
@@ -53,11 +64,32 @@ CHART_DPI = 110
 _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skipped unread
 _STATS_SUFFIX = "_stats.json"
 
-# ${MODEL}_${RUN_MODE}_bs${BS}_${FP}_${NGPU}; greedy model => parsed from the right.
+# ${MODEL}_${RUN_MODE}_bs${BS}_${FP}_${NGPU}[_${TOKEN}]...; greedy model => parsed from the right
 _SEGBENCH_NAME = re.compile(
     r"^(?P<model>.+)_(?P<mode>[A-Za-z0-9]+)_bs(?P<bs>\d+)_(?P<fp>[A-Za-z0-9]+)_(?P<ngpu>\d+)"
-    r"(?P<tuned>_tuned)?$")
-TUNED_LABEL = " (tuned)"  # a tuned case is its own model variant: never matched with stock
+    r"(?:_(?P<tail>.+))?$")
+# The variant tokens of docs/names.md, in the order a name carries them: a setting that changes
+# the figure and is not the default. A case's variant is the "_"-joined tokens ("" for the seed's
+# settings); a variant is never matched, compared or scaled against another.
+VARIANT_KINDS = ("tuned", "crop", "li", "nobench", "cpus", "prof")
+DEFAULT_LOG_INTERVAL = 10
+
+
+def _alternatives(words):
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+_SWITCH = f"(?:{_alternatives(tuned.SWITCHES)})"
+_TOKEN_PATTERNS = {
+    "tuned": (rf"tuned(?:-{_SWITCH}(?:\+{_SWITCH})*)?(?:-cm(?:{_alternatives(tuned.COMPILE_MODES)}))?"
+              rf"(?:-cs(?:{_alternatives(tuned.COMPILE_SCOPES)}))?"),
+    "crop": r"crop\d+x\d+",
+    "li": r"li\d+",
+    "nobench": r"nobench",
+    "cpus": r"cpus\d+(?:-\d+)?(?:\.\d+(?:-\d+)?)*",
+    "prof": r"prof\d+-\d+",
+}
+_VARIANT_TAIL = re.compile("".join(f"(?:_(?P<{k}>{_TOKEN_PATTERNS[k]}))?" for k in VARIANT_KINDS))
 _FP_TOKEN = re.compile(r"^(fp\d+|bf16|tf32|amp\w*|int8|o[0-3]|pure_?fp16|mixed)$", re.I)
 _BS_TOKEN = re.compile(r"^bs(\d+)$", re.I)
 _NC_TOKEN = re.compile(r"^N(\d+)C(\d+)$", re.I)
@@ -113,36 +145,34 @@ def _str_or_none(value):
     return s or None
 
 
-def tuned_label(switches, compile_mode=None):
-    """The model-name suffix of a tuned case: which switches (``all``, ``all-compile`` for all
-    but one or two, ``+gpu_aug`` for opt-in ones, else the list) and compile's mode. Runs with
-    other switches are other variants: never matched or scaled against each other."""
-    if not switches:
-        return TUNED_LABEL
-    from segbench.tuned import DEFAULT_SWITCHES, SWITCHES
-    names = [str(x) for x in switches]
-    names = [x for x in SWITCHES if x in names] + [x for x in names if x not in SWITCHES]
-    missing = [x for x in DEFAULT_SWITCHES if x not in names]
-    extra = [x for x in names if x not in DEFAULT_SWITCHES]
-    if len(missing) <= 2:
-        text = "all" + "".join(f"-{x}" for x in missing) + "".join(f"+{x}" for x in extra)
-    else:
-        text = ",".join(names)
-    if "compile" in names and compile_mode:
-        text += f", compile {compile_mode}"
-    return f" (tuned: {text})"
+def variant_tokens(tail):
+    """A name's token tail (after ngpu, without the leading ``_``) -> {kind: token}. A tail that
+    is not names.md's grammar (a token this version does not know) is kept whole under ``other``:
+    it is still a variant of its own."""
+    if not tail:
+        return {}
+    m = _VARIANT_TAIL.fullmatch("_" + tail)
+    if m is None:
+        return {"other": tail}
+    return {k: v for k, v in m.groupdict().items() if v}
+
+
+def join_variant(tokens):
+    """{kind: token} -> the variant string, tokens in names.md's order ("" when none)."""
+    return "_".join(tokens[k] for k in VARIANT_KINDS + ("other",) if tokens.get(k))
 
 
 def parse_case_name(name):
-    """Pull model/run_mode/bs/fp/gpus out of a log-file name.
+    """Pull model/run_mode/bs/fp/gpus and the variant out of a log-file name.
 
-    segbench names (``ocrnet_hrnetw48_mp_bs2_fp32_8``) are parsed from the
-    right.  Other names (Paddle's ``seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log``)
-    yield whatever tokens they have: ``bsN``, a precision token, ``NxCy``.
-    Unknown fields are None.
+    segbench names (``ocrnet_hrnetw48_mp_bs2_fp32_8``, ``fastscnn_sp_bs2_fp32_1_crop128x256_li2``)
+    are parsed from the right; ``variant`` is the token tail ("" for the seed's settings) and
+    ``tuned`` True when it holds a tuned token.  Other names (Paddle's
+    ``seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log``) yield whatever tokens they have: ``bsN``, a
+    precision token, ``NxCy``; their variant is "" (the seed's settings).  Unknown fields are None.
     """
     out = {"model": None, "run_mode": None, "batch_size": None, "fp": None, "gpu_num": None,
-           "tuned": None}
+           "tuned": None, "variant": ""}
     if not name:
         return out
     base = os.path.basename(str(name).rstrip("/"))
@@ -150,22 +180,66 @@ def parse_case_name(name):
         if base.endswith(suffix) and len(base) > len(suffix):
             base = base[: -len(suffix)]
     m = _SEGBENCH_NAME.match(base)
-    if m:
+    tokens = variant_tokens(m and m["tail"])
+    if m and ("other" not in tokens or m["mode"] in ("sp", "mp")):
         out.update(model=m["model"], run_mode=m["mode"], batch_size=int(m["bs"]),
-                   fp=m["fp"], gpu_num=int(m["ngpu"]), tuned=True if m["tuned"] else None)
+                   fp=m["fp"], gpu_num=int(m["ngpu"]), tuned=True if "tuned" in tokens else None,
+                   variant=join_variant(tokens))
         return out
-    tokens = base.split("_")
-    for i, tok in enumerate(tokens):
+    parts = base.split("_")
+    for i, tok in enumerate(parts):
         bs = _BS_TOKEN.match(tok)
         if bs and out["batch_size"] is None:
             out["batch_size"] = int(bs.group(1))
             if i > 0:
-                out["model"] = "_".join(tokens[:i])
+                out["model"] = "_".join(parts[:i])
         elif _FP_TOKEN.match(tok) and out["fp"] is None:
             out["fp"] = tok
         nc = _NC_TOKEN.match(tok)
         if nc:
             out["gpu_num"] = int(nc.group(1)) * int(nc.group(2))
+    return out
+
+
+def _tuned_token(switches, compile_mode=None, compile_scope=None, device=None):
+    """names.md's tuned token for recorded switches. The sidecar records the compile mode that
+    ran: the mode ``auto`` resolves to on that device counts as ``auto`` (no ``-cm``)."""
+    if not switches:
+        return ""
+    names = [s for s in tuned.SWITCHES if s in switches] + sorted(
+        str(s) for s in switches if s not in tuned.SWITCHES)
+    tok = "tuned" if tuple(names) == tuned.DEFAULT_SWITCHES else "tuned-" + "+".join(names)
+    if "compile" in names:
+        if compile_mode not in (None, "auto", tuned.resolve_compile_mode("auto", device)):
+            tok += f"-cm{compile_mode}"
+        if compile_scope not in (None, "modules"):
+            tok += f"-cs{compile_scope}"
+    return tok
+
+
+def recorded_tokens(stats, model):
+    """{kind: token, "" for the default} for each names.md setting the sidecar records; the
+    kinds it does not record (older sidecars) are absent, and the name decides them."""
+    out = {}
+    if isinstance(stats.get("tuned"), list):
+        out["tuned"] = _tuned_token(stats["tuned"], stats.get("compile_mode"),
+                                    stats.get("compile_scope"), stats.get("device"))
+    crop = stats.get("crop")
+    if isinstance(crop, list) and len(crop) == 2 and all(_int(x) for x in crop):
+        crop = (_int(crop[0]), _int(crop[1]))
+        out["crop"] = "" if crop == configs.MODELS.get(model) else f"crop{crop[0]}x{crop[1]}"
+    if _int(stats.get("log_interval")):
+        li = _int(stats["log_interval"])
+        out["li"] = "" if li == DEFAULT_LOG_INTERVAL else f"li{li}"
+    if isinstance(stats.get("cudnn_benchmark"), bool):
+        out["nobench"] = "" if stats["cudnn_benchmark"] else "nobench"
+    cpus = stats.get("cpu_affinity", False)
+    if cpus is None or (isinstance(cpus, list) and cpus and all(_int(c) is not None for c in cpus)):
+        out["cpus"] = "cpus" + env.cpu_ranges(map(_int, cpus)).replace(",", ".") if cpus else ""
+    window = stats.get("profile_window", False)
+    if window is None or (isinstance(window, list) and len(window) == 2
+                          and all(_int(x) for x in window)):
+        out["prof"] = f"prof{window[0]}-{window[1]}" if window else ""
     return out
 
 
@@ -180,7 +254,8 @@ def _norm_mode(run_mode, gpu_num):
 
 
 def identity(row):
-    """(model, run_mode, batch_size, fp, gpu_num), normalised for matching; fields may be None."""
+    """(model, run_mode, batch_size, fp, gpu_num, variant), normalised for matching; fields but
+    the variant may be None.  The variant is always known ("" for the seed's settings)."""
     model = row.get("model")
     fp = row.get("fp")
     return (
@@ -189,7 +264,14 @@ def identity(row):
         row.get("batch_size"),
         fp.lower() if isinstance(fp, str) else None,
         row.get("gpu_num"),
+        row.get("variant") or "",
     )
+
+
+def case_label(row):
+    """The model and its variant, as the tables and the chart show a case's model."""
+    model = row.get("model") or "(unknown model)"
+    return f"{model} [{row['variant']}]" if row.get("variant") else model
 
 
 # --------------------------------------------------------------------------- loading
@@ -287,10 +369,8 @@ def _build_row(path, speed, stats):
                 from_name["fp"], fp_from_model)
     run_mode = _first(_str_or_none(speed.get("run_mode")), from_name["run_mode"])
     model = _first(model, from_name["model"])
-    tuned = stats.get("tuned")
-    if (tuned if isinstance(tuned, list) else from_name["tuned"]) and model:
-        model += tuned_label(tuned if isinstance(tuned, list) else None,
-                             _str_or_none(stats.get("compile_mode")))
+    variant = join_variant({**variant_tokens(from_name["variant"]),
+                            **recorded_tokens(stats, model)})
 
     images = _num(speed.get("FINAL_RESULT"))
     flag = _int(speed.get("JOB_FAIL_FLAG"))
@@ -321,6 +401,7 @@ def _build_row(path, speed, stats):
     return {
         "case": log_file or os.path.basename(path),
         "model": model,
+        "variant": variant,
         "run_mode": run_mode,
         "batch_size": batch_size,
         "fp": fp,
@@ -375,20 +456,20 @@ def scaling(cases):
     """Scaling efficiency per case, same order as cases.
 
     For an mp row: mp images/s / (gpu_num x images/s of the ok sp row with the
-    same model, batch size and precision, and on the same side of the CPU
+    same model, variant, batch size and precision, and on the same side of the CPU
     profile).  None for sp rows, failed rows, and mp rows without such an sp row.
     """
     sp = {}
     for row in cases:
-        model, mode, bs, fp, gpus = identity(row)
+        model, mode, bs, fp, gpus, variant = identity(row)
         if (mode == "sp" and row.get("ok") and (row.get("images_per_s") or 0) > 0
                 and None not in (model, bs, fp)):
-            sp.setdefault((model, bs, fp, is_cpu_profile(row)),
+            sp.setdefault((model, variant, bs, fp, is_cpu_profile(row)),
                           row["images_per_s"] / (gpus or 1))
     out = []
     for row in cases:
-        model, mode, bs, fp, gpus = identity(row)
-        base = sp.get((model, bs, fp, is_cpu_profile(row)))
+        model, mode, bs, fp, gpus, variant = identity(row)
+        base = sp.get((model, variant, bs, fp, is_cpu_profile(row)))
         if mode != "mp" or not row.get("ok") or base is None or not gpus:
             out.append(None)
         else:
@@ -423,9 +504,9 @@ def _md_table(headers, rows, align):
 
 
 def _sort_key(row):
-    model, mode, bs, fp, gpus = identity(row)
-    return (model or "", {"sp": 0, "mp": 1}.get(mode, 2), gpus or 0, bs or 0, fp or "",
-            row.get("case") or "")
+    model, mode, bs, fp, gpus, variant = identity(row)
+    return (model or "", variant, is_cpu_profile(row), {"sp": 0, "mp": 1}.get(mode, 2),
+            gpus or 0, bs or 0, fp or "", row.get("case") or "")
 
 
 def _failed_text(row):
@@ -440,7 +521,8 @@ def _status_text(row):
 
 
 def _model_key(row):
-    return row.get("model") or "(unknown model)"
+    """A table (and a chart colour) per model, variant and side of the CPU profile."""
+    return case_label(row) + (" (CPU profile)" if is_cpu_profile(row) else "")
 
 
 def summary_markdown(cases, source_dir=None, generated=None):
@@ -510,7 +592,7 @@ def _write_csv(path, cases, eff):
 # --------------------------------------------------------------------------- chart
 
 def _bar_label(row):
-    parts = [row.get("model") or "?", row.get("run_mode") or "?",
+    parts = [case_label(row), row.get("run_mode") or "?",
              f"bs{row['batch_size']}" if row.get("batch_size") is not None else "bs?",
              row.get("fp") or "?"]
     g = row.get("gpu_num")
@@ -776,6 +858,7 @@ def _compare_row(b, c, threshold):
     row = {
         "case": (c or b)["case"],
         "model": src.get("model"),
+        "variant": src.get("variant") or "",
         "run_mode": src.get("run_mode"),
         "batch_size": _first(src.get("batch_size"), (b or {}).get("batch_size")),
         "fp": _first(src.get("fp"), (b or {}).get("fp")),
@@ -822,12 +905,12 @@ def _compare_row(b, c, threshold):
 def compare(baseline_dir, current_dir, threshold=0.05):
     """Match cases of two result directories and compare images/s.
 
-    Returns (rows, ok).  Each row: case, model, run_mode, batch_size, fp,
+    Returns (rows, ok).  Each row: case, model, variant, run_mode, batch_size, fp,
     gpu_num, baseline, current (images/s, None when absent or failed), ratio
     (current/baseline), status (ok|regressed|improved|missing|new),
     baseline_case, current_case, note.  ok is False when any case regressed
     (ratio < 1 - threshold) or is missing (absent or failed in current).
-    Cases are matched by (model, run_mode, bs, precision, GPUs); a baseline
+    Cases are matched by (model, run_mode, bs, precision, GPUs, variant); a baseline
     from another harness (other log-file names, run_mode DP, ...) matches on
     whatever it yields, then on the log-file name.
     """
@@ -847,7 +930,7 @@ def compare(baseline_dir, current_dir, threshold=0.05):
         if extra:
             row["note"] = "; ".join(([row["note"]] if row["note"] else []) + extra)
         rows.append(row)
-    rows.sort(key=lambda r: (r["model"] or "", {"sp": 0, "mp": 1}.get(
+    rows.sort(key=lambda r: (r["model"] or "", r["variant"], {"sp": 0, "mp": 1}.get(
         _norm_mode(r["run_mode"], r["gpu_num"]), 2), r["gpu_num"] or 0, r["batch_size"] or 0,
         r["fp"] or "", r["case"] or ""))
     ok = not any(r["status"] in ("regressed", "missing") for r in rows)
@@ -865,6 +948,8 @@ def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
         case = r["case"]
         if r["baseline_case"] and r["current_case"] and r["baseline_case"] != r["current_case"]:
             case = f"{r['current_case']} (= {r['baseline_case']})"
+        if r["variant"] and not str(r["case"]).endswith("_" + r["variant"]):
+            case += f" [{r['variant']}]"  # a variant the sidecar records and the name does not
         status = r["status"] + (f" ({r['note']})" if r.get("note") else "")
         if r["status"] in ("regressed", "missing"):
             status = f"**{status}**"

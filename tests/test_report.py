@@ -206,17 +206,148 @@ def test_sidecar_overrides_name_and_subdirs_one_level(tmp_path):
     assert c["deeplabv3_mp_bs4_fp32_2"]["gpu_num"] == 2
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("ocrnet_hrnetw48_mp_bs2_fp32_8", ("ocrnet_hrnetw48", "mp", 2, "fp32", 8)),
-    ("fastscnn_sp_bs2_fp32_1", ("fastscnn", "sp", 2, "fp32", 1)),
-    ("a_b_c_sp_bs16_amp_1_speed", ("a_b_c", "sp", 16, "amp", 1)),
-    ("seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log", ("seg_fastscnn", None, 2, "fp32", 1)),
-    ("PaddleSeg_ocrnet_bs4_fp16_MultiP_DP_N1C8_log", ("PaddleSeg_ocrnet", None, 4, "fp16", 8)),
-    ("whatever", (None, None, None, None, None)),
+@pytest.mark.parametrize("name, expected, variant", [
+    ("ocrnet_hrnetw48_mp_bs2_fp32_8", ("ocrnet_hrnetw48", "mp", 2, "fp32", 8), ""),
+    ("fastscnn_sp_bs2_fp32_1", ("fastscnn", "sp", 2, "fp32", 1), ""),
+    ("a_b_c_sp_bs16_amp_1_speed", ("a_b_c", "sp", 16, "amp", 1), ""),
+    ("seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log", ("seg_fastscnn", None, 2, "fp32", 1), ""),
+    ("PaddleSeg_ocrnet_bs4_fp16_MultiP_DP_N1C8_log", ("PaddleSeg_ocrnet", None, 4, "fp16", 8), ""),
+    ("whatever", (None, None, None, None, None), ""),
+    # names.md's variant tokens, in its order
+    ("fastscnn_sp_bs2_fp32_1_crop128x256_li2", ("fastscnn", "sp", 2, "fp32", 1),
+     "crop128x256_li2"),
+    ("ocrnet_hrnetw48_mp_bs2_fp32_2_li5_nobench_speed", ("ocrnet_hrnetw48", "mp", 2, "fp32", 2),
+     "li5_nobench"),
+    (("fastscnn_sp_bs2_fp32_1_tuned-channels_last+foreach-cmmax-autotune-cstrain_step_crop64x128"
+      "_cpus0.2-4_prof50-60"), ("fastscnn", "sp", 2, "fp32", 1),
+     "tuned-channels_last+foreach-cmmax-autotune-cstrain_step_crop64x128_cpus0.2-4_prof50-60"),
+    ("segformer_b0_mp_bs2_bf16_8_tuned_nobench", ("segformer_b0", "mp", 2, "bf16", 8),
+     "tuned_nobench"),
+    # a token this version does not know: still its own variant, the head still parsed
+    ("fastscnn_sp_bs2_fp32_1_zz9_li2", ("fastscnn", "sp", 2, "fp32", 1), "zz9_li2"),
 ])
-def test_parse_case_name(name, expected):
+def test_parse_case_name(name, expected, variant):
     p = report.parse_case_name(name)
     assert (p["model"], p["run_mode"], p["batch_size"], p["fp"], p["gpu_num"]) == expected
+    assert p["variant"] == variant
+    assert p["tuned"] is (True if variant.startswith("tuned") else None)
+
+
+def write_case(d, case, images, **stats):
+    """A speed file named by case (its fields from the name) and, with stats, its sidecar."""
+    write_speed(d, case, images)
+    if stats:
+        write_stats(d, case, **stats)
+
+
+def test_a_variant_is_never_scaled_matched_or_compared_against_another(tmp_path):
+    """The CPU profile's crop128x256_li2 sp/mp scale with each other, never with the default
+    case; a baseline of the default case does not match a current run of a variant."""
+    base, cur = tmp_path / "base", tmp_path / "cur"
+    write_case(base, "fastscnn_sp_bs2_fp32_1", 10.0)
+    write_case(base, "fastscnn_mp_bs2_fp32_2", 18.0)
+    write_case(cur, "fastscnn_sp_bs2_fp32_1_crop128x256_li2", 4.0)
+    write_case(cur, "fastscnn_mp_bs2_fp32_2_crop128x256_li2", 6.0)
+    write_case(cur, "fastscnn_mp_bs2_fp32_2", 18.5)  # the default mp, no default sp here
+    rows = report.load_cases(cur)
+    eff = dict(zip((r["case"] for r in rows), report.scaling(rows)))
+    assert eff["fastscnn_mp_bs2_fp32_2_crop128x256_li2"] == pytest.approx(6.0 / (2 * 4.0))
+    assert eff["fastscnn_mp_bs2_fp32_2"] is None  # not against the variant's sp
+    variants = {r["case"]: (r["model"], r["variant"]) for r in rows}
+    assert variants["fastscnn_sp_bs2_fp32_1_crop128x256_li2"] == ("fastscnn", "crop128x256_li2")
+    assert variants["fastscnn_mp_bs2_fp32_2"] == ("fastscnn", "")
+    cmp_rows, ok = report.compare(base, cur)
+    st = {(r["case"], r["status"]) for r in cmp_rows}
+    assert st == {("fastscnn_sp_bs2_fp32_1", "missing"), ("fastscnn_mp_bs2_fp32_2", "ok"),
+                  ("fastscnn_sp_bs2_fp32_1_crop128x256_li2", "new"),
+                  ("fastscnn_mp_bs2_fp32_2_crop128x256_li2", "new")} and not ok
+
+
+def test_the_sidecar_s_settings_decide_the_variant_over_the_name(tmp_path):
+    """Files named before the names carried tokens: the sidecar's record says what ran."""
+    base, cur = tmp_path / "base", tmp_path / "cur"
+    write_case(base, "fastscnn_sp_bs2_fp32_1", 10.0, cudnn_benchmark=True, cpu_affinity=None)
+    write_case(cur, "fastscnn_sp_bs2_fp32_1", 12.0, cudnn_benchmark=False, cpu_affinity=[0, 1, 3],
+               log_interval=2, crop=[512, 1024], profile_window=None)
+    write_case(cur, "fastscnn_mp_bs2_fp32_2_tuned", 30.0, tuned=["foreach", "channels_last"])
+    write_case(cur, "fastscnn_mp_bs2_fp32_2_li5", 30.0)  # no sidecar: the name decides
+    c = by_case(report.load_cases(cur))
+    assert c["fastscnn_sp_bs2_fp32_1"]["variant"] == "li2_nobench_cpus0-1.3"  # own crop: no token
+    assert c["fastscnn_mp_bs2_fp32_2_tuned"]["variant"] == "tuned-channels_last+foreach"
+    assert c["fastscnn_mp_bs2_fp32_2_li5"]["variant"] == "li5"
+    rows, ok = report.compare(base, cur)
+    assert sorted(r["status"] for r in rows if r["run_mode"] == "sp") == ["missing", "new"]
+    md = report.compare_markdown(rows, ok)
+    assert "fastscnn_sp_bs2_fp32_1 [li2_nobench_cpus0-1.3]" in md  # the name alone does not say
+
+
+def test_recorded_tokens_follow_names_md():
+    every = list(tuned_switches())
+    tok = report.recorded_tokens
+    assert tok({"tuned": []}, "fastscnn") == {"tuned": ""}
+    assert tok({"tuned": every, "compile_mode": "reduce-overhead", "device": "cuda",
+                "compile_scope": "modules"}, "fastscnn") == {"tuned": "tuned"}  # auto on a GPU
+    assert tok({"tuned": every, "compile_mode": "reduce-overhead", "device": "cpu",
+                "compile_scope": "train_step"}, "fastscnn")["tuned"] == \
+        "tuned-cmreduce-overhead-cstrain_step"
+    assert tok({"tuned": every + ["gpu_aug"]}, "x")["tuned"] == "tuned-" + "+".join(
+        s for s in report.tuned.SWITCHES if s in every + ["gpu_aug"])
+    assert tok({"crop": [64, 128], "log_interval": 10}, "fastscnn") == {"crop": "crop64x128",
+                                                                        "li": ""}
+    assert tok({"crop": [1024, 1024]}, "segformer_b0") == {"crop": ""}
+    assert tok({"profile_window": [50, 60], "cpu_affinity": [0, 2, 4]}, "m") == \
+        {"prof": "prof50-60", "cpus": "cpus0.2.4"}
+    assert tok({"cudnn_benchmark": None, "tuned": None}, "m") == {}  # not recorded: the name says
+
+
+def tuned_switches():
+    from segbench import tuned
+    return tuned.DEFAULT_SWITCHES
+
+
+def test_tables_and_chart_tell_variants_apart(tmp_path):
+    import matplotlib.pyplot as plt
+    d = tmp_path / "res"
+    write_case(d, "fastscnn_sp_bs2_fp32_1", 10.0)
+    write_case(d, "fastscnn_sp_bs2_fp32_1_crop128x256_li2", 4.0)
+    rows = report.load_cases(d)
+    md = report.summary_markdown(rows)
+    assert "## fastscnn\n" in md and "## fastscnn [crop128x256_li2]\n" in md
+    fig = report.build_chart(rows)
+    try:
+        ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert "fastscnn [crop128x256_li2] · sp · bs2 · fp32 · 1 GPU" in ticks
+        assert "fastscnn · sp · bs2 · fp32 · 1 GPU" in ticks
+    finally:
+        plt.close(fig)
+    with open(report.write_report(d)["csv"], newline="") as fh:
+        variants = sorted(r["variant"] for r in csv.DictReader(fh))
+    assert variants == ["", "crop128x256_li2"]
+
+
+ARGV = ["fastscnn", "sp", "fp32", "2", "60", "1"]
+
+
+def _launch_names_carry_tokens():
+    from segbench import launch
+    return launch.parse_case(ARGV, {"LOG_INTERVAL": "2"}).name != \
+        "fastscnn_sp_bs2_fp32_1"
+
+
+@pytest.mark.xfail(not _launch_names_carry_tokens(), strict=True,
+                   reason="launch.py's names.md tokens are not merged into this branch yet")
+def test_launch_s_names_parse_back_to_their_settings(tmp_path):
+    """The grammar has two implementations: launch writes the names, report parses them."""
+    from segbench import launch
+    environ = {"TRAIN_LOG_DIR": str(tmp_path), "TUNED": "foreach,compile",
+               "TUNED_COMPILE_MODE": "max-autotune", "CROP": "64x128", "LOG_INTERVAL": "2",
+               "CUDNN_BENCHMARK": "false", "CPU_AFFINITY": "0", "PROFILING": "true",
+               "PROFILE_ITERS": "3-5"}
+    name = launch.parse_case(ARGV, environ).name
+    assert report.parse_case_name(name)["variant"] == \
+        "tuned-foreach+compile-cmmax-autotune_crop64x128_li2_nobench_cpus0_prof3-5"
+    assert report.parse_case_name(launch.parse_case(ARGV, {
+        "TUNED": "1", "CROP": "512x1024"}).name)["variant"] == "tuned"
 
 
 # --------------------------------------------------------------------------- scaling
@@ -570,48 +701,31 @@ def test_main_in_process_returns_codes(tmp_path, capsys):
 
 def test_tuned_cases_are_their_own_variant(tmp_path):
     """A tuned case (segbench.tuned) never matches, or is scaled against, the stock case."""
-    from segbench import report
     assert report.parse_case_name("fastscnn_sp_bs2_fp32_1_tuned")["model"] == "fastscnn"
     assert report.parse_case_name("fastscnn_sp_bs2_fp32_1_tuned")["tuned"] is True
     assert report.parse_case_name("fastscnn_sp_bs2_fp32_1")["tuned"] is None
-    for name, value, tuned in (("fastscnn_sp_bs2_fp32_1", 10.0, []),
-                               ("fastscnn_sp_bs2_fp32_1_tuned", 20.0, ["foreach"])):
-        speed = {"log_file": name, "model_name": "fastscnn", "mission_name": "图像分割",
-                 "direction_id": 0, "run_mode": "sp", "index": 1, "gpu_num": 1,
-                 "FINAL_RESULT": value, "JOB_FAIL_FLAG": 0, "UNIT": "images/s"}
-        (tmp_path / f"{name}_speed").write_text(json.dumps(speed, ensure_ascii=False))
-        (tmp_path / f"{name}_stats.json").write_text(json.dumps({"tuned": tuned, "fp_item": "fp32",
-                                                                 "batch_size": 2}))
-    rows = {r["case"]: r for r in report.load_cases(tmp_path)}
-    assert rows["fastscnn_sp_bs2_fp32_1"]["model"] == "fastscnn"
-    assert rows["fastscnn_sp_bs2_fp32_1_tuned"]["model"] == "fastscnn (tuned: foreach)"
+    for name, value, switches in (("fastscnn_sp_bs2_fp32_1", 10.0, []),
+                                  ("fastscnn_sp_bs2_fp32_1_tuned", 20.0, ["foreach"])):
+        write_case(tmp_path, name, value, tuned=switches, fp_item="fp32", batch_size=2)
+    rows = by_case(report.load_cases(tmp_path))
+    assert (rows["fastscnn_sp_bs2_fp32_1"]["model"], rows["fastscnn_sp_bs2_fp32_1"]["variant"]) \
+        == ("fastscnn", "")
+    assert rows["fastscnn_sp_bs2_fp32_1_tuned"]["model"] == "fastscnn"
+    assert rows["fastscnn_sp_bs2_fp32_1_tuned"]["variant"] == "tuned-foreach"  # the sidecar says
     assert (report.identity(rows["fastscnn_sp_bs2_fp32_1"])
             != report.identity(rows["fastscnn_sp_bs2_fp32_1_tuned"]))
 
 
 def test_tuned_runs_with_other_switches_are_other_variants(tmp_path):
-    from segbench import report, tuned
-    every = list(tuned.DEFAULT_SWITCHES)
-    assert report.tuned_label(None) == " (tuned)"                 # only the name says tuned
-    assert report.tuned_label(every, "reduce-overhead") == " (tuned: all, compile reduce-overhead)"
-    assert report.tuned_label([s for s in every if s != "compile"]) == " (tuned: all-compile)"
-    assert report.tuned_label(every + ["gpu_aug"], "default") == \
-        " (tuned: all+gpu_aug, compile default)"
-    assert report.tuned_label(["tf32", "foreach"]) == " (tuned: foreach,tf32)"
+    every = list(tuned_switches())
     runs = {"a": (every, "reduce-overhead", 62.0), "b": (every, "default", 36.0),
             "c": ([s for s in every if s != "compile"], None, 48.0)}
     for sub, (switches, mode, value) in runs.items():
-        d = tmp_path / sub
-        d.mkdir()
-        name = "fastscnn_sp_bs2_fp32_1_tuned"
-        speed = {"log_file": name, "model_name": "fastscnn", "mission_name": "图像分割",
-                 "direction_id": 0, "run_mode": "sp", "index": 1, "gpu_num": 1,
-                 "FINAL_RESULT": value, "JOB_FAIL_FLAG": 0, "UNIT": "images/s"}
-        (d / f"{name}_speed").write_text(json.dumps(speed, ensure_ascii=False))
-        (d / f"{name}_stats.json").write_text(json.dumps(
-            {"tuned": switches, "compile_mode": mode, "fp_item": "fp32", "batch_size": 2}))
+        write_case(tmp_path / sub, "fastscnn_sp_bs2_fp32_1_tuned", value, tuned=switches,
+                   compile_mode=mode, fp_item="fp32", batch_size=2)
     rows = report.load_cases(tmp_path)
     assert len({report.identity(r) for r in rows}) == 3
     md = report.summary_markdown(rows)
-    assert "## fastscnn (tuned: all, compile reduce-overhead)" in md
-    assert "## fastscnn (tuned: all-compile)" in md
+    assert "## fastscnn [tuned-cmreduce-overhead]" in md  # no device: auto is default's
+    assert "## fastscnn [tuned]\n" in md
+    assert "## fastscnn [tuned-channels_last+foreach+loader+workers+non_blocking+tf32]" in md
