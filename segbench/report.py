@@ -53,13 +53,15 @@ SPEED_KEYS = frozenset({
 # write_report right after images_per_s_per_gpu).
 CASE_KEYS = (
     "case", "model", "variant", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
-    "images_per_s_per_gpu", "ok", "reason", "cv", "peak_mem_mb", "tflops", "repeats",
+    "images_per_s_per_gpu", "ok", "reason", "flagged", "warnings", "cv", "peak_mem_mb", "tflops",
+    "repeats",
     "device", "profile", "source",
 )
 CSV_COLUMNS = CASE_KEYS[:9] + ("scaling_efficiency",) + CASE_KEYS[9:]
 
 STATUSES = ("ok", "regressed", "improved", "missing", "new")
 CHART_DPI = 110
+FLAG_COLOUR = "#d35400"
 
 _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skipped unread
 _STATS_SUFFIX = "_stats.json"
@@ -381,6 +383,9 @@ def _build_row(path, speed, stats):
         reason = f"bad FINAL_RESULT {speed.get('FINAL_RESULT')!r} with JOB_FAIL_FLAG 0"
 
     per_gpu = images / gpu_num if images is not None and gpu_num else None
+    warnings = [str(w) for w in stats.get("warnings") or () if _str_or_none(w)] \
+        if isinstance(stats.get("warnings"), list) else []
+    flagged = stats.get("flagged")
 
     mem = _get(stats, "memory.peak_mb_per_rank")
     if isinstance(mem, (list, tuple)):
@@ -410,6 +415,9 @@ def _build_row(path, speed, stats):
         "images_per_s_per_gpu": per_gpu,
         "ok": ok,
         "reason": reason,
+        # the analysis's signs of a busy or noisy host (older sidecars: no ``flagged`` key)
+        "flagged": flagged if isinstance(flagged, bool) else bool(warnings),
+        "warnings": warnings,
         "cv": _num(_get(stats, "per_iter.cv")),
         "peak_mem_mb": peak,
         "tflops": _num(_get(stats, "flops.tflops_achieved")),
@@ -525,43 +533,69 @@ def _model_key(row):
     return case_label(row) + (" (CPU profile)" if is_cpu_profile(row) else "")
 
 
+FLAG_TEXT = ("the analysis saw signs that the figure describes a busy or noisy host rather than "
+             "the hardware (the `warnings` of the case's `_stats.json`)")
+
+
+def _md_model_table(cases, idx, eff):
+    """The rows of one model's table."""
+    table = []
+    for i in idx:
+        c = cases[i]
+        ok = c.get("ok")
+        table.append([
+            c.get("run_mode") or "?",
+            _fmt(c.get("batch_size"), "d") if c.get("batch_size") is not None else "?",
+            c.get("fp") or "?",
+            _fmt(c.get("gpu_num"), "d") if c.get("gpu_num") is not None else "?",
+            _fmt_rate(c.get("images_per_s")) if ok else "-",
+            _fmt_rate(c.get("images_per_s_per_gpu")) if ok else "-",
+            _fmt(eff[i], ".2f"),
+            _fmt(None if c.get("cv") is None else 100 * c["cv"], ".1f"),
+            _fmt(c.get("peak_mem_mb"), ",.0f"),
+            _fmt(c.get("tflops"), ".2f"),
+            _status_text(c),
+            "**FLAGGED**" if c.get("flagged") else "-",
+        ])
+    return table
+
+
+def _md_flag_notes(rows):
+    """Under a table: each flagged row's warnings, one a line."""
+    flagged = [c for c in rows if c.get("flagged")]
+    if not flagged:
+        return []
+    out = ["", f"> **FLAGGED:** {FLAG_TEXT}:"]
+    for c in flagged:
+        for w in c.get("warnings") or ["flagged (the sidecar lists no warning)"]:
+            out.append(f"> - `{c['case']}`: {_md_cell(w)}")
+    return out
+
+
 def summary_markdown(cases, source_dir=None, generated=None):
     """The summary.md text for cases (a list from load_cases)."""
     generated = generated or _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     eff = scaling(cases)
     order = sorted(range(len(cases)), key=lambda i: _sort_key(cases[i]))
     n_fail = sum(1 for c in cases if not c.get("ok"))
+    n_flag = sum(1 for c in cases if c.get("flagged"))
     lines = ["# segbench training throughput", ""]
     src = f" from `{source_dir}`" if source_dir else ""
-    lines.append(f"Generated {generated}{src}: {len(cases)} case(s), {n_fail} failed.")
+    lines.append(f"Generated {generated}{src}: {len(cases)} case(s), {n_fail} failed, "
+                 f"{n_flag} flagged.")
     lines.append("")
     lines.append("images/s = training images per second over all GPUs (FINAL_RESULT); "
                  "scaling eff. = mp images/s / (GPUs x sp images/s); "
-                 "CV % = per-iteration coefficient of variation.")
+                 "CV % = per-iteration coefficient of variation; "
+                 f"flag = FLAGGED when {FLAG_TEXT}.")
     models = list(dict.fromkeys(_model_key(cases[i]) for i in order))
     headers = ["mode", "bs", "precision", "GPUs", "images/s", "images/s/GPU",
-               "scaling eff.", "CV %", "peak mem MB", "TFLOP/s", "status"]
-    align = "lrlrrrrrrrl"
+               "scaling eff.", "CV %", "peak mem MB", "TFLOP/s", "status", "flag"]
+    align = "lrlrrrrrrrll"
     for model in models:
         idx = [i for i in order if _model_key(cases[i]) == model]
-        table = []
-        for i in idx:
-            c = cases[i]
-            ok = c.get("ok")
-            table.append([
-                c.get("run_mode") or "?",
-                _fmt(c.get("batch_size"), "d") if c.get("batch_size") is not None else "?",
-                c.get("fp") or "?",
-                _fmt(c.get("gpu_num"), "d") if c.get("gpu_num") is not None else "?",
-                _fmt_rate(c.get("images_per_s")) if ok else "-",
-                _fmt_rate(c.get("images_per_s_per_gpu")) if ok else "-",
-                _fmt(eff[i], ".2f"),
-                _fmt(None if c.get("cv") is None else 100 * c["cv"], ".1f"),
-                _fmt(c.get("peak_mem_mb"), ",.0f"),
-                _fmt(c.get("tflops"), ".2f"),
-                _status_text(c),
-            ])
-        lines += ["", f"## {model}", "", _md_table(headers, table, align)]
+        lines += ["", f"## {model}", "", _md_table(headers, _md_model_table(cases, idx, eff), align)]
+        lines += _md_flag_notes([cases[i] for i in idx])
         if any(is_cpu_profile(cases[i]) for i in idx):
             lines += ["", "> **CPU profile:** rows marked *(CPU profile)* ran with "
                           "`profile = cpu` on the CPU. They are not GPU throughput; "
@@ -582,8 +616,8 @@ def _write_csv(path, cases, eff):
                     out.append("")
                 elif isinstance(v, bool):
                     out.append("true" if v else "false")
-                elif k == "repeats":
-                    out.append(json.dumps(v))
+                elif k in ("repeats", "warnings"):
+                    out.append(json.dumps(v, ensure_ascii=False))
                 else:
                     out.append(v)
             w.writerow(out)
@@ -600,6 +634,8 @@ def _bar_label(row):
     label = " · ".join(parts)
     if is_cpu_profile(row):
         label += " (CPU profile)"
+    if row.get("flagged"):
+        label += " [FLAGGED]"
     return label
 
 
@@ -684,12 +720,16 @@ def build_chart(cases, title_note=None):
     for tick, i in zip(ax.get_yticklabels(), order):
         if not cases[i].get("ok"):
             tick.set_color("#c0392b")
+        elif cases[i].get("flagged"):
+            tick.set_color(FLAG_COLOUR)
     ax.set_ylim(max(ys, default=0) + 0.8, min(ys, default=0) - 0.8)  # first case on top
     ax.set_xlim(0, vmax * 1.15)
     ax.set_xlabel("training throughput (images/s, all GPUs; higher is better)", fontsize=10)
     ax.set_ylabel("case", fontsize=10)
     note = [title_note] if title_note else []
     note.append("bar label: model · mode · batch size per GPU · precision · GPUs")
+    if any(c.get("flagged") for c in cases):
+        note.append("[FLAGGED]: signs of a busy or noisy host (warnings in summary.md)")
     ax.text(0.0, 1.0, "\n".join(note), transform=ax.transAxes, fontsize=8, color="#555555",
             va="bottom", ha="left", linespacing=1.4)
     ax.set_title("segbench: training throughput per case", fontsize=13, fontweight="bold",

@@ -185,7 +185,7 @@ def test_markdown_escapes_pipes_in_reason(tmp_path):
     md = Path(report.write_report(d)["md"]).read_text()
     row = next(line for line in md.splitlines() if line.startswith("| sp"))
     assert "FAILED: bad input: a\\|b" in row
-    assert len(re.findall(r"(?<!\\)\|", row)) == 12  # 11 columns -> 12 unescaped bars
+    assert len(re.findall(r"(?<!\\)\|", row)) == 13  # 12 columns -> 13 unescaped bars
 
 
 def test_sidecar_overrides_name_and_subdirs_one_level(tmp_path):
@@ -397,6 +397,60 @@ def test_write_report_markdown(tmp_path):
     assert "CPU profile:" in md
     # sp row listed before mp rows within a model
     assert md.index("| sp | 2 | fp32 | 1 | 10.00") < md.index("| mp | 2 | fp32 | 2 | 18.00")
+
+
+HOST_WARNINGS = ["host load: load average 5.1 on 2 CPUs during the measured iterations",
+                 "steal: 14% of the CPU time went to other virtual machines | hypervisor"]
+
+
+def make_flagged(d):
+    d = Path(d)
+    write_case(d, "fastscnn_sp_bs2_fp32_1", 1.5, **sidecar(), warnings=HOST_WARNINGS, flagged=True)
+    write_case(d, "fastscnn_mp_bs2_fp32_2", 2.9, **sidecar(gpus=2), warnings=[])
+    # an older sidecar: warnings but no ``flagged`` key
+    write_case(d, "ocrnet_hrnetw48_sp_bs2_fp32_1", 0.4, **sidecar(),
+               warnings=["not steady: the last third ran 30% slower than the first"])
+    # a sidecar that says not flagged: its warnings are kept but do not flag it
+    write_case(d, "segformer_b0_sp_bs2_fp32_1", 3.0, **sidecar(), flagged=False,
+               warnings=["gpu_num guessed from the log"])
+    return d
+
+
+def test_flagged_cases_are_marked_where_a_user_looks(tmp_path):
+    import matplotlib.pyplot as plt
+    d = make_flagged(tmp_path / "res")
+    rows = by_case(report.load_cases(d))
+    assert rows["fastscnn_sp_bs2_fp32_1"]["flagged"] is True
+    assert rows["fastscnn_sp_bs2_fp32_1"]["warnings"] == HOST_WARNINGS
+    assert rows["fastscnn_mp_bs2_fp32_2"]["flagged"] is False
+    assert rows["ocrnet_hrnetw48_sp_bs2_fp32_1"]["flagged"] is True  # bool(warnings)
+    assert rows["segformer_b0_sp_bs2_fp32_1"]["flagged"] is False
+    assert rows["fastscnn_sp_bs2_fp32_1"]["ok"] is True  # passed stays passed
+    paths = report.write_report(d, tmp_path / "out")
+    md = Path(paths["md"]).read_text()
+    assert "4 case(s), 0 failed, 2 flagged." in md
+    assert _md_row(md, ["sp", "2", "fp32", "1", "1.50", "1.50", "-", "-", "-", "-", "ok",
+                        "**FLAGGED**"])
+    assert _md_row(md, ["mp", "2", "fp32", "2", "2.90", "1.45", "0.97", "-", "-", "-", "ok", "-"])
+    fast = md[md.index("## fastscnn"):md.index("## ocrnet")]
+    assert "> - `fastscnn_sp_bs2_fp32_1`: host load: load average 5.1 on 2 CPUs" in fast
+    assert "`fastscnn_sp_bs2_fp32_1`: steal: 14% of the CPU time went to other virtual " \
+        "machines \\| hypervisor" in fast
+    assert "> - `ocrnet_hrnetw48_sp_bs2_fp32_1`: not steady:" in md
+    assert "gpu_num guessed" not in md
+    with open(paths["csv"], newline="") as fh:
+        csv_rows = by_case(csv.DictReader(fh))
+    assert json.loads(csv_rows["fastscnn_sp_bs2_fp32_1"]["warnings"]) == HOST_WARNINGS
+    assert csv_rows["fastscnn_sp_bs2_fp32_1"]["flagged"] == "true"
+    assert csv_rows["fastscnn_mp_bs2_fp32_2"]["flagged"] == "false"
+    fig = report.build_chart(list(rows.values()))
+    try:
+        ticks = {t.get_text(): t.get_color() for t in fig.axes[0].get_yticklabels()}
+        assert ticks["fastscnn · sp · bs2 · fp32 · 1 GPU [FLAGGED]"] == report.FLAG_COLOUR
+        assert "fastscnn · mp · bs2 · fp32 · 2 GPUs" in ticks
+        assert_chart_layout(fig)
+    finally:
+        plt.close(fig)
 
 
 def test_no_cpu_note_without_cpu_rows(tmp_path):
