@@ -57,11 +57,15 @@ CASE_KEYS = (
     "repeats",
     "device", "profile", "source",
 )
-CSV_COLUMNS = CASE_KEYS[:9] + ("scaling_efficiency",) + CASE_KEYS[9:]
+CSV_COLUMNS = CASE_KEYS[:9] + ("scaling_efficiency", "scaling_note") + CASE_KEYS[9:]
 
 STATUSES = ("ok", "regressed", "improved", "missing", "new")
 CHART_DPI = 110
 FLAG_COLOUR = "#d35400"
+# mp images/s cannot exceed its process count times one process's: an efficiency above 1 says the
+# sp figure is too low (or the mp one too high). 5% above 1 is let pass as the noise of two
+# separate runs; above that the figure is marked not credible.
+SCALING_CREDIBLE_MAX = 1.05
 
 _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skipped unread
 _STATS_SUFFIX = "_stats.json"
@@ -485,6 +489,29 @@ def scaling(cases):
     return out
 
 
+def unit(row, plural=False):
+    """What a case's processes are: GPUs, or CPU processes in the CPU profile."""
+    if is_cpu_profile(row):
+        return "processes" if plural else "process"
+    return "GPUs" if plural else "GPU"
+
+
+def units(rows, plural=True):
+    """unit() over rows: one word when they agree, both ("GPUs/processes") when they do not."""
+    words = list(dict.fromkeys(unit(r, plural) for r in rows)) or [unit({}, plural)]
+    return "/".join(words)
+
+
+def scaling_note(row, eff):
+    """Why a scaling efficiency above SCALING_CREDIBLE_MAX is not credible; None when it is."""
+    if eff is None or eff <= SCALING_CREDIBLE_MAX:
+        return None
+    one = unit(row)
+    return (f"not credible (above {SCALING_CREDIBLE_MAX:g}): the 1-{one} run was slower than each "
+            f"{one} of the {row.get('gpu_num')}-{one} run: a busy host or a different setting "
+            f"during the sp run")
+
+
 # --------------------------------------------------------------------------- formatting
 
 def _fmt_rate(v):
@@ -550,7 +577,7 @@ def _md_model_table(cases, idx, eff):
             _fmt(c.get("gpu_num"), "d") if c.get("gpu_num") is not None else "?",
             _fmt_rate(c.get("images_per_s")) if ok else "-",
             _fmt_rate(c.get("images_per_s_per_gpu")) if ok else "-",
-            _fmt(eff[i], ".2f"),
+            _fmt(eff[i], ".2f") + (" (not credible)" if scaling_note(c, eff[i]) else ""),
             _fmt(None if c.get("cv") is None else 100 * c["cv"], ".1f"),
             _fmt(c.get("peak_mem_mb"), ",.0f"),
             _fmt(c.get("tflops"), ".2f"),
@@ -560,15 +587,17 @@ def _md_model_table(cases, idx, eff):
     return table
 
 
-def _md_flag_notes(rows):
-    """Under a table: each flagged row's warnings, one a line."""
+def _md_notes(rows, effs):
+    """Under a table: each flagged row's warnings and each not-credible scaling figure."""
     flagged = [c for c in rows if c.get("flagged")]
-    if not flagged:
-        return []
-    out = ["", f"> **FLAGGED:** {FLAG_TEXT}:"]
+    out = ["", f"> **FLAGGED:** {FLAG_TEXT}:"] if flagged else []
     for c in flagged:
         for w in c.get("warnings") or ["flagged (the sidecar lists no warning)"]:
             out.append(f"> - `{c['case']}`: {_md_cell(w)}")
+    odd = [(c, e) for c, e in zip(rows, effs) if scaling_note(c, e)]
+    if odd:
+        out += ["", "> **Scaling efficiency above 1:**"]
+        out += [f"> - `{c['case']}`: {e:.2f} is {scaling_note(c, e)}." for c, e in odd]
     return out
 
 
@@ -584,22 +613,26 @@ def summary_markdown(cases, source_dir=None, generated=None):
     lines.append(f"Generated {generated}{src}: {len(cases)} case(s), {n_fail} failed, "
                  f"{n_flag} flagged.")
     lines.append("")
-    lines.append("images/s = training images per second over all GPUs (FINAL_RESULT); "
-                 "scaling eff. = mp images/s / (GPUs x sp images/s); "
+    every = units(cases)
+    lines.append(f"images/s = training images per second over all {every} (FINAL_RESULT); "
+                 f"scaling eff. = mp images/s / ({every} x sp images/s), above "
+                 f"{SCALING_CREDIBLE_MAX:g} not credible; "
                  "CV % = per-iteration coefficient of variation; "
                  f"flag = FLAGGED when {FLAG_TEXT}.")
     models = list(dict.fromkeys(_model_key(cases[i]) for i in order))
-    headers = ["mode", "bs", "precision", "GPUs", "images/s", "images/s/GPU",
-               "scaling eff.", "CV %", "peak mem MB", "TFLOP/s", "status", "flag"]
     align = "lrlrrrrrrrll"
     for model in models:
         idx = [i for i in order if _model_key(cases[i]) == model]
+        rows = [cases[i] for i in idx]
+        headers = ["mode", "bs", "precision", units(rows), "images/s",
+                   f"images/s/{units(rows, plural=False)}", "scaling eff.", "CV %",
+                   "peak mem MB", "TFLOP/s", "status", "flag"]
         lines += ["", f"## {model}", "", _md_table(headers, _md_model_table(cases, idx, eff), align)]
-        lines += _md_flag_notes([cases[i] for i in idx])
-        if any(is_cpu_profile(cases[i]) for i in idx):
+        lines += _md_notes(rows, [eff[i] for i in idx])
+        if any(is_cpu_profile(c) for c in rows):
             lines += ["", "> **CPU profile:** rows marked *(CPU profile)* ran with "
-                          "`profile = cpu` on the CPU. They are not GPU throughput; "
-                          "do not compare them with GPU rows."]
+                          "`profile = cpu` on the CPU, one CPU process where a GPU would be. "
+                          "They are not GPU throughput; do not compare them with GPU rows."]
     return "\n".join(lines) + "\n"
 
 
@@ -608,7 +641,7 @@ def _write_csv(path, cases, eff):
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
         for c, e in zip(cases, eff):
-            rec = dict(c, scaling_efficiency=e)
+            rec = dict(c, scaling_efficiency=e, scaling_note=scaling_note(c, e))
             out = []
             for k in CSV_COLUMNS:
                 v = rec.get(k)
@@ -630,7 +663,7 @@ def _bar_label(row):
              f"bs{row['batch_size']}" if row.get("batch_size") is not None else "bs?",
              row.get("fp") or "?"]
     g = row.get("gpu_num")
-    parts.append(f"{g} GPU" + ("" if g == 1 else "s") if g is not None else "? GPUs")
+    parts.append(f"{g} {unit(row, g != 1)}" if g is not None else f"? {unit(row, True)}")
     label = " · ".join(parts)
     if is_cpu_profile(row):
         label += " (CPU profile)"
@@ -709,7 +742,8 @@ def build_chart(cases, title_note=None):
             has_err = True
         text = _fmt_rate(v)
         if eff[i] is not None:
-            text += f"  (scaling {eff[i]:.2f})"
+            text += f"  (scaling {eff[i]:.2f}" + (", not credible)" if scaling_note(c, eff[i])
+                                                  else ")")
         if runs and len(runs) > 1:
             text += f"  [n={len(runs)}]"
         value_texts.append(ax.annotate(text, (end, y_i), xytext=(5, 0),
@@ -724,10 +758,12 @@ def build_chart(cases, title_note=None):
             tick.set_color(FLAG_COLOUR)
     ax.set_ylim(max(ys, default=0) + 0.8, min(ys, default=0) - 0.8)  # first case on top
     ax.set_xlim(0, vmax * 1.15)
-    ax.set_xlabel("training throughput (images/s, all GPUs; higher is better)", fontsize=10)
+    ax.set_xlabel(f"training throughput (images/s, all {units(cases)}; higher is better)",
+                  fontsize=10)
     ax.set_ylabel("case", fontsize=10)
     note = [title_note] if title_note else []
-    note.append("bar label: model · mode · batch size per GPU · precision · GPUs")
+    note.append(f"bar label: model · mode · batch size per {units(cases, plural=False)} · "
+                f"precision · {units(cases)}")
     if any(c.get("flagged") for c in cases):
         note.append("[FLAGGED]: signs of a busy or noisy host (warnings in summary.md)")
     ax.text(0.0, 1.0, "\n".join(note), transform=ax.transAxes, fontsize=8, color="#555555",
@@ -903,6 +939,7 @@ def _compare_row(b, c, threshold):
         "batch_size": _first(src.get("batch_size"), (b or {}).get("batch_size")),
         "fp": _first(src.get("fp"), (b or {}).get("fp")),
         "gpu_num": src.get("gpu_num"),
+        "profile": src.get("profile"),
         "baseline": None, "current": None, "ratio": None, "status": None,
         "baseline_case": b["case"] if b else None,
         "current_case": c["case"] if c else None,
@@ -946,7 +983,7 @@ def compare(baseline_dir, current_dir, threshold=0.05):
     """Match cases of two result directories and compare images/s.
 
     Returns (rows, ok).  Each row: case, model, variant, run_mode, batch_size, fp,
-    gpu_num, baseline, current (images/s, None when absent or failed), ratio
+    gpu_num, profile, baseline, current (images/s, None when absent or failed), ratio
     (current/baseline), status (ok|regressed|improved|missing|new),
     baseline_case, current_case, note.  ok is False when any case regressed
     (ratio < 1 - threshold) or is missing (absent or failed in current).
@@ -980,7 +1017,7 @@ def compare(baseline_dir, current_dir, threshold=0.05):
 def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
                      current_label="current"):
     """A Markdown report of compare()'s result, with the labels in the headers."""
-    headers = ["case", "mode", "bs", "precision", "GPUs", f"{baseline_label} images/s",
+    headers = ["case", "mode", "bs", "precision", units(rows), f"{baseline_label} images/s",
                f"{current_label} images/s", f"{current_label}/{baseline_label}", "change",
                "status"]
     table = []

@@ -367,6 +367,66 @@ def test_scaling_efficiency(tmp_path):
     assert report.scaling(rows + [sp_failed] + extra)[-1] is None
 
 
+def make_busy_cpu_suite(d):
+    """A CPU-profile suite whose sp runs a busy host slowed: efficiencies 3.02 and 6.61."""
+    d = Path(d)
+    cpu = dict(device="cpu", profile="cpu")
+    for model, sp, mp in (("fastscnn", 1.0, 6.04), ("segformer_b0", 0.5, 6.61)):
+        write_case(d, f"{model}_sp_bs2_fp32_1_crop128x256_li2", sp, **sidecar(**cpu))
+        write_case(d, f"{model}_mp_bs2_fp32_2_crop128x256_li2", mp, **sidecar(gpus=2, **cpu))
+    return d
+
+
+def test_scaling_above_one_is_not_credible_and_cpu_processes_are_not_gpus(tmp_path):
+    import matplotlib.pyplot as plt
+    d = make_busy_cpu_suite(tmp_path / "res")
+    rows = report.load_cases(d)
+    eff = report.scaling(rows)
+    notes = {r["case"]: report.scaling_note(r, e) for r, e in zip(rows, eff)}
+    why = ("not credible (above 1.05): the 1-process run was slower than each process of the "
+           "2-process run: a busy host or a different setting during the sp run")
+    assert notes["fastscnn_mp_bs2_fp32_2_crop128x256_li2"] == why
+    assert notes["fastscnn_sp_bs2_fp32_1_crop128x256_li2"] is None
+    paths = report.write_report(d, tmp_path / "out")
+    md = Path(paths["md"]).read_text()
+    assert _md_row(md, ["mp", "2", "fp32", "2", "6.04", "3.02", "3.02 (not credible)"])
+    assert _md_row(md, ["mp", "2", "fp32", "2", "6.61", "3.31", "6.61 (not credible)"])
+    assert f"> - `fastscnn_mp_bs2_fp32_2_crop128x256_li2`: 3.02 is {why}." in md
+    assert "| mode | bs | precision | processes | images/s | images/s/process |" in md
+    assert "over all processes" in md and "all GPUs" not in md and "| GPUs |" not in md
+    with open(paths["csv"], newline="") as fh:
+        c = by_case(csv.DictReader(fh))
+    assert c["segformer_b0_mp_bs2_fp32_2_crop128x256_li2"]["scaling_note"].startswith(
+        "not credible")
+    assert c["segformer_b0_sp_bs2_fp32_1_crop128x256_li2"]["scaling_note"] == ""
+    fig = report.build_chart(rows)
+    try:
+        ax = fig.axes[0]
+        ticks = [t.get_text() for t in ax.get_yticklabels()]
+        assert "fastscnn [crop128x256_li2] · mp · bs2 · fp32 · 2 processes (CPU profile)" in ticks
+        assert "fastscnn [crop128x256_li2] · sp · bs2 · fp32 · 1 process (CPU profile)" in ticks
+        assert "all processes" in ax.get_xlabel()
+        assert any("(scaling 3.02, not credible)" in t.get_text() for t in ax.texts)
+        assert not any("GPU" in t.get_text() for t in [*ax.texts, *ax.get_yticklabels()])
+    finally:
+        plt.close(fig)
+    cmp_md = report.compare_markdown(*report.compare(d, d))
+    assert "| case | mode | bs | precision | processes |" in cmp_md
+
+
+def test_scaling_within_the_tolerance_stays_plain(tmp_path):
+    d = tmp_path / "res"
+    write_case(d, "fastscnn_sp_bs2_fp32_1", 10.0)
+    write_case(d, "fastscnn_mp_bs2_fp32_2", 20.8)  # 1.04: noise of two runs
+    write_case(d, "segformer_b0_sp_bs2_fp32_1", 10.0)
+    write_case(d, "segformer_b0_mp_bs2_fp32_2", 21.2)  # 1.06
+    md = report.summary_markdown(report.load_cases(d))
+    assert _md_row(md, ["mp", "2", "fp32", "2", "20.80", "10.40", "1.04", "-"])
+    assert _md_row(md, ["mp", "2", "fp32", "2", "21.20", "10.60", "1.06 (not credible)"])
+    assert "the 1-GPU run was slower than each GPU of the 2-GPU run" in md
+    assert "| GPUs | images/s | images/s/GPU |" in md
+
+
 # --------------------------------------------------------------------------- report files
 
 def _md_row(md, cells):
