@@ -370,7 +370,7 @@ def test_scaling_efficiency(tmp_path):
 def make_busy_cpu_suite(d):
     """A CPU-profile suite whose sp runs a busy host slowed: efficiencies 3.02 and 6.61."""
     d = Path(d)
-    cpu = dict(device="cpu", profile="cpu")
+    cpu = {"device": "cpu", "profile": "cpu"}
     for model, sp, mp in (("fastscnn", 1.0, 6.04), ("segformer_b0", 0.5, 6.61)):
         write_case(d, f"{model}_sp_bs2_fp32_1_crop128x256_li2", sp, **sidecar(**cpu))
         write_case(d, f"{model}_mp_bs2_fp32_2_crop128x256_li2", mp, **sidecar(gpus=2, **cpu))
