@@ -5,6 +5,13 @@ below, see docs/FORMATS.md) and, when present, the ``<case>_stats.json``
 sidecar beside each one.  It does not import ``segbench.analysis``: the
 files are the interface.
 
+A case is identified by model, run mode, batch size, precision, GPUs and its
+*variant*: the tokens the case-name grammar adds after the GPU count
+(``fastscnn_sp_bs2_fp32_1_crop128x256_li2`` is the variant ``crop128x256_li2``
+of ``fastscnn_sp_bs2_fp32_1``), taken from the sidecar's recorded settings
+where it has them, else from the name.  A variant is never matched, compared
+or scaled against another; the tables show it as ``model [variant]``.
+
     python -m segbench.report report DIR [--out OUTDIR]
     python -m segbench.report compare BASELINE_DIR CURRENT_DIR [--threshold 5%]
         [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
@@ -15,6 +22,8 @@ Exit codes: 0 fine, 1 compare found a regressed or missing case,
 Python API
 ----------
 load_cases(dir)                 -> list of flat dicts, one per speed file
+parse_case_name(name)           -> model/run_mode/batch_size/fp/gpu_num/tuned/variant of a name
+identity(row)                   -> the tuple rows are matched and scaled by
 scaling(cases)                  -> list (same order) of mp scaling efficiency or None
 write_report(dir_in, dir_out)   -> {"md": path, "csv": path, "png": path}
 build_chart(cases, note)        -> the summary.png matplotlib Figure (for inspection)
@@ -33,6 +42,8 @@ import os
 import re
 import sys
 
+from segbench import configs, env, tuned
+
 SPEED_KEYS = frozenset({
     "log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
     "gpu_num", "FINAL_RESULT", "JOB_FAIL_FLAG", "UNIT",
@@ -41,23 +52,50 @@ SPEED_KEYS = frozenset({
 # Row keys of load_cases(), in CSV column order (scaling_efficiency is added by
 # write_report right after images_per_s_per_gpu).
 CASE_KEYS = (
-    "case", "model", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
-    "images_per_s_per_gpu", "ok", "reason", "cv", "peak_mem_mb", "tflops", "repeats",
+    "case", "model", "variant", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
+    "images_per_s_per_gpu", "ok", "reason", "flagged", "warnings", "cv", "peak_mem_mb", "tflops",
+    "repeats",
     "device", "profile", "source",
 )
-CSV_COLUMNS = CASE_KEYS[:8] + ("scaling_efficiency",) + CASE_KEYS[8:]
+CSV_COLUMNS = CASE_KEYS[:9] + ("scaling_efficiency", "scaling_note") + CASE_KEYS[9:]
 
 STATUSES = ("ok", "regressed", "improved", "missing", "new")
 CHART_DPI = 110
+FLAG_COLOUR = "#d35400"
+# mp images/s cannot exceed its process count times one process's: an efficiency above 1 says the
+# sp figure is too low (or the mp one too high). 5% above 1 is let pass as the noise of two
+# separate runs; above that the figure is marked not credible.
+SCALING_CREDIBLE_MAX = 1.05
 
 _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skipped unread
 _STATS_SUFFIX = "_stats.json"
 
-# ${MODEL}_${RUN_MODE}_bs${BS}_${FP}_${NGPU}; greedy model => parsed from the right.
+# ${MODEL}_${RUN_MODE}_bs${BS}_${FP}_${NGPU}[_${TOKEN}]...; greedy model => parsed from the right
 _SEGBENCH_NAME = re.compile(
     r"^(?P<model>.+)_(?P<mode>[A-Za-z0-9]+)_bs(?P<bs>\d+)_(?P<fp>[A-Za-z0-9]+)_(?P<ngpu>\d+)"
-    r"(?P<tuned>_tuned)?$")
-TUNED_LABEL = " (tuned)"  # a tuned case is its own model variant: never matched with stock
+    r"(?:_(?P<tail>.+))?$")
+# The variant tokens of docs/names.md, in the order a name carries them: a setting that changes
+# the figure and is not the default. A case's variant is the "_"-joined tokens ("" for the seed's
+# settings); a variant is never matched, compared or scaled against another.
+VARIANT_KINDS = ("tuned", "crop", "li", "nobench", "cpus", "prof")
+DEFAULT_LOG_INTERVAL = 10
+
+
+def _alternatives(words):
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+_SWITCH = f"(?:{_alternatives(tuned.SWITCHES)})"
+_TOKEN_PATTERNS = {
+    "tuned": (rf"tuned(?:-{_SWITCH}(?:\+{_SWITCH})*)?(?:-cm(?:{_alternatives(tuned.COMPILE_MODES)}))?"
+              rf"(?:-cs(?:{_alternatives(tuned.COMPILE_SCOPES)}))?"),
+    "crop": r"crop\d+x\d+",
+    "li": r"li\d+",
+    "nobench": r"nobench",
+    "cpus": r"cpus\d+(?:-\d+)?(?:\.\d+(?:-\d+)?)*",
+    "prof": r"prof\d+-\d+",
+}
+_VARIANT_TAIL = re.compile("".join(f"(?:_(?P<{k}>{_TOKEN_PATTERNS[k]}))?" for k in VARIANT_KINDS))
 _FP_TOKEN = re.compile(r"^(fp\d+|bf16|tf32|amp\w*|int8|o[0-3]|pure_?fp16|mixed)$", re.I)
 _BS_TOKEN = re.compile(r"^bs(\d+)$", re.I)
 _NC_TOKEN = re.compile(r"^N(\d+)C(\d+)$", re.I)
@@ -113,36 +151,34 @@ def _str_or_none(value):
     return s or None
 
 
-def tuned_label(switches, compile_mode=None):
-    """The model-name suffix of a tuned case: which switches (``all``, ``all-compile`` for all
-    but one or two, ``+gpu_aug`` for opt-in ones, else the list) and compile's mode. Runs with
-    other switches are other variants: never matched or scaled against each other."""
-    if not switches:
-        return TUNED_LABEL
-    from segbench.tuned import DEFAULT_SWITCHES, SWITCHES
-    names = [str(x) for x in switches]
-    names = [x for x in SWITCHES if x in names] + [x for x in names if x not in SWITCHES]
-    missing = [x for x in DEFAULT_SWITCHES if x not in names]
-    extra = [x for x in names if x not in DEFAULT_SWITCHES]
-    if len(missing) <= 2:
-        text = "all" + "".join(f"-{x}" for x in missing) + "".join(f"+{x}" for x in extra)
-    else:
-        text = ",".join(names)
-    if "compile" in names and compile_mode:
-        text += f", compile {compile_mode}"
-    return f" (tuned: {text})"
+def variant_tokens(tail):
+    """A name's token tail (after ngpu, without the leading ``_``) -> {kind: token}. A tail that
+    is not names.md's grammar (a token this version does not know) is kept whole under ``other``:
+    it is still a variant of its own."""
+    if not tail:
+        return {}
+    m = _VARIANT_TAIL.fullmatch("_" + tail)
+    if m is None:
+        return {"other": tail}
+    return {k: v for k, v in m.groupdict().items() if v}
+
+
+def join_variant(tokens):
+    """{kind: token} -> the variant string, tokens in names.md's order ("" when none)."""
+    return "_".join(tokens[k] for k in VARIANT_KINDS + ("other",) if tokens.get(k))
 
 
 def parse_case_name(name):
-    """Pull model/run_mode/bs/fp/gpus out of a log-file name.
+    """Pull model/run_mode/bs/fp/gpus and the variant out of a log-file name.
 
-    segbench names (``ocrnet_hrnetw48_mp_bs2_fp32_8``) are parsed from the
-    right.  Other names (Paddle's ``seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log``)
-    yield whatever tokens they have: ``bsN``, a precision token, ``NxCy``.
-    Unknown fields are None.
+    segbench names (``ocrnet_hrnetw48_mp_bs2_fp32_8``, ``fastscnn_sp_bs2_fp32_1_crop128x256_li2``)
+    are parsed from the right; ``variant`` is the token tail ("" for the seed's settings) and
+    ``tuned`` True when it holds a tuned token.  Other names (Paddle's
+    ``seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log``) yield whatever tokens they have: ``bsN``, a
+    precision token, ``NxCy``; their variant is "" (the seed's settings).  Unknown fields are None.
     """
     out = {"model": None, "run_mode": None, "batch_size": None, "fp": None, "gpu_num": None,
-           "tuned": None}
+           "tuned": None, "variant": ""}
     if not name:
         return out
     base = os.path.basename(str(name).rstrip("/"))
@@ -150,22 +186,66 @@ def parse_case_name(name):
         if base.endswith(suffix) and len(base) > len(suffix):
             base = base[: -len(suffix)]
     m = _SEGBENCH_NAME.match(base)
-    if m:
+    tokens = variant_tokens(m and m["tail"])
+    if m and ("other" not in tokens or m["mode"] in ("sp", "mp")):
         out.update(model=m["model"], run_mode=m["mode"], batch_size=int(m["bs"]),
-                   fp=m["fp"], gpu_num=int(m["ngpu"]), tuned=True if m["tuned"] else None)
+                   fp=m["fp"], gpu_num=int(m["ngpu"]), tuned=True if "tuned" in tokens else None,
+                   variant=join_variant(tokens))
         return out
-    tokens = base.split("_")
-    for i, tok in enumerate(tokens):
+    parts = base.split("_")
+    for i, tok in enumerate(parts):
         bs = _BS_TOKEN.match(tok)
         if bs and out["batch_size"] is None:
             out["batch_size"] = int(bs.group(1))
             if i > 0:
-                out["model"] = "_".join(tokens[:i])
+                out["model"] = "_".join(parts[:i])
         elif _FP_TOKEN.match(tok) and out["fp"] is None:
             out["fp"] = tok
         nc = _NC_TOKEN.match(tok)
         if nc:
             out["gpu_num"] = int(nc.group(1)) * int(nc.group(2))
+    return out
+
+
+def _tuned_token(switches, compile_mode=None, compile_scope=None, device=None):
+    """names.md's tuned token for recorded switches. The sidecar records the compile mode that
+    ran: the mode ``auto`` resolves to on that device counts as ``auto`` (no ``-cm``)."""
+    if not switches:
+        return ""
+    names = [s for s in tuned.SWITCHES if s in switches] + sorted(
+        str(s) for s in switches if s not in tuned.SWITCHES)
+    tok = "tuned" if tuple(names) == tuned.DEFAULT_SWITCHES else "tuned-" + "+".join(names)
+    if "compile" in names:
+        if compile_mode not in (None, "auto", tuned.resolve_compile_mode("auto", device)):
+            tok += f"-cm{compile_mode}"
+        if compile_scope not in (None, "modules"):
+            tok += f"-cs{compile_scope}"
+    return tok
+
+
+def recorded_tokens(stats, model):
+    """{kind: token, "" for the default} for each names.md setting the sidecar records; the
+    kinds it does not record (older sidecars) are absent, and the name decides them."""
+    out = {}
+    if isinstance(stats.get("tuned"), list):
+        out["tuned"] = _tuned_token(stats["tuned"], stats.get("compile_mode"),
+                                    stats.get("compile_scope"), stats.get("device"))
+    crop = stats.get("crop")
+    if isinstance(crop, list) and len(crop) == 2 and all(_int(x) for x in crop):
+        crop = (_int(crop[0]), _int(crop[1]))
+        out["crop"] = "" if crop == configs.MODELS.get(model) else f"crop{crop[0]}x{crop[1]}"
+    if _int(stats.get("log_interval")):
+        li = _int(stats["log_interval"])
+        out["li"] = "" if li == DEFAULT_LOG_INTERVAL else f"li{li}"
+    if isinstance(stats.get("cudnn_benchmark"), bool):
+        out["nobench"] = "" if stats["cudnn_benchmark"] else "nobench"
+    cpus = stats.get("cpu_affinity", False)
+    if cpus is None or (isinstance(cpus, list) and cpus and all(_int(c) is not None for c in cpus)):
+        out["cpus"] = "cpus" + env.cpu_ranges(map(_int, cpus)).replace(",", ".") if cpus else ""
+    window = stats.get("profile_window", False)
+    if window is None or (isinstance(window, list) and len(window) == 2
+                          and all(_int(x) for x in window)):
+        out["prof"] = f"prof{window[0]}-{window[1]}" if window else ""
     return out
 
 
@@ -180,7 +260,8 @@ def _norm_mode(run_mode, gpu_num):
 
 
 def identity(row):
-    """(model, run_mode, batch_size, fp, gpu_num), normalised for matching; fields may be None."""
+    """(model, run_mode, batch_size, fp, gpu_num, variant), normalised for matching; fields but
+    the variant may be None.  The variant is always known ("" for the seed's settings)."""
     model = row.get("model")
     fp = row.get("fp")
     return (
@@ -189,7 +270,14 @@ def identity(row):
         row.get("batch_size"),
         fp.lower() if isinstance(fp, str) else None,
         row.get("gpu_num"),
+        row.get("variant") or "",
     )
+
+
+def case_label(row):
+    """The model and its variant, as the tables and the chart show a case's model."""
+    model = row.get("model") or "(unknown model)"
+    return f"{model} [{row['variant']}]" if row.get("variant") else model
 
 
 # --------------------------------------------------------------------------- loading
@@ -287,10 +375,8 @@ def _build_row(path, speed, stats):
                 from_name["fp"], fp_from_model)
     run_mode = _first(_str_or_none(speed.get("run_mode")), from_name["run_mode"])
     model = _first(model, from_name["model"])
-    tuned = stats.get("tuned")
-    if (tuned if isinstance(tuned, list) else from_name["tuned"]) and model:
-        model += tuned_label(tuned if isinstance(tuned, list) else None,
-                             _str_or_none(stats.get("compile_mode")))
+    variant = join_variant({**variant_tokens(from_name["variant"]),
+                            **recorded_tokens(stats, model)})
 
     images = _num(speed.get("FINAL_RESULT"))
     flag = _int(speed.get("JOB_FAIL_FLAG"))
@@ -301,6 +387,9 @@ def _build_row(path, speed, stats):
         reason = f"bad FINAL_RESULT {speed.get('FINAL_RESULT')!r} with JOB_FAIL_FLAG 0"
 
     per_gpu = images / gpu_num if images is not None and gpu_num else None
+    warnings = [str(w) for w in stats.get("warnings") or () if _str_or_none(w)] \
+        if isinstance(stats.get("warnings"), list) else []
+    flagged = stats.get("flagged")
 
     mem = _get(stats, "memory.peak_mb_per_rank")
     if isinstance(mem, (list, tuple)):
@@ -321,6 +410,7 @@ def _build_row(path, speed, stats):
     return {
         "case": log_file or os.path.basename(path),
         "model": model,
+        "variant": variant,
         "run_mode": run_mode,
         "batch_size": batch_size,
         "fp": fp,
@@ -329,6 +419,9 @@ def _build_row(path, speed, stats):
         "images_per_s_per_gpu": per_gpu,
         "ok": ok,
         "reason": reason,
+        # the analysis's signs of a busy or noisy host (older sidecars: no ``flagged`` key)
+        "flagged": flagged if isinstance(flagged, bool) else bool(warnings),
+        "warnings": warnings,
         "cv": _num(_get(stats, "per_iter.cv")),
         "peak_mem_mb": peak,
         "tflops": _num(_get(stats, "flops.tflops_achieved")),
@@ -375,25 +468,48 @@ def scaling(cases):
     """Scaling efficiency per case, same order as cases.
 
     For an mp row: mp images/s / (gpu_num x images/s of the ok sp row with the
-    same model, batch size and precision, and on the same side of the CPU
+    same model, variant, batch size and precision, and on the same side of the CPU
     profile).  None for sp rows, failed rows, and mp rows without such an sp row.
     """
     sp = {}
     for row in cases:
-        model, mode, bs, fp, gpus = identity(row)
+        model, mode, bs, fp, gpus, variant = identity(row)
         if (mode == "sp" and row.get("ok") and (row.get("images_per_s") or 0) > 0
                 and None not in (model, bs, fp)):
-            sp.setdefault((model, bs, fp, is_cpu_profile(row)),
+            sp.setdefault((model, variant, bs, fp, is_cpu_profile(row)),
                           row["images_per_s"] / (gpus or 1))
     out = []
     for row in cases:
-        model, mode, bs, fp, gpus = identity(row)
-        base = sp.get((model, bs, fp, is_cpu_profile(row)))
+        model, mode, bs, fp, gpus, variant = identity(row)
+        base = sp.get((model, variant, bs, fp, is_cpu_profile(row)))
         if mode != "mp" or not row.get("ok") or base is None or not gpus:
             out.append(None)
         else:
             out.append(row["images_per_s"] / (gpus * base))
     return out
+
+
+def unit(row, plural=False):
+    """What a case's processes are: GPUs, or CPU processes in the CPU profile."""
+    if is_cpu_profile(row):
+        return "processes" if plural else "process"
+    return "GPUs" if plural else "GPU"
+
+
+def units(rows, plural=True):
+    """unit() over rows: one word when they agree, both ("GPUs/processes") when they do not."""
+    words = list(dict.fromkeys(unit(r, plural) for r in rows)) or [unit({}, plural)]
+    return "/".join(words)
+
+
+def scaling_note(row, eff):
+    """Why a scaling efficiency above SCALING_CREDIBLE_MAX is not credible; None when it is."""
+    if eff is None or eff <= SCALING_CREDIBLE_MAX:
+        return None
+    one = unit(row)
+    return (f"not credible (above {SCALING_CREDIBLE_MAX:g}): the 1-{one} run was slower than each "
+            f"{one} of the {row.get('gpu_num')}-{one} run: a busy host or a different setting "
+            f"during the sp run")
 
 
 # --------------------------------------------------------------------------- formatting
@@ -423,9 +539,9 @@ def _md_table(headers, rows, align):
 
 
 def _sort_key(row):
-    model, mode, bs, fp, gpus = identity(row)
-    return (model or "", {"sp": 0, "mp": 1}.get(mode, 2), gpus or 0, bs or 0, fp or "",
-            row.get("case") or "")
+    model, mode, bs, fp, gpus, variant = identity(row)
+    return (model or "", variant, is_cpu_profile(row), {"sp": 0, "mp": 1}.get(mode, 2),
+            gpus or 0, bs or 0, fp or "", row.get("case") or "")
 
 
 def _failed_text(row):
@@ -440,7 +556,49 @@ def _status_text(row):
 
 
 def _model_key(row):
-    return row.get("model") or "(unknown model)"
+    """A table (and a chart colour) per model, variant and side of the CPU profile."""
+    return case_label(row) + (" (CPU profile)" if is_cpu_profile(row) else "")
+
+
+FLAG_TEXT = ("the analysis saw signs that the figure describes a busy or noisy host rather than "
+             "the hardware (the `warnings` of the case's `_stats.json`)")
+
+
+def _md_model_table(cases, idx, eff):
+    """The rows of one model's table."""
+    table = []
+    for i in idx:
+        c = cases[i]
+        ok = c.get("ok")
+        table.append([
+            c.get("run_mode") or "?",
+            _fmt(c.get("batch_size"), "d") if c.get("batch_size") is not None else "?",
+            c.get("fp") or "?",
+            _fmt(c.get("gpu_num"), "d") if c.get("gpu_num") is not None else "?",
+            _fmt_rate(c.get("images_per_s")) if ok else "-",
+            _fmt_rate(c.get("images_per_s_per_gpu")) if ok else "-",
+            _fmt(eff[i], ".2f") + (" (not credible)" if scaling_note(c, eff[i]) else ""),
+            _fmt(None if c.get("cv") is None else 100 * c["cv"], ".1f"),
+            _fmt(c.get("peak_mem_mb"), ",.0f"),
+            _fmt(c.get("tflops"), ".2f"),
+            _status_text(c),
+            "**FLAGGED**" if c.get("flagged") else "-",
+        ])
+    return table
+
+
+def _md_notes(rows, effs):
+    """Under a table: each flagged row's warnings and each not-credible scaling figure."""
+    flagged = [c for c in rows if c.get("flagged")]
+    out = ["", f"> **FLAGGED:** {FLAG_TEXT}:"] if flagged else []
+    for c in flagged:
+        for w in c.get("warnings") or ["flagged (the sidecar lists no warning)"]:
+            out.append(f"> - `{c['case']}`: {_md_cell(w)}")
+    odd = [(c, e) for c, e in zip(rows, effs) if scaling_note(c, e)]
+    if odd:
+        out += ["", "> **Scaling efficiency above 1:**"]
+        out += [f"> - `{c['case']}`: {e:.2f} is {scaling_note(c, e)}." for c, e in odd]
+    return out
 
 
 def summary_markdown(cases, source_dir=None, generated=None):
@@ -449,41 +607,32 @@ def summary_markdown(cases, source_dir=None, generated=None):
     eff = scaling(cases)
     order = sorted(range(len(cases)), key=lambda i: _sort_key(cases[i]))
     n_fail = sum(1 for c in cases if not c.get("ok"))
+    n_flag = sum(1 for c in cases if c.get("flagged"))
     lines = ["# segbench training throughput", ""]
     src = f" from `{source_dir}`" if source_dir else ""
-    lines.append(f"Generated {generated}{src}: {len(cases)} case(s), {n_fail} failed.")
+    lines.append(f"Generated {generated}{src}: {len(cases)} case(s), {n_fail} failed, "
+                 f"{n_flag} flagged.")
     lines.append("")
-    lines.append("images/s = training images per second over all GPUs (FINAL_RESULT); "
-                 "scaling eff. = mp images/s / (GPUs x sp images/s); "
-                 "CV % = per-iteration coefficient of variation.")
+    every = units(cases)
+    lines.append(f"images/s = training images per second over all {every} (FINAL_RESULT); "
+                 f"scaling eff. = mp images/s / ({every} x sp images/s), above "
+                 f"{SCALING_CREDIBLE_MAX:g} not credible; "
+                 "CV % = per-iteration coefficient of variation; "
+                 f"flag = FLAGGED when {FLAG_TEXT}.")
     models = list(dict.fromkeys(_model_key(cases[i]) for i in order))
-    headers = ["mode", "bs", "precision", "GPUs", "images/s", "images/s/GPU",
-               "scaling eff.", "CV %", "peak mem MB", "TFLOP/s", "status"]
-    align = "lrlrrrrrrrl"
+    align = "lrlrrrrrrrll"
     for model in models:
         idx = [i for i in order if _model_key(cases[i]) == model]
-        table = []
-        for i in idx:
-            c = cases[i]
-            ok = c.get("ok")
-            table.append([
-                c.get("run_mode") or "?",
-                _fmt(c.get("batch_size"), "d") if c.get("batch_size") is not None else "?",
-                c.get("fp") or "?",
-                _fmt(c.get("gpu_num"), "d") if c.get("gpu_num") is not None else "?",
-                _fmt_rate(c.get("images_per_s")) if ok else "-",
-                _fmt_rate(c.get("images_per_s_per_gpu")) if ok else "-",
-                _fmt(eff[i], ".2f"),
-                _fmt(None if c.get("cv") is None else 100 * c["cv"], ".1f"),
-                _fmt(c.get("peak_mem_mb"), ",.0f"),
-                _fmt(c.get("tflops"), ".2f"),
-                _status_text(c),
-            ])
-        lines += ["", f"## {model}", "", _md_table(headers, table, align)]
-        if any(is_cpu_profile(cases[i]) for i in idx):
+        rows = [cases[i] for i in idx]
+        headers = ["mode", "bs", "precision", units(rows), "images/s",
+                   f"images/s/{units(rows, plural=False)}", "scaling eff.", "CV %",
+                   "peak mem MB", "TFLOP/s", "status", "flag"]
+        lines += ["", f"## {model}", "", _md_table(headers, _md_model_table(cases, idx, eff), align)]
+        lines += _md_notes(rows, [eff[i] for i in idx])
+        if any(is_cpu_profile(c) for c in rows):
             lines += ["", "> **CPU profile:** rows marked *(CPU profile)* ran with "
-                          "`profile = cpu` on the CPU. They are not GPU throughput; "
-                          "do not compare them with GPU rows."]
+                          "`profile = cpu` on the CPU, one CPU process where a GPU would be. "
+                          "They are not GPU throughput; do not compare them with GPU rows."]
     return "\n".join(lines) + "\n"
 
 
@@ -492,7 +641,7 @@ def _write_csv(path, cases, eff):
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
         for c, e in zip(cases, eff):
-            rec = dict(c, scaling_efficiency=e)
+            rec = dict(c, scaling_efficiency=e, scaling_note=scaling_note(c, e))
             out = []
             for k in CSV_COLUMNS:
                 v = rec.get(k)
@@ -500,8 +649,8 @@ def _write_csv(path, cases, eff):
                     out.append("")
                 elif isinstance(v, bool):
                     out.append("true" if v else "false")
-                elif k == "repeats":
-                    out.append(json.dumps(v))
+                elif k in ("repeats", "warnings"):
+                    out.append(json.dumps(v, ensure_ascii=False))
                 else:
                     out.append(v)
             w.writerow(out)
@@ -510,14 +659,16 @@ def _write_csv(path, cases, eff):
 # --------------------------------------------------------------------------- chart
 
 def _bar_label(row):
-    parts = [row.get("model") or "?", row.get("run_mode") or "?",
+    parts = [case_label(row), row.get("run_mode") or "?",
              f"bs{row['batch_size']}" if row.get("batch_size") is not None else "bs?",
              row.get("fp") or "?"]
     g = row.get("gpu_num")
-    parts.append(f"{g} GPU" + ("" if g == 1 else "s") if g is not None else "? GPUs")
+    parts.append(f"{g} {unit(row, g != 1)}" if g is not None else f"? {unit(row, True)}")
     label = " · ".join(parts)
     if is_cpu_profile(row):
         label += " (CPU profile)"
+    if row.get("flagged"):
+        label += " [FLAGGED]"
     return label
 
 
@@ -591,7 +742,8 @@ def build_chart(cases, title_note=None):
             has_err = True
         text = _fmt_rate(v)
         if eff[i] is not None:
-            text += f"  (scaling {eff[i]:.2f})"
+            text += f"  (scaling {eff[i]:.2f}" + (", not credible)" if scaling_note(c, eff[i])
+                                                  else ")")
         if runs and len(runs) > 1:
             text += f"  [n={len(runs)}]"
         value_texts.append(ax.annotate(text, (end, y_i), xytext=(5, 0),
@@ -602,12 +754,18 @@ def build_chart(cases, title_note=None):
     for tick, i in zip(ax.get_yticklabels(), order):
         if not cases[i].get("ok"):
             tick.set_color("#c0392b")
+        elif cases[i].get("flagged"):
+            tick.set_color(FLAG_COLOUR)
     ax.set_ylim(max(ys, default=0) + 0.8, min(ys, default=0) - 0.8)  # first case on top
     ax.set_xlim(0, vmax * 1.15)
-    ax.set_xlabel("training throughput (images/s, all GPUs; higher is better)", fontsize=10)
+    ax.set_xlabel(f"training throughput (images/s, all {units(cases)}; higher is better)",
+                  fontsize=10)
     ax.set_ylabel("case", fontsize=10)
     note = [title_note] if title_note else []
-    note.append("bar label: model · mode · batch size per GPU · precision · GPUs")
+    note.append(f"bar label: model · mode · batch size per {units(cases, plural=False)} · "
+                f"precision · {units(cases)}")
+    if any(c.get("flagged") for c in cases):
+        note.append("[FLAGGED]: signs of a busy or noisy host (warnings in summary.md)")
     ax.text(0.0, 1.0, "\n".join(note), transform=ax.transAxes, fontsize=8, color="#555555",
             va="bottom", ha="left", linespacing=1.4)
     ax.set_title("segbench: training throughput per case", fontsize=13, fontweight="bold",
@@ -776,10 +934,12 @@ def _compare_row(b, c, threshold):
     row = {
         "case": (c or b)["case"],
         "model": src.get("model"),
+        "variant": src.get("variant") or "",
         "run_mode": src.get("run_mode"),
         "batch_size": _first(src.get("batch_size"), (b or {}).get("batch_size")),
         "fp": _first(src.get("fp"), (b or {}).get("fp")),
         "gpu_num": src.get("gpu_num"),
+        "profile": src.get("profile"),
         "baseline": None, "current": None, "ratio": None, "status": None,
         "baseline_case": b["case"] if b else None,
         "current_case": c["case"] if c else None,
@@ -822,12 +982,12 @@ def _compare_row(b, c, threshold):
 def compare(baseline_dir, current_dir, threshold=0.05):
     """Match cases of two result directories and compare images/s.
 
-    Returns (rows, ok).  Each row: case, model, run_mode, batch_size, fp,
-    gpu_num, baseline, current (images/s, None when absent or failed), ratio
+    Returns (rows, ok).  Each row: case, model, variant, run_mode, batch_size, fp,
+    gpu_num, profile, baseline, current (images/s, None when absent or failed), ratio
     (current/baseline), status (ok|regressed|improved|missing|new),
     baseline_case, current_case, note.  ok is False when any case regressed
     (ratio < 1 - threshold) or is missing (absent or failed in current).
-    Cases are matched by (model, run_mode, bs, precision, GPUs); a baseline
+    Cases are matched by (model, run_mode, bs, precision, GPUs, variant); a baseline
     from another harness (other log-file names, run_mode DP, ...) matches on
     whatever it yields, then on the log-file name.
     """
@@ -847,7 +1007,7 @@ def compare(baseline_dir, current_dir, threshold=0.05):
         if extra:
             row["note"] = "; ".join(([row["note"]] if row["note"] else []) + extra)
         rows.append(row)
-    rows.sort(key=lambda r: (r["model"] or "", {"sp": 0, "mp": 1}.get(
+    rows.sort(key=lambda r: (r["model"] or "", r["variant"], {"sp": 0, "mp": 1}.get(
         _norm_mode(r["run_mode"], r["gpu_num"]), 2), r["gpu_num"] or 0, r["batch_size"] or 0,
         r["fp"] or "", r["case"] or ""))
     ok = not any(r["status"] in ("regressed", "missing") for r in rows)
@@ -857,7 +1017,7 @@ def compare(baseline_dir, current_dir, threshold=0.05):
 def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
                      current_label="current"):
     """A Markdown report of compare()'s result, with the labels in the headers."""
-    headers = ["case", "mode", "bs", "precision", "GPUs", f"{baseline_label} images/s",
+    headers = ["case", "mode", "bs", "precision", units(rows), f"{baseline_label} images/s",
                f"{current_label} images/s", f"{current_label}/{baseline_label}", "change",
                "status"]
     table = []
@@ -865,6 +1025,8 @@ def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
         case = r["case"]
         if r["baseline_case"] and r["current_case"] and r["baseline_case"] != r["current_case"]:
             case = f"{r['current_case']} (= {r['baseline_case']})"
+        if r["variant"] and not str(r["case"]).endswith("_" + r["variant"]):
+            case += f" [{r['variant']}]"  # a variant the sidecar records and the name does not
         status = r["status"] + (f" ({r['note']})" if r.get("note") else "")
         if r["status"] in ("regressed", "missing"):
             status = f"**{status}**"

@@ -6,13 +6,17 @@
 Default: the seed's six cases (3 models x sp/mp, fp32, bs 2, 500 iterations, 5 workers). With no GPU
 the CPU profile applies (small crops, few iterations, mp = 2 CPU processes), labelled as such.
 A case file has one case per line in run_benchmark.sh's argument order; `#` starts a comment.
-One failed case never stops the rest; the exit status is 0 only if every case passed.
+One failed case never stops the rest; the exit status is 0 only if every case passed. An interrupted
+case (run_benchmark.sh's exit 130), or SIGINT/SIGTERM/SIGHUP to the suite, stops it: the table shows
+what ran, and it exits 130. A case the analysis flagged (signs of a busy or noisy host in its
+<case>_stats.json) is marked FLAGGED on its line and in the table; passed/failed are unchanged.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +26,9 @@ from pathlib import Path
 from segbench import configs, launch
 
 REPO = Path(__file__).resolve().parent.parent
+RUN_BENCHMARK = REPO / "run_benchmark.sh"  # what each case runs (a test points it at a stand-in)
+INTERRUPTED = 130  # run_benchmark.sh's exit status for a case ended by SIGINT/SIGTERM/SIGHUP
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SEED_MODELS = list(configs.MODELS)
 # The CPU profile: a smoke run that shows the harness end to end on a 2-core machine in minutes.
 # Its figures describe that CPU, nothing else.
@@ -96,7 +103,96 @@ def _fmt_s(s: float) -> str:
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def run(cases: list[SuiteCase], profile: str, log_dir: Path, resume: bool) -> list[dict]:
+def flags(log_dir: Path, name: str) -> list[str]:
+    """The warnings of a case the analysis flagged (signs of a busy or noisy host), from its
+    sidecar; [] when not flagged or without a readable sidecar. Older sidecars have no
+    ``flagged``: any warning flags them."""
+    try:
+        d = json.loads((log_dir / f"{name}_stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(d, dict):
+        return []
+    warnings = [str(w) for w in d["warnings"] if w] if isinstance(d.get("warnings"), list) else []
+    flagged = d["flagged"] if isinstance(d.get("flagged"), bool) else bool(warnings)
+    return (warnings or ["flagged (the sidecar lists no warning)"]) if flagged else []
+
+
+class _Stop:
+    """SIGINT, SIGTERM or SIGHUP while the suite runs: no further case starts. A terminal's
+    Ctrl-C reaches the running case too (same process group); a SIGTERM or SIGHUP sent to the
+    suite is passed on to it as SIGTERM. run_benchmark.sh then ends the case and exits 130."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.child: subprocess.Popen | None = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._on) for s in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _on(self, signum, _frame):
+        self.signal = signum
+        self._pass_on()
+
+    def _pass_on(self):
+        if self.child is not None and self.signal not in (None, signal.SIGINT):
+            self.child.send_signal(signal.SIGTERM)  # a no-op once the case has ended
+
+    def run(self, argv: list[str], env: dict) -> tuple[int, str]:
+        """One case: (exit status, stderr); stdout is discarded like subprocess.run's PIPE."""
+        with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as self.child:
+            self._pass_on()  # a signal that came as it started
+            _, err = self.child.communicate()
+        rc, self.child = self.child.returncode, None
+        return rc, err
+
+
+def _case_env(c: SuiteCase, env: dict, profile: str) -> dict:
+    case_env = dict(env)
+    if profile == "cpu" and not env.get("CROP"):
+        case_env["CROP"] = CPU_PROFILE["crop"][c.model]
+    return case_env
+
+
+def _reason(rc: int, stderr: str) -> str | None:
+    if rc == 0:
+        return None
+    if rc == INTERRUPTED:
+        return "interrupted"
+    err = [ln for ln in stderr.splitlines() if "error" in ln or "failed" in ln]
+    return (err[0] if err else f"exit {rc}").split(": ", 1)[-1]
+
+
+def _flag_text(warnings: list[str]) -> str:
+    more = f" (+{len(warnings) - 1} more)" if len(warnings) > 1 else ""
+    return f"  FLAGGED: {warnings[0]}{more}" if warnings else ""
+
+
+def _run_case(stop: _Stop, c: SuiteCase, case_env: dict, log_dir: Path, name: str) -> dict:
+    """Run one case through run_benchmark.sh; its row (status passed, failed or interrupted)."""
+    t0 = time.monotonic()
+    rc, stderr = stop.run(["bash", str(RUN_BENCHMARK), *c.argv], case_env)
+    result = 0.0
+    try:
+        result = json.loads((log_dir / f"{name}_speed").read_text(encoding="utf-8"))["FINAL_RESULT"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    reason = _reason(rc, stderr)
+    status = ("passed" if reason is None else
+              "interrupted" if reason == "interrupted" or stop.signal is not None else "failed")
+    return {"case": name, "status": status, "images_per_s": result, "reason": reason,
+            "seconds": round(time.monotonic() - t0, 1), "flags": flags(log_dir, name)}
+
+
+def run(cases: list[SuiteCase], profile: str, log_dir: Path, resume: bool) -> tuple[list[dict], bool]:
+    """Run cases in order; returns (rows of what ran, whether the suite was interrupted: a case
+    exited 130 or the suite got SIGINT/SIGTERM/SIGHUP; the cases after it did not run)."""
     env = dict(os.environ, TRAIN_LOG_DIR=str(log_dir))
     if profile == "cpu":
         env.update(DEVICE="cpu", LOG_INTERVAL=str(CPU_PROFILE["log_interval"]),
@@ -106,53 +202,58 @@ def run(cases: list[SuiteCase], profile: str, log_dir: Path, resume: bool) -> li
         import torch
         ngpu_mp = torch.cuda.device_count()
     rows, done_times, t_suite = [], [], time.monotonic()
-    for i, c in enumerate(cases, 1):
-        # The name launch will give the case (its files are found by it): launch's own Case.name.
-        planned = launch.parse_case(c.argv, env)
-        planned.nproc = 1 if c.run_mode == "sp" else ngpu_mp
-        name = planned.name
-        speed = log_dir / f"{name}_speed"
-        head = f"[{i}/{len(cases)}] {name}"
-        if resume and _speed_ok(speed):
-            d = json.loads(speed.read_text(encoding="utf-8"))
-            rows.append({"case": name, "status": "skipped (resume)", "images_per_s": d["FINAL_RESULT"]})
-            print(f"{head}: kept from an earlier run: {d['FINAL_RESULT']} images/s", flush=True)
-            continue
-        case_env = dict(env)
-        if profile == "cpu" and not env.get("CROP"):
-            case_env["CROP"] = CPU_PROFILE["crop"][c.model]
-        t0 = time.monotonic()
-        proc = subprocess.run(["bash", str(REPO / "run_benchmark.sh"), *c.argv], env=case_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        took = time.monotonic() - t0
-        done_times.append(took)
-        result, reason = 0.0, None
-        try:
-            d = json.loads(speed.read_text(encoding="utf-8"))
-            result = d["FINAL_RESULT"]
-        except (OSError, ValueError, KeyError):
-            pass
-        if proc.returncode != 0:
-            err = [ln for ln in proc.stderr.splitlines() if "error" in ln or "failed" in ln]
-            reason = (err[0] if err else f"exit {proc.returncode}").split(": ", 1)[-1]
-        left = len(cases) - i
-        eta = f", ETA {_fmt_s(left * sum(done_times) / len(done_times))}" if left else ""
-        status = f"{result} images/s" if reason is None else f"FAILED: {reason}"
-        print(f"{head}: {status} ({_fmt_s(took)}, elapsed {_fmt_s(time.monotonic() - t_suite)}{eta})",
-              flush=True)
-        rows.append({"case": name, "status": "passed" if reason is None else "failed",
-                     "images_per_s": result, "reason": reason, "seconds": round(took, 1)})
-    return rows
+    with _Stop() as stop:
+        for i, c in enumerate(cases, 1):
+            if stop.signal is not None:
+                break
+            case_env = _case_env(c, env, profile)
+            # The name launch will give the case (its files are found by it): launch's own
+            # Case.name, from the environment the case runs with.
+            planned = launch.parse_case(c.argv, case_env)
+            planned.nproc = 1 if c.run_mode == "sp" else ngpu_mp
+            name = planned.name
+            speed = log_dir / f"{name}_speed"
+            head = f"[{i}/{len(cases)}] {name}"
+            if resume and _speed_ok(speed):
+                d = json.loads(speed.read_text(encoding="utf-8"))
+                rows.append({"case": name, "status": "skipped (resume)",
+                             "images_per_s": d["FINAL_RESULT"], "flags": flags(log_dir, name)})
+                print(f"{head}: kept from an earlier run: {d['FINAL_RESULT']} images/s"
+                      f"{_flag_text(rows[-1]['flags'])}", flush=True)
+                continue
+            row = _run_case(stop, c, case_env, log_dir, name)
+            rows.append(row)
+            done_times.append(row["seconds"])
+            left = len(cases) - i
+            eta = (f", ETA {_fmt_s(left * sum(done_times) / len(done_times))}"
+                   if left and row["status"] != "interrupted" else "")
+            said = {"passed": f"{row['images_per_s']} images/s", "interrupted": "INTERRUPTED"}.get(
+                row["status"], f"FAILED: {row['reason']}")
+            print(f"{head}: {said}{_flag_text(row['flags'])} ({_fmt_s(row['seconds'])}, elapsed "
+                  f"{_fmt_s(time.monotonic() - t_suite)}{eta})", flush=True)
+            if row["status"] == "interrupted":
+                break
+    return rows, stop.signal is not None or any(r["status"] == "interrupted" for r in rows)
 
 
-def table(rows: list[dict], profile: str) -> str:
+def table(rows: list[dict], profile: str, not_run: int = 0) -> str:
+    """The final table: each case's figure and status, FLAGGED where the analysis saw signs of a
+    busy or noisy host, and what an interruption left unrun."""
     title = ("segbench results: CPU PROFILE (no GPU; small crops, few iterations; the figures "
              "describe this CPU, not a GPU)" if profile == "cpu" else "segbench results (GPU)")
     w = max([len(r["case"]) for r in rows] + [4])
     lines = [title, f"{'case':<{w}}  {'images/s':>10}  status", f"{'-' * w}  {'-' * 10}  ------"]
     for r in rows:
-        status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
+        reason = r.get("reason") if r["status"] != "interrupted" else None
+        status = r["status"] + (f": {reason}" if reason else "") + _flag_text(r.get("flags") or [])
         lines.append(f"{r['case']:<{w}}  {r['images_per_s']:>10}  {status}")
+    flagged = sum(1 for r in rows if r.get("flags"))
+    if flagged:
+        lines.append(f"{flagged} of {len(rows)} case(s) FLAGGED: the analysis saw signs of a busy or "
+                     "noisy host; their figures may not describe the hardware (warnings in "
+                     "<case>_stats.json)")
+    if not_run or any(r["status"] == "interrupted" for r in rows):
+        lines.append(f"INTERRUPTED: the suite stopped; {not_run} case(s) not run")
     return "\n".join(lines)
 
 
@@ -202,9 +303,11 @@ def main(argv: list[str]) -> int:
             print(f"  [{i}/{len(cases)}] bash run_benchmark.sh {' '.join(c.argv)}{crop}")
         return 0
     a.log_dir.mkdir(parents=True, exist_ok=True)
-    rows = run(cases, profile, a.log_dir.resolve(), a.resume)
+    rows, interrupted = run(cases, profile, a.log_dir.resolve(), a.resume)
     print()
-    print(table(rows, profile))
+    print(table(rows, profile, len(cases) - len(rows)))
+    if interrupted:
+        return INTERRUPTED
     return 0 if all(r["status"] != "failed" for r in rows) else 1
 
 

@@ -3,8 +3,10 @@ one failure not stopping the rest, resume; then report and compare on what it wr
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,182 @@ def test_run_pytorch_passes_a_wheelhouse_to_the_setup(tmp_path):
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "run_PyTorch.sh: error: --wheelhouse needs a directory of wheels"
+
+
+# --------------------------------------------------------------------------- a stand-in run_benchmark.sh
+
+FAKE = r"""#!/usr/bin/env bash
+# Stand-in for run_benchmark.sh MODEL RUN_MODE FP_ITEM BS MAX_ITER NUM_WORKERS (sp cases): records
+# the call, then passes, or as FAKE_<WHAT>=MODEL says: exits 130, waits for a signal, is flagged.
+set -euo pipefail
+name="$1_$2_bs$4_$3_1"
+if [[ -n "${FAKE_NAME_BY_LAUNCH:-}" ]]; then  # the name launch gives the case in this environment
+    name="$("${SEGBENCH_PYTHON}" -c 'import sys; from segbench import launch
+print(launch.parse_case(sys.argv[1:]).name)' "$@")"
+fi
+log="${TRAIN_LOG_DIR}"
+echo "${name}" >> "${log}/calls"
+speed() {
+    printf '{"log_file": "%s", "model_name": "%s", "mission_name": "x", "direction_id": 0, '\
+'"run_mode": "sp", "index": 1, "gpu_num": 1, "FINAL_RESULT": %s, "JOB_FAIL_FLAG": %s, '\
+'"UNIT": "images/s"}' "${name}" "$1" "$2" "$3" > "${log}/${name}_speed"
+}
+if [[ "${FAKE_INTERRUPT:-}" == "$1" ]]; then
+    speed "$1" 0 1
+    exit 130
+fi
+if [[ "${FAKE_WAIT:-}" == "$1" ]]; then
+    sleep 60 &
+    trap 'echo TERM >> "${log}/signals"; kill "$!"; speed "$1" 0 1; exit 130' TERM
+    trap 'echo INT >> "${log}/signals"; kill "$!"; speed "$1" 0 1; exit 130' INT
+    touch "${log}/started"
+    wait "$!"
+    exit 0
+fi
+if [[ "${FAKE_FLAG:-}" == "$1" ]]; then
+    echo '{"warnings": ["host load: load average 4.0 on 2 CPUs", "steal: 9% of CPU time"], '\
+'"flagged": true}' > "${log}/${name}_stats.json"
+fi
+speed "$1" 12.5 0
+"""
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """(environment without a knob that names a variant, the log dir, the stand-in script)."""
+    script = tmp_path / "fake_run_benchmark.sh"
+    script.write_text(FAKE)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CROP", "LOG_INTERVAL", "TUNED", "CUDNN_BENCHMARK", "CPU_AFFINITY",
+                        "PROFILING", "REPEAT", "TRAIN_LOG_DIR")}
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    env.update(SEGBENCH_PYTHON=sys.executable, PYTHONPATH=str(REPO))
+    return env, log_dir, script
+
+
+def fake_suite_argv(script, log_dir, *args):
+    """The suite with RUN_BENCHMARK pointed at the stand-in, sp cases, GPU profile's names."""
+    code = ("import sys; from pathlib import Path; from segbench import suite; "
+            f"suite.RUN_BENCHMARK = Path({str(script)!r}); raise SystemExit(suite.main(sys.argv[1:]))")
+    return [sys.executable, "-c", code, "--profile", "gpu", "--modes", "sp", "--log-dir",
+            str(log_dir), *args]
+
+
+def table_row(out, case):
+    """The final table's line of case, whitespace squeezed."""
+    table = out[out.index("segbench results"):]
+    return " ".join(next(ln for ln in table.splitlines() if ln.startswith(case + " ")).split())
+
+
+def calls(log_dir):
+    f = log_dir / "calls"
+    return f.read_text().split() if f.exists() else []
+
+
+def test_an_interrupted_case_stops_the_suite_with_130(fake):
+    env, log_dir, script = fake
+    r = subprocess.run(fake_suite_argv(script, log_dir), env=dict(env, FAKE_INTERRUPT="ocrnet_hrnetw48"),
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, r.stdout + r.stderr
+    assert calls(log_dir) == ["fastscnn_sp_bs2_fp32_1", "ocrnet_hrnetw48_sp_bs2_fp32_1"]
+    assert "[2/3] ocrnet_hrnetw48_sp_bs2_fp32_1: INTERRUPTED" in r.stdout
+    assert table_row(r.stdout, "fastscnn_sp_bs2_fp32_1") == "fastscnn_sp_bs2_fp32_1 12.5 passed"
+    assert table_row(r.stdout, "ocrnet_hrnetw48_sp_bs2_fp32_1") == \
+        "ocrnet_hrnetw48_sp_bs2_fp32_1 0 interrupted"
+    assert "segformer_b0" not in r.stdout  # never started
+    assert "INTERRUPTED: the suite stopped; 1 case(s) not run" in r.stdout
+
+
+def _start_and_wait(fake, **popen):
+    env, log_dir, script = fake
+    p = subprocess.Popen(fake_suite_argv(script, log_dir, "--models", "fastscnn,segformer_b0"),
+                         env=dict(env, FAKE_WAIT="fastscnn"), cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True, **popen)
+    deadline = time.monotonic() + 60
+    while not (log_dir / "started").exists():
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.1)
+    return p, log_dir
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the suite", "Ctrl-C to the process group"])
+def test_a_signalled_suite_stops_the_running_case_and_exits_130(fake, how):
+    p, log_dir = _start_and_wait(fake)
+    if how == "SIGTERM to the suite":
+        os.kill(p.pid, signal.SIGTERM)  # the case does not get it unless the suite passes it on
+    else:
+        os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: suite and case get it
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert (log_dir / "signals").read_text().split() == (
+        ["TERM"] if how.startswith("SIGTERM") else ["INT"])  # Ctrl-C is not sent twice
+    assert calls(log_dir) == ["fastscnn_sp_bs2_fp32_1"]
+    assert table_row(out, "fastscnn_sp_bs2_fp32_1") == "fastscnn_sp_bs2_fp32_1 0 interrupted"
+    assert "INTERRUPTED: the suite stopped; 1 case(s) not run" in out
+
+
+def test_flagged_cases_are_marked_on_their_line_and_in_the_table(fake):
+    env, log_dir, script = fake
+    r = subprocess.run(fake_suite_argv(script, log_dir, "--models", "fastscnn,segformer_b0"),
+                       env=dict(env, FAKE_FLAG="fastscnn"), cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr  # passed stays passed
+    assert ("[1/2] fastscnn_sp_bs2_fp32_1: 12.5 images/s  FLAGGED: host load: load average 4.0 "
+            "on 2 CPUs (+1 more) (") in r.stdout
+    assert table_row(r.stdout, "fastscnn_sp_bs2_fp32_1") == ("fastscnn_sp_bs2_fp32_1 12.5 passed "
+                                                              "FLAGGED: host load: load average 4.0 "
+                                                              "on 2 CPUs (+1 more)")
+    assert table_row(r.stdout, "segformer_b0_sp_bs2_fp32_1") == "segformer_b0_sp_bs2_fp32_1 12.5 passed"
+    assert "1 of 2 case(s) FLAGGED" in r.stdout
+    again = subprocess.run(fake_suite_argv(script, log_dir, "--models", "fastscnn", "--resume"),
+                           env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "kept from an earlier run: 12.5 images/s  FLAGGED: host load" in again.stdout
+
+
+def write_passed_speed(log_dir, name):
+    (log_dir / f"{name}_speed").write_text(json.dumps({
+        "log_file": name, "model_name": "fastscnn", "mission_name": "x", "direction_id": 0,
+        "run_mode": "sp", "index": 1, "gpu_num": 1, "FINAL_RESULT": 99.0, "JOB_FAIL_FLAG": 0,
+        "UNIT": "images/s"}))
+
+
+def test_resume_keeps_the_default_case_s_own_speed_file(fake):
+    env, log_dir, script = fake
+    write_passed_speed(log_dir, "fastscnn_sp_bs2_fp32_1")
+    r = subprocess.run(fake_suite_argv(script, log_dir, "--models", "fastscnn", "--resume"),
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "kept from an earlier run: 99.0 images/s" in r.stdout and calls(log_dir) == []
+
+
+def _launch_names_carry_tokens():
+    from segbench import launch
+    argv = ["fastscnn", "sp", "fp32", "2", "60", "1"]
+    return launch.parse_case(argv, {"LOG_INTERVAL": "5"}).name != "fastscnn_sp_bs2_fp32_1"
+
+
+@pytest.mark.xfail(not _launch_names_carry_tokens(), strict=True,
+                   reason="launch.py's names.md tokens are not merged into this branch yet")
+def test_resume_does_not_take_a_variant_s_speed_file_for_the_default_case(fake):
+    from segbench import launch
+    env, log_dir, script = fake
+    variant = launch.parse_case(["fastscnn", "sp", "fp32", "2", "500", "5"],
+                                {"CROP": "64x128", "LOG_INTERVAL": "5"}).name
+    write_passed_speed(log_dir, variant)  # a CROP/LOG_INTERVAL run of the same six arguments
+    r = subprocess.run(fake_suite_argv(script, log_dir, "--models", "fastscnn", "--resume"),
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "kept from an earlier run" not in r.stdout
+    assert calls(log_dir) == ["fastscnn_sp_bs2_fp32_1"]  # the default case ran
+
+
+def test_the_cpu_profile_finds_a_case_s_files_by_launch_s_name(fake):
+    """The CPU profile sets CROP per case: the suite names the case with it, as launch does."""
+    env, log_dir, script = fake
+    argv = fake_suite_argv(script, log_dir, "--models", "fastscnn")
+    argv[argv.index("gpu")] = "cpu"
+    r = subprocess.run(argv, env=dict(env, FAKE_NAME_BY_LAUNCH="1"), cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    name = calls(log_dir)[0]
+    assert f"[1/1] {name}: 12.5 images/s" in r.stdout
