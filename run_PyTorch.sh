@@ -139,8 +139,9 @@ _local() {
     if [[ "${setup}" == 1 ]]; then
         bash "${here}/PrepareEnv.sh" ${prepare_args[@]+"${prepare_args[@]}"}
     fi
+    # exec: a signal sent to run_PyTorch.sh reaches the suite, which stops its case and exits 130
     PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}" \
-        "$(_segbench_python)" -m segbench.suite ${suite_args[@]+"${suite_args[@]}"}
+        exec "$(_segbench_python)" -m segbench.suite ${suite_args[@]+"${suite_args[@]}"}
 }
 
 if [[ "${local_only}" == 0 ]] && [[ "${setup}" == 1 ]] && command -v docker >/dev/null 2>&1 \
