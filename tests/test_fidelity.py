@@ -37,7 +37,7 @@ def test_summarise_letters_and_interval():
 
 def test_runs_needed_shrinks_the_interval_into_the_band():
     """The estimate is what it says: that many runs a side, same spread, resolve the ratio."""
-    from segbench.analysis import ratio_ci95
+    from segbench.stats import ratio_ci95
     a, b = [11.9, 12.7, 11.5, 11.0], [12.6, 11.3, 11.7, 11.9]
     ci = ratio_ci95(a, b)
     n = fidelity.runs_needed(ci, 0.03)
@@ -93,7 +93,7 @@ def test_matched_pairs_cancel_a_host_that_moves():
     assert paired["ratio"] == round(statistics.median(harness) / statistics.median(plain), 4)
     unpaired = fidelity.summarise({}, {"P": plain, "H": harness}, 0.03)
     assert unpaired["pairing"] == "sequential" and unpaired["verdict"] == "not resolved at +-3%"
-    from segbench.analysis import paired_ratio_ci95
+    from segbench.stats import paired_ratio_ci95
     wide = paired_ratio_ci95([10.0, 10.6, 9.8], [10.2, 10.0, 10.1])
     n = fidelity.runs_needed(wide, 0.03)
     assert n > 3 and fidelity.verdict(paired_ratio_ci95([10.0, 10.6, 9.8] * (n // 3 + 1),
