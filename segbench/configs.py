@@ -54,17 +54,6 @@ class TrainSettings:
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 32):
             raise ValueError(f"crop must be two sizes >= 32, not {self.crop}")
-        from segbench import tuned
-        bad = [t for t in self.tuned if t not in tuned.SWITCHES]
-        if bad:
-            raise ValueError(f"unknown tuned switch(es) {', '.join(map(repr, bad))} "
-                             f"(known: {', '.join(tuned.SWITCHES)})")
-        if self.compile_mode not in tuned.COMPILE_MODES:
-            raise ValueError(f"compile mode must be one of {', '.join(tuned.COMPILE_MODES)}, "
-                             f"not {self.compile_mode!r}")
-        if self.compile_scope not in tuned.COMPILE_SCOPES:
-            raise ValueError(f"compile scope must be one of {', '.join(tuned.COMPILE_SCOPES)}, "
-                             f"not {self.compile_scope!r}")
         if self.device == "cpu" and self.precision != "fp32":
             raise ValueError(f"{self.precision} (AMP) needs a GPU: mmengine's AmpOptimWrapper "
                              "does not run on the CPU; use fp32 there")
@@ -139,57 +128,12 @@ def options(cfg, s: TrainSettings) -> dict:
             opts["env_cfg.dist_cfg.backend"] = "gloo"
             opts["model_wrapper_cfg"] = dict(type="MMDistributedDataParallel", device_ids=None,
                                              broadcast_buffers=False)
-    opts.update(tuned_options(cfg, s))
-    return opts
-
-
-# Optimizers whose fused (single-kernel) CUDA implementation torch has; others get foreach.
-FUSED_OPTIMIZERS = ("SGD", "AdamW", "Adam")
-
-
-def tuned_options(cfg, s: TrainSettings) -> dict:
-    """The cfg-options of the tuned mode's switches (segbench.tuned); none for the stock case.
-
-    The model (weights) is put in channels_last, TF32 turned on, the network parts compiled (scope
-    "modules") and the loader's workers shut down at the end by hooks (segbench.tuned.hooks), not
-    options."""
-    from segbench import tuned
-    on = set(s.tuned)
-    opts: dict = {}
-    if on & {"channels_last", "non_blocking", "gpu_aug"}:
-        # mmseg's SegDataPreProcessor takes none of these parameters: segbench's subclass does.
-        opts["model.data_preprocessor.type"] = tuned.PREPROCESSOR
-    if "channels_last" in on:
-        opts["model.data_preprocessor.channels_last"] = True
-    if "non_blocking" in on:
-        opts["model.data_preprocessor.non_blocking"] = True
-    if "foreach" in on:
-        optimizer = cfg.optim_wrapper.optimizer.get("type")
-        if s.device == "cuda" and optimizer in FUSED_OPTIMIZERS:
-            opts["optim_wrapper.optimizer.fused"] = True   # fused and foreach exclude each other
-        else:
-            opts["optim_wrapper.optimizer.foreach"] = True
-    if "loader" in on:
-        opts["train_dataloader.pin_memory"] = True
-        opts["train_dataloader.prefetch_factor"] = tuned.PREFETCH_FACTOR
-        opts["train_dataloader.persistent_workers"] = True
-    if "workers" in on:
-        import os
-        opts["train_dataloader.num_workers"] = tuned.loader_workers(
-            s.num_workers, s.cpus or len(os.sched_getaffinity(0)), s.local_procs)
-    if "gpu_aug" in on:
-        from segbench import gpu_aug
-        opts["model.data_preprocessor.gpu_aug"] = True
-        opts.update(gpu_aug.pipeline_options(cfg))
-    if "compile" in on and s.compile_scope == "train_step":
-        # mmengine's Runner compiles train_step
-        opts["compile.mode"] = tuned.resolve_compile_mode(s.compile_mode, s.device)
-    # (scope "modules": a hook, segbench.tuned.hooks)
     return opts
 
 
 def build(s: TrainSettings):
-    """The model's config with this case's settings applied (an mmengine Config)."""
+    """The model's config with this case's stock settings applied (an mmengine Config; the tuned
+    mode's switches: segbench.tuned.build)."""
     cfg = load(s.model)
     cfg.merge_from_dict(options(cfg, s))
     cfg.launcher = "pytorch" if s.distributed else "none"
