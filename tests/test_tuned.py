@@ -328,7 +328,7 @@ def test_exact_fp32_turns_tf32_off_for_the_whole_check_and_restores_it(monkeypat
             raise RuntimeError("boom")
         return {"ok": True}
 
-    monkeypatch.setattr(tuned, "_equivalence", fake_check)
+    monkeypatch.setattr(equivalence, "_equivalence", fake_check)
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
