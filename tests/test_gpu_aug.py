@@ -1,6 +1,7 @@
 """The tuned mode's gpu_aug switch (segbench.gpu_aug): the device-side operations match cv2 bit for
 bit, the deferred pipeline gives stock's labels and meta keys and (within tolerance) images, the
 config rewrite, the checks catch a wrong plan, and a gpu_aug case end to end on the CPU."""
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -84,6 +85,10 @@ def test_aug_equivalence_cli(small_data, tmp_path, capsys):
 def test_config_rewrite(model):
     stock_cfg = configs.load(model)
     s = configs.TrainSettings(model, 2, 50, 1, device="cpu", crop=(64, 128))
+    if "RandomResize" not in [t["type"] for t in stock_cfg.train_dataloader.dataset.pipeline]:
+        with pytest.raises(ValueError, match="gpu_aug needs a train pipeline with one each of"):
+            tuned.options(configs.load(model), dataclasses.replace(s, tuned=("gpu_aug",)))
+        return      # mask2former's RandomChoiceResize: a pipeline gpu_aug does not defer
     stock = tuned.options(stock_cfg, s)
     opts = tuned.options(configs.load(model), configs.TrainSettings(
         model, 2, 50, 1, device="cpu", crop=(64, 128), tuned=("gpu_aug",)))
