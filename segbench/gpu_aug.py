@@ -29,12 +29,10 @@ truncation) and cv2's uint8 BGR<->HSV conversions reproduced (:func:`bgr_to_hsv`
 Why reproduce cv2 rather than call F.interpolate: torch's float bilinear moves ~12% of the resized
 pixels by one level against cv2's 11-bit fixed point, and the photometric operations widen that.
 Reproduced, the images are bit-identical to stock's on this host; AUG_TOLERANCE is for other cv2
-builds and CPUs. :func:`aug_equivalence` (``python -m segbench.tuned aug-equivalence MODEL``) is the
+builds and CPUs. :func:`aug_equivalence` (``python -m segbench.equivalence aug-equivalence MODEL``) is the
 proof.
 """
 from __future__ import annotations
-
-import copy
 
 PLAN_KEY = "segbench_aug"
 # stock transform type -> its deferred subclass; the pipeline must hold them in this order
@@ -440,87 +438,3 @@ def verdict(counts: dict, tolerance: dict | None = None) -> dict:
     return {"samples": n, "labels_identical": counts["labels_identical"] == n,
             "meta_identical": counts["meta_identical"] == n, **figures, "tolerance": tol,
             "ok": ok}
-
-
-def _plan_summary(plans) -> dict:
-    """How many samples exercised each operation (so a check is known to have covered them)."""
-    ops = [name for p in plans for name, _ in p["photometric"]]
-    return {"flipped": sum(p["flip"] is not None for p in plans),
-            **{name: ops.count(name) for name in ("brightness", "contrast", "saturation", "hue")}}
-
-
-def aug_equivalence(model: str, *, n: int = 8, crop=None, data_root=None, seed: int = 0,
-                    batch_size: int = 2, mutate=None, tolerance: dict | None = None) -> dict:
-    """Stock pipeline vs the gpu_aug path on the same decoded images and numpy seeds.
-
-    Both configs come from the harness (stock; ``gpu_aug`` on). Each of n samples (the data set's
-    images in order, repeating) is loaded once (LoadImageFromFile, LoadAnnotations: the transforms
-    the two pipelines share); then numpy's global RNG is seeded with ``seed + i`` and the stock
-    pipeline's remaining transforms run, seeded again and the gpu_aug pipeline's. Batches of
-    ``batch_size`` go through each side's data preprocessor (training mode; the gpu_aug one on
-    this host's device) and :func:`compare_outputs` compares them. ``mutate`` (test-only) edits
-    each gpu_aug plan before the preprocessor: a deliberately wrong plan the check must catch."""
-    import numpy as np
-    import torch
-    from mmengine.dataset import pseudo_collate
-    from mmseg.registry import DATASETS, MODELS
-    from mmseg.utils import register_all_modules
-
-    from segbench import configs, env, tuned
-    register_all_modules()
-    tuned.register()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    data_root = str(data_root or env.DEFAULT_DATA)
-    sides = []
-    for switches in ((), ("gpu_aug",)):
-        cfg = configs.build(configs.TrainSettings(
-            model, batch_size, 1, 1, crop=tuple(crop) if crop else None, data_root=data_root,
-            device=device, tuned=switches))
-        sides.append((DATASETS.build(cfg.train_dataloader.dataset),
-                      MODELS.build(cfg.model.data_preprocessor).to(device)))
-    (stock_ds, stock_pre), (aug_ds, aug_pre) = sides
-    stock_tf, aug_tf = stock_ds.pipeline.transforms, aug_ds.pipeline.transforms
-    shared = next(i for i, (a, b) in enumerate(zip(stock_tf, aug_tf)) if type(a) is not type(b))
-    packed: tuple[list, list] = ([], [])
-    for i in range(n):
-        loaded = stock_ds.get_data_info(i % len(stock_ds))
-        for t in stock_tf[:shared]:
-            loaded = t(loaded)
-        for side, transforms in zip(packed, (stock_tf, aug_tf)):
-            np.random.seed(seed + i)
-            results = copy.deepcopy(loaded)
-            for t in transforms[shared:]:
-                results = t(results)
-            side.append(results)
-    plans = [s["data_samples"].metainfo[PLAN_KEY] for s in packed[1]]
-    if mutate is not None:
-        for plan in plans:
-            mutate(plan)
-    counts: dict = {}
-    std = stock_pre.std.view(-1)
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            a = stock_pre(pseudo_collate(packed[0][start:start + batch_size]), True)
-            b = aug_pre(pseudo_collate(packed[1][start:start + batch_size]), True)
-            counts = add_counts(counts, compare_outputs(a, b, std))
-    return {"model": model, "device": device, "n": n, "seed": seed, "batch_size": batch_size,
-            "crop": list(crop) if crop else list(configs.MODELS[model]),
-            "data_root": data_root, "mutated": mutate is not None,
-            "plans": _plan_summary(plans), **verdict(counts, tolerance)}
-
-
-def format_report(r: dict) -> str:
-    p, t = r["plans"], r["tolerance"]
-    lines = [f"aug-equivalence: {r['model']} stock pipeline vs gpu_aug on {r['device']}, "
-             f"{r['samples']} samples (seeds {r['seed']}..{r['seed'] + r['n'] - 1}), crop "
-             f"{r['crop']}" + (", plans deliberately altered (test-only)" if r["mutated"] else ""),
-             f"plans: {p['flipped']} flipped; brightness {p['brightness']}, contrast "
-             f"{p['contrast']}, saturation {p['saturation']}, hue {p['hue']}",
-             f"labels identical: {r['labels_identical']}; meta keys identical: "
-             f"{r['meta_identical']}",
-             f"image difference (uint8 levels): max abs {r['max_abs']} (tolerance "
-             f"{t['max_abs']}), mean abs {r['mean_abs']:.2e} ({t['mean_abs']:g}), pixels off "
-             f"by >1 {r['share_gt1']:.2e} ({t['share_gt1']:g}), by >2 {r['share_gt2']:.2e} "
-             f"({t['share_gt2']:g})",
-             "EQUIVALENT" if r["ok"] else "NOT EQUIVALENT"]
-    return "\n".join(lines)

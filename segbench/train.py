@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
         cudnn_benchmark=not args.no_cudnn_benchmark)
     if s.tuned:
         tuned.register()  # the data preprocessor and hook the tuned config names
-    cfg = configs.build(s)
+    cfg = tuned.build(s)
     if "workers" in s.tuned:
         print(f"[segbench] tuned: {cfg.train_dataloader.num_workers} data-loader workers per "
               f"process (NUM_WORKERS {s.num_workers}, {s.cpus} CPU cores, {s.local_procs} "

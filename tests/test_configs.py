@@ -5,7 +5,7 @@ import argparse
 import pytest
 from mmengine.config import DictAction
 
-from segbench import configs
+from segbench import configs, tuned
 
 
 @pytest.mark.parametrize("model, base, crop", [
@@ -147,3 +147,75 @@ def test_logged_window_time_is_the_mean_of_its_own_iterations(cpu_env):
         own = (times[it - 1] + times[it]) / 2
         # the two clocks read a few hooks apart (mmengine's timer hook runs before the logger)
         assert logged[it] == pytest.approx(own, rel=0.02, abs=1e-2), (it, logged, times)
+
+
+@pytest.mark.parametrize("model", ["bisenetv2", "deeplabv3p_resnet50", "fcn_hrnetw18", "stdc_stdc1",
+                                   "maskformer", "mask2former"])
+def test_later_benchmarks_models_are_mmsegs_own_configs_set_up_to_train_only(model):
+    """Each name is mmseg's shipped config, its crop the config's own, and the harness's settings
+    apply as to the seed's models: no validation, no checkpoints, no pretrained weights."""
+    assert configs.config_path(model).is_relative_to(configs._mmseg_configs())
+    assert configs.config_crop(configs.load(model)) == configs.MODELS[model]
+    cfg = tuned.build(configs.TrainSettings(model, 2, 60, 1, device="cpu", crop=(64, 128)))
+    assert cfg.val_dataloader is None and cfg.test_dataloader is None and cfg.val_cfg is None
+    assert cfg.default_hooks.checkpoint.interval == -1 and cfg.train_cfg.max_iters == 60
+    assert configs._pretrained_paths(cfg.model.to_dict()) == [] and cfg.load_from is None
+    assert configs.config_crop(cfg) == (64, 128) == tuple(cfg.model.data_preprocessor.size)
+    assert configs.dataset_layout(cfg) == ("ade20k" if model == "maskformer" else "cityscapes")
+
+
+def test_any_mmseg_config_or_file_and_its_short_name(tmp_path):
+    ref = "mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py"
+    assert configs.short_name(ref) == "pspnet_r50-d8_ade20k-512x512"
+    assert configs.short_name("mmseg::bisenetv2/bisenetv2_fcn_4xb4-amp-160k_cityscapes-1024x1024.py") \
+        == "bisenetv2_fcn_amp_cityscapes-1024x1024"
+    cfg = tuned.build(configs.TrainSettings(ref, 2, 60, 1, device="cpu", data_root="/d"))
+    assert configs.config_crop(cfg) == (512, 512)        # no CROP: the config's own
+    assert cfg.train_dataloader.dataset.data_root == "/d" and cfg.model.pretrained is None
+    # a config file of one's own, with two RandomCrops (both take the crop)
+    own = tmp_path / "my_fcn.py"
+    own.write_text("_base_ = 'mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py'\n"
+                   "train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),\n"
+                   "    dict(type='RandomCrop', crop_size=(256, 256)),\n"
+                   "    dict(type='RandomCrop', crop_size=(128, 128)),\n"
+                   "    dict(type='PackSegInputs')]\n"
+                   "train_dataloader = dict(dataset=dict(pipeline=train_pipeline))\n")
+    cfg = tuned.build(configs.TrainSettings(str(own), 2, 60, 1, device="cpu", crop=(64, 96)))
+    assert [t["crop_size"] for t in cfg.train_dataloader.dataset.pipeline
+            if t["type"] == "RandomCrop"] == [(64, 96), (64, 96)]
+    assert configs.short_name(str(own)) == "my_fcn"
+
+
+@pytest.mark.parametrize("model, needle", [
+    ("vit_adapter", "ships no ViT-Adapter config"),
+    ("nope", "unknown model 'nope'"),
+    ("mmseg::nope/x.py", "does not exist"),
+])
+def test_models_that_cannot_run_say_why(model, needle):
+    with pytest.raises(ValueError, match=needle):
+        configs.TrainSettings(model, 2, 60, 1).validate()
+
+
+def test_configs_it_cannot_train_get_a_one_line_reason(tmp_path):
+    voc = "mmseg::pspnet/pspnet_r50-d8_4xb4-20k_voc12aug-512x512.py"
+    with pytest.raises(ValueError, match="a ConcatDataset of PascalVOCDataset; segbench trains one"):
+        tuned.build(configs.TrainSettings(voc, 2, 60, 1, device="cpu"))
+    context = "mmseg::pspnet/pspnet_r50-d8_4xb4-40k_pascal-context-480x480.py"
+    with pytest.raises(ValueError, match="PascalContextDataset is not one segbench makes.*DATA_ROOT"):
+        tuned.build(configs.TrainSettings(context, 2, 60, 1, device="cpu"))
+    own = tmp_path / "nocrop.py"
+    own.write_text("_base_ = 'mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py'\n"
+                   "train_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile')]))\n")
+    with pytest.raises(ValueError, match="no RandomCrop"):
+        tuned.build(configs.TrainSettings(str(own), 2, 60, 1, device="cpu", crop=(64, 64)))
+    assert configs.missing_needs("mask2former").startswith("mask2former needs mmdet")
+    assert configs.missing_needs("fastscnn") is None
+
+
+def test_the_zoo_is_derived_from_mmsegs_configs():
+    zoo = configs.zoo()
+    assert len(zoo) > 100 and all(r.startswith("mmseg::") for r in zoo)
+    assert len({configs.short_name(r) for r in zoo}) == len(zoo)      # one per network and crop
+    assert any("ade20k" in r for r in zoo) and any("cityscapes" in r for r in zoo)
+    assert "mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py" in zoo
+    assert "mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py" not in zoo   # a schedule

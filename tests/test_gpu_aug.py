@@ -1,6 +1,7 @@
 """The tuned mode's gpu_aug switch (segbench.gpu_aug): the device-side operations match cv2 bit for
 bit, the deferred pipeline gives stock's labels and meta keys and (within tolerance) images, the
 config rewrite, the checks catch a wrong plan, and a gpu_aug case end to end on the CPU."""
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from segbench import configs, gpu_aug, tuned
+from segbench import configs, equivalence, gpu_aug, tuned
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = "train_dataloader.dataset.pipeline"
@@ -50,28 +51,28 @@ def test_resize_window_matches_cv2(src, dst):
 @pytest.mark.parametrize("model", ["fastscnn", "segformer_b0"])
 @pytest.mark.parametrize("seed", [0, 40, 80])
 def test_deferred_pipeline_gives_stock_labels_and_images(small_data, model, seed):
-    r = gpu_aug.aug_equivalence(model, n=4, crop=(64, 128), data_root=small_data, seed=seed)
+    r = equivalence.aug_equivalence(model, n=4, crop=(64, 128), data_root=small_data, seed=seed)
     assert r["labels_identical"] and r["meta_identical"], r
-    assert r["ok"], gpu_aug.format_report(r)
+    assert r["ok"], equivalence.format_aug_report(r)
     assert r["max_abs"] == 0  # on this host's cv2: bit-identical (the tolerance is for others)
 
 
 def test_wrong_plan_is_caught(small_data):
     """A flip left out of the plans: the labels (flipped on the worker) still match, the images
     must not."""
-    r = gpu_aug.aug_equivalence("fastscnn", n=4, crop=(64, 128), data_root=small_data, seed=0,
+    r = equivalence.aug_equivalence("fastscnn", n=4, crop=(64, 128), data_root=small_data, seed=0,
                                 mutate=lambda plan: plan.update(flip=None))
     assert r["plans"]["flipped"] == 0
-    right = gpu_aug.aug_equivalence("fastscnn", n=4, crop=(64, 128), data_root=small_data, seed=0)
+    right = equivalence.aug_equivalence("fastscnn", n=4, crop=(64, 128), data_root=small_data, seed=0)
     assert right["ok"] and right["plans"]["flipped"] > 0  # the seed does flip some samples
     assert r["labels_identical"] and not r["ok"]
     assert r["share_gt2"] > gpu_aug.AUG_TOLERANCE["share_gt2"]
-    assert "NOT EQUIVALENT" in gpu_aug.format_report(r)
+    assert "NOT EQUIVALENT" in equivalence.format_aug_report(r)
 
 
 def test_aug_equivalence_cli(small_data, tmp_path, capsys):
     out = tmp_path / "aug.json"
-    rc = tuned.main(["aug-equivalence", "segformer_b0", "--n", "2", "--crop", "64x128",
+    rc = equivalence.main(["aug-equivalence", "segformer_b0", "--n", "2", "--crop", "64x128",
                      "--data-root", str(small_data), "--json", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
@@ -84,8 +85,12 @@ def test_aug_equivalence_cli(small_data, tmp_path, capsys):
 def test_config_rewrite(model):
     stock_cfg = configs.load(model)
     s = configs.TrainSettings(model, 2, 50, 1, device="cpu", crop=(64, 128))
-    stock = configs.options(stock_cfg, s)
-    opts = configs.options(configs.load(model), configs.TrainSettings(
+    if "RandomResize" not in [t["type"] for t in stock_cfg.train_dataloader.dataset.pipeline]:
+        with pytest.raises(ValueError, match="gpu_aug needs a train pipeline with one each of"):
+            tuned.options(configs.load(model), dataclasses.replace(s, tuned=("gpu_aug",)))
+        return      # mask2former's RandomChoiceResize: a pipeline gpu_aug does not defer
+    stock = tuned.options(stock_cfg, s)
+    opts = tuned.options(configs.load(model), configs.TrainSettings(
         model, 2, 50, 1, device="cpu", crop=(64, 128), tuned=("gpu_aug",)))
     types = [t["type"] for t in stock_cfg.train_dataloader.dataset.pipeline]
     renamed = {f"{PREFIX}.{types.index(t)}.type": d for t, d in gpu_aug.DEFERRED.items()}
@@ -94,7 +99,7 @@ def test_config_rewrite(model):
     assert added == {**renamed, pack: opts[pack], "model.data_preprocessor.gpu_aug": True,
                      "model.data_preprocessor.type": tuned.PREPROCESSOR}
     assert opts[pack][-1] == gpu_aug.PLAN_KEY and "img_shape" in opts[pack]
-    cfg = configs.build(configs.TrainSettings(model, 2, 50, 1, device="cpu", crop=(64, 128),
+    cfg = tuned.build(configs.TrainSettings(model, 2, 50, 1, device="cpu", crop=(64, 128),
                                               tuned=("gpu_aug",)))
     pipeline = cfg.train_dataloader.dataset.pipeline
     crop = pipeline[types.index("RandomCrop")]
@@ -119,7 +124,7 @@ def test_plans_need_a_gpu_aug_preprocessor(small_data):
     from mmseg.utils import register_all_modules
     register_all_modules()
     tuned.register()
-    cfg = configs.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu", crop=(64, 128),
+    cfg = tuned.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu", crop=(64, 128),
                                               data_root=str(small_data), tuned=("gpu_aug",)))
     ds = DATASETS.build(cfg.train_dataloader.dataset)
     batch = pseudo_collate([ds[0], ds[1]])
@@ -134,7 +139,7 @@ def test_plans_need_a_gpu_aug_preprocessor(small_data):
 
 
 def test_equivalence_with_gpu_aug(small_data, capsys):
-    rc = tuned.main(["equivalence", "fastscnn", "--switches", "gpu_aug,loader,foreach",
+    rc = equivalence.main(["equivalence", "fastscnn", "--switches", "gpu_aug,loader,foreach",
                      "--iters", "2", "--crop", "64x128", "--data-root", str(small_data),
                      "--no-control"])
     out = capsys.readouterr().out

@@ -26,12 +26,12 @@ def test_parse_plan():
 def _check_step(command: str, tmp_path: Path) -> None:
     """Each part of a step's command (split at &&) as today's code takes it, nothing run: a
     run_benchmark.sh case through launch.parse_case with the step's VAR=value knobs, fidelity.py's
-    arguments through its parse_args, ``-m segbench.tuned``'s through its parser."""
+    arguments through its parse_args, ``-m segbench.equivalence``'s through its parser."""
     import shlex
 
     import fidelity
 
-    from segbench import tuned
+    from segbench import equivalence
     words = shlex.split(command.replace("$STEP_DIR", str(tmp_path)).replace('"$PY"', "python"))
     parts, part = [], []
     for w in words + ["&&"]:
@@ -49,8 +49,8 @@ def _check_step(command: str, tmp_path: Path) -> None:
             launch.parse_case(part[2:], env)
         elif part[:2] == ["python", "benchmarks/fidelity.py"]:
             fidelity.parse_args(part[2:])
-        elif part[:3] == ["python", "-m", "segbench.tuned"]:
-            tuned._parser().parse_args(part[3:])
+        elif part[:3] == ["python", "-m", "segbench.equivalence"]:
+            equivalence._parser().parse_args(part[3:])
         else:
             raise AssertionError(f"a step this test cannot check: {part}")
 
@@ -81,7 +81,7 @@ def test_a_step_with_a_changed_case_or_option_is_caught(tmp_path):
             _check_step(bad, tmp_path)
     for bad in ('"$PY" benchmarks/fidelity.py --pairs 2 --lanes 2',
                 '"$PY" benchmarks/fidelity.py --sides PN',            # --sides needs --concurrent
-                '"$PY" -m segbench.tuned equivalence fastscnn --iterations 3'):
+                '"$PY" -m segbench.equivalence equivalence fastscnn --iterations 3'):
         with pytest.raises(SystemExit):
             _check_step(bad, tmp_path)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segbench import configs, gpu_aug, launch, tuned
+from segbench import configs, equivalence, gpu_aug, launch, tuned
 
 REPO = Path(__file__).resolve().parent.parent
 SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels_last",
@@ -23,7 +23,7 @@ PACK_META = ("img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", 
 
 def opts(model="fastscnn", switches=(), device="cpu", **kw):
     s = configs.TrainSettings(model, 2, 50, 1, device=device, tuned=tuple(switches), **kw)
-    return configs.options(configs.load(model), s)
+    return tuned.options(configs.load(model), s)
 
 
 def test_stock_has_none_of_the_switch_options():
@@ -74,7 +74,7 @@ def test_compile_scope_decides_option_or_hook():
         dict(type=tuned.COMPILE_HOOK, mode="max-autotune", priority="HIGH")]
     assert tuned.hooks(["compile"], "default", "train_step") == []
     with pytest.raises(ValueError, match="compile scope"):
-        configs.TrainSettings("fastscnn", 2, 50, 1, compile_scope="all").validate()
+        tuned.validate(configs.TrainSettings("fastscnn", 2, 50, 1, compile_scope="all"))
 
 
 def test_compile_hook_resolves_auto_by_the_model_device():
@@ -87,7 +87,7 @@ def test_compile_hook_resolves_auto_by_the_model_device():
     from mmseg.utils import register_all_modules
     register_all_modules()
     tuned.register()
-    net = MODELS.build(configs.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu",
+    net = MODELS.build(tuned.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu",
                                                            crop=(64, 128))).model)
     said = []
     runner = SimpleNamespace(model=net, logger=SimpleNamespace(info=said.append))
@@ -108,7 +108,7 @@ def test_compile_modules_wraps_each_network_part(model, expected):
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
     register_all_modules()
-    cfg = configs.build(configs.TrainSettings(model, 2, 50, 1, device="cpu", crop=(64, 128)))
+    cfg = tuned.build(configs.TrainSettings(model, 2, 50, 1, device="cpu", crop=(64, 128)))
     net = MODELS.build(cfg.model)
     keys = list(net.state_dict())
     assert tuned.compile_modules(net, "default") == expected
@@ -131,7 +131,7 @@ def test_flop_probe_leaves_a_compiled_model_alone_and_compiling(small_data):
 
     from segbench import timing
     register_all_modules()
-    cfg = configs.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu", crop=(64, 128),
+    cfg = tuned.build(configs.TrainSettings("fastscnn", 2, 50, 1, device="cpu", crop=(64, 128),
                                               data_root=str(small_data)))
     ds = DATASETS.build(cfg.train_dataloader.dataset)
     batch = pseudo_collate([ds[0], ds[1]])
@@ -151,7 +151,7 @@ def test_flop_probe_leaves_a_compiled_model_alone_and_compiling(small_data):
 
 
 def test_compile_mode_and_all_switches_reach_the_config():
-    cfg = configs.build(configs.TrainSettings("segformer_b0", 2, 50, 1, device="cpu",
+    cfg = tuned.build(configs.TrainSettings("segformer_b0", 2, 50, 1, device="cpu",
                                               tuned=tuned.SWITCHES, compile_mode="max-autotune",
                                               compile_scope="train_step"))
     assert cfg.compile == {"mode": "max-autotune"}
@@ -221,9 +221,9 @@ def test_unknown_switch_is_rejected(bad):
 
 def test_unknown_switch_or_mode_in_settings_is_rejected():
     with pytest.raises(ValueError, match="unknown tuned switch"):
-        configs.TrainSettings("fastscnn", 2, 50, 1, tuned=("fast",)).validate()
+        tuned.validate(configs.TrainSettings("fastscnn", 2, 50, 1, tuned=("fast",)))
     with pytest.raises(ValueError, match="compile mode"):
-        configs.TrainSettings("fastscnn", 2, 50, 1, compile_mode="turbo").validate()
+        tuned.validate(configs.TrainSettings("fastscnn", 2, 50, 1, compile_mode="turbo"))
 
 
 def test_compile_mode_auto_is_cuda_graphs_on_a_gpu_only(tmp_path, monkeypatch):
@@ -291,7 +291,7 @@ def test_preprocessor_and_hook_put_batch_and_model_in_channels_last():
 
 
 def test_equivalence_passes_for_the_cpu_switches(small_data, capsys):
-    rc = tuned.main(["equivalence", "fastscnn", "--switches",
+    rc = equivalence.main(["equivalence", "fastscnn", "--switches",
                      "channels_last,foreach,loader,workers,non_blocking,tf32", "--iters", "3",
                      "--crop", "64x128", "--data-root", str(small_data)])
     out = capsys.readouterr().out
@@ -307,7 +307,7 @@ def test_equivalence_passes_for_the_cpu_switches(small_data, capsys):
 
 def test_equivalence_detects_a_real_difference(small_data, capsys):
     """A 2x learning rate on the tuned side (a test-only knob): the check must fail."""
-    rc = tuned.main(["equivalence", "fastscnn", "--switches", "foreach", "--iters", "2",
+    rc = equivalence.main(["equivalence", "fastscnn", "--switches", "foreach", "--iters", "2",
                      "--crop", "64x128", "--data-root", str(small_data), "--lr-scale", "2",
                      "--no-control"])
     out = capsys.readouterr().out
@@ -328,23 +328,23 @@ def test_exact_fp32_turns_tf32_off_for_the_whole_check_and_restores_it(monkeypat
             raise RuntimeError("boom")
         return {"ok": True}
 
-    monkeypatch.setattr(tuned, "_equivalence", fake_check)
+    monkeypatch.setattr(equivalence, "_equivalence", fake_check)
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
-        r = tuned.equivalence("fastscnn", ("channels_last",), exact_fp32=True, iters=1)
+        r = equivalence.equivalence("fastscnn", ("channels_last",), exact_fp32=True, iters=1)
         assert seen == [(False, False)] and r["exact_fp32"] is True
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
         with pytest.raises(RuntimeError):
-            tuned.equivalence("fastscnn", ("channels_last",), exact_fp32=True, iters=99)
+            equivalence.equivalence("fastscnn", ("channels_last",), exact_fp32=True, iters=99)
         assert torch.backends.cudnn.allow_tf32 is True
-        assert tuned.equivalence("fastscnn", ("channels_last",), iters=1)["exact_fp32"] is False
+        assert equivalence.equivalence("fastscnn", ("channels_last",), iters=1)["exact_fp32"] is False
         assert seen[-1] == (True, True)                  # without the flag nothing is changed
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
     with pytest.raises(ValueError, match="tf32 switch"):
-        tuned.equivalence("fastscnn", ("tf32",), exact_fp32=True)
-    assert tuned.main(["equivalence", "fastscnn", "--switches", "all", "--exact-fp32"]) == 2
+        equivalence.equivalence("fastscnn", ("tf32",), exact_fp32=True)
+    assert equivalence.main(["equivalence", "fastscnn", "--switches", "all", "--exact-fp32"]) == 2
     assert "leave out the tf32 switch" in capsys.readouterr().err
 
 
@@ -352,21 +352,21 @@ def test_fp64_reference_is_the_stock_step_and_catches_a_real_difference(small_da
     """The float64 reference on real steps, where the verdict does not hang on this machine's
     rounding: it computes stock's step (its loss agrees, stock's state is a small fraction of an
     update from it), a 2x learning rate on the tuned side is a whole update from it and fails the
-    fp64 rule at every step, and each step's verdict is the one :func:`tuned._state_verdicts`
+    fp64 rule at every step, and each step's verdict is the one :func:`equivalence._state_verdicts`
     gives for its rows. (Which rounding differences the rule passes: the constructed states of
     test_fp64_rule_on_constructed_states.) Without the reference the tiny tolerance fails."""
     common = dict(iters=2, crop=(64, 128), data_root=small_data, control=False,
                   tolerance=(1e-3, 1e-5))
-    with_ref = tuned.equivalence("fastscnn", ("channels_last", "foreach"), lr_scale=2.0, **common)
+    with_ref = equivalence.equivalence("fastscnn", ("channels_last", "foreach"), lr_scale=2.0, **common)
     rows = with_ref["reference"]
     assert len(rows) == len(with_ref["state_ok"]) == 2
     for row in rows:
         assert row["valid"] and row["stock_loss_rel_err"] < 1e-5
         assert row["stock_err"]["weights"] < 0.1 < 0.5 < row["tuned_err"]["weights"]
         assert not row["ok"]
-    assert with_ref["state_ok"] == tuned._state_verdicts(with_ref["state_rel_diff"], rows, 1e-5)
+    assert with_ref["state_ok"] == equivalence._state_verdicts(with_ref["state_rel_diff"], rows, 1e-5)
     assert with_ref["state_ok"] == [False, False] and not with_ref["ok"]
-    without = tuned.equivalence("fastscnn", ("channels_last", "foreach"), reference=False,
+    without = equivalence.equivalence("fastscnn", ("channels_last", "foreach"), reference=False,
                                 **common)
     assert all(d > 1e-5 for d in without["state_rel_diff"])     # the direct comparison fails
     assert not without["ok"] and without["reference"] is None
@@ -393,10 +393,10 @@ def test_top_weights_names_the_parameter_that_carries_the_difference():
     before = {"model.a": torch.zeros(4), "model.b": torch.zeros(4)}
     stock = {"model.a": torch.full((4,), 1.0), "model.b": torch.full((4,), 1e-3)}
     tuned_ = {"model.a": torch.full((4,), 1.0 + 1e-4), "model.b": torch.full((4,), 2e-3)}
-    top = tuned._top_weights(before, stock, tuned_, {"model.a", "model.b"})
+    top = equivalence._top_weights(before, stock, tuned_, {"model.a", "model.b"})
     assert [t["name"] for t in top] == ["b", "a"]          # b: most of the difference ...
     assert top[0]["diff_share"] > 0.98 and top[0]["update_share"] < 1e-5  # ... none of the update
-    assert tuned._top_weights(before, stock, stock, {"model.a", "model.b"}) == []
+    assert equivalence._top_weights(before, stock, stock, {"model.a", "model.b"}) == []
 
 
 def _judge(tuned_w: list[float], stock_w=(1e-3, 0, 0, 0), ref_loss=1.0, multiplier=2.0,
@@ -413,10 +413,10 @@ def _judge(tuned_w: list[float], stock_w=(1e-3, 0, 0, 0), ref_loss=1.0, multipli
                 "optim.0.momentum_buffer": torch.full((4,), 0.25, dtype=torch.float64)}
     before = dict(state((0, 0, 0, 0)), **{"model.w": torch.zeros(4, dtype=torch.float64)})
     ref, stock, tuned_ = state((0, 0, 0, 0)), state(stock_w), state(tuned_w)
-    rel = max(tuned._state_diff(before, stock, tuned_, params).values())
-    row = tuned._ref_row(ref_loss, 1.0, 1.0, tuned._state_diff(before, ref, stock, params),
-                         tuned._state_diff(before, ref, tuned_, params), multiplier, 1e-3, state_tol)
-    return rel, row, tuned._state_verdicts([rel], [row], state_tol)[0]
+    rel = max(equivalence._state_diff(before, stock, tuned_, params).values())
+    row = equivalence._ref_row(ref_loss, 1.0, 1.0, equivalence._state_diff(before, ref, stock, params),
+                         equivalence._state_diff(before, ref, tuned_, params), multiplier, 1e-3, state_tol)
+    return rel, row, equivalence._state_verdicts([rel], [row], state_tol)[0]
 
 
 def test_fp64_rule_on_constructed_states():
@@ -437,7 +437,7 @@ def test_fp64_rule_on_constructed_states():
     # within the state tolerance of stock, the reference is not asked
     rel, row, ok = _judge([1e-3 + 1e-8, 0, 0, 0], ref_loss=float("nan"))
     assert rel <= 1e-5 and not row["valid"] and ok
-    assert tuned._state_verdicts([1e-6, 1.0], [], 1e-5) == [True, False]   # no reference at all
+    assert equivalence._state_verdicts([1e-6, 1.0], [], 1e-5) == [True, False]   # no reference at all
 
 
 @pytest.mark.parametrize("model", ["fastscnn", "segformer_b0"])
@@ -447,7 +447,7 @@ def test_no_dropout_turns_every_dropout_and_drop_path_off(model):
     net = MODELS.build(configs.load(model).model)
     before = [m for m in net.modules() if getattr(m, "p", 0) or getattr(m, "drop_prob", 0)]
     assert before                                   # both models have some
-    assert tuned._no_dropout(net) == len(before)
+    assert equivalence._no_dropout(net) == len(before)
     assert not [m for m in net.modules()
                 if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p
                 or getattr(m, "drop_prob", 0)]
