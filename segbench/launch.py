@@ -506,7 +506,11 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
 
 
 class CaseLock:
-    """An flock on <case>.lock: the same case cannot run twice at once in one log dir."""
+    """An flock on <case>.lock: the same case cannot run twice at once in one log dir.
+
+    The lock file is never removed: a file removed while locked would let the next run lock a
+    fresh file under the same name while a run that opened the old one still holds that, and
+    two runs of one case would write the same files. Its text names the holder while it runs."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -528,7 +532,7 @@ class CaseLock:
         return self
 
     def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
+        self.fh.truncate(0)    # still locked: no holder to name once it is released
         fcntl.flock(self.fh, fcntl.LOCK_UN)
         self.fh.close()
 

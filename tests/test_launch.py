@@ -222,7 +222,30 @@ def test_same_case_twice_at_once_is_refused(cpu_env):
     assert "already running" in second.stderr
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=60)
-    assert not lock.exists()
+    assert lock.read_text() == ""      # kept (never unlinked), naming no holder once released
+
+
+def test_case_lock_is_held_by_one_run_at_a_time(tmp_path, monkeypatch):
+    """The interleaving that broke the old lock: run B opens the lock file, run A finishes before
+    B locks it, then run C starts. B and C must not both hold the case."""
+    import fcntl
+    path = tmp_path / "case.lock"
+    a = launch.CaseLock(path).__enter__()
+    real_flock = fcntl.flock
+
+    def flock(fh, op):
+        if op & fcntl.LOCK_EX and fh is not a.fh and not a.fh.closed:
+            a.__exit__(None, None, None)     # A ends between B's open and B's lock
+        return real_flock(fh, op)
+
+    monkeypatch.setattr(launch.fcntl, "flock", flock)
+    b = launch.CaseLock(path).__enter__()
+    assert path.read_text() == f"pid {os.getpid()}\n"
+    with pytest.raises(launch.BadInput, match="already running"):
+        launch.CaseLock(path).__enter__()
+    b.__exit__(None, None, None)
+    with launch.CaseLock(path):           # free again once B is done
+        pass
 
 
 def test_paths_with_spaces_and_distinct_cases_side_by_side(cpu_env, tmp_path):
