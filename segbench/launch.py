@@ -16,10 +16,19 @@ false only to diagnose run-to-run spread: the case record and sidecar say so),
 CPU_AFFINITY (a CPU list such as 0-7 or 0,2,4: the case's processes -- trainer, ranks, loader
 workers -- run on those CPUs only; unset: wherever the host schedules them),
 SEGBENCH_VERBOSE (1: echo all training output),
-TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
+TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
 reduce-overhead on a GPU, default on the CPU),
 TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch).
+
+The case's name (Case.name; its log, ``<name>_speed``, ``<name>_stats.json``) is the seed's
+``MODEL_RUN_MODE_bsBS_FP_ITEM_NGPU`` for the seed's settings; each setting that changes the figure
+and is not the default appends one token, in this order: ``tuned`` (TUNED's default set) or
+``tuned-<switch>+<switch>...`` (with compile: ``-cm<mode>`` unless auto, ``-cs<scope>`` unless
+modules), ``crop<H>x<W>`` (CROP other than the model's), ``li<N>`` (LOG_INTERVAL not 10),
+``nobench`` (CUDNN_BENCHMARK=false), ``cpus<list>`` (CPU_AFFINITY, ``,`` written ``.``),
+``prof<first>-<last>`` (PROFILING).
+
 Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run).
 """
 from __future__ import annotations
@@ -81,7 +90,7 @@ class Case:
     cudnn_benchmark: bool = True          # CUDNN_BENCHMARK: env_cfg.cudnn_benchmark
     cpu_affinity: tuple[int, ...] | None = None   # CPU_AFFINITY: the CPUs the case may run on
     tuned: tuple[str, ...] = ()
-    compile_mode: str = "auto"           # resolved by resolve_devices
+    compile_mode: str = "auto"           # as given (TUNED_COMPILE_MODE); compile_resolved: as run
     compile_scope: str = "modules"
     command: str = ""
     env_info: dict = field(default_factory=dict)
@@ -91,9 +100,38 @@ class Case:
         return self.nproc * self.nnodes
 
     @property
+    def tokens(self) -> list[str]:
+        """The name's variant tokens (the module docstring's grammar): one per setting that
+        changes the figure and is not the default, in a fixed order; [] for the seed's settings."""
+        out = []
+        if self.tuned:
+            tok = "tuned" if self.tuned == tuned.DEFAULT_SWITCHES else "tuned-" + "+".join(self.tuned)
+            if "compile" in self.tuned and self.compile_mode != "auto":
+                tok += f"-cm{self.compile_mode}"
+            if "compile" in self.tuned and self.compile_scope != "modules":
+                tok += f"-cs{self.compile_scope}"
+            out.append(tok)
+        if self.crop and tuple(self.crop) != tuple(configs.MODELS[self.model]):
+            out.append(f"crop{self.crop[0]}x{self.crop[1]}")
+        if self.log_interval != 10:
+            out.append(f"li{self.log_interval}")
+        if not self.cudnn_benchmark:
+            out.append("nobench")
+        if self.cpu_affinity:
+            out.append("cpus" + env.cpu_ranges(self.cpu_affinity).replace(",", "."))
+        if self.profile_window:
+            out.append(f"prof{self.profile_window[0]}-{self.profile_window[1]}")
+        return out
+
+    @property
     def name(self) -> str:
         stock = f"{self.model}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
-        return f"{stock}_tuned" if self.tuned else stock
+        return "_".join([stock, *self.tokens])
+
+    @property
+    def compile_resolved(self) -> str:
+        """torch.compile's mode as run (TUNED_COMPILE_MODE=auto depends on the device)."""
+        return tuned.resolve_compile_mode(self.compile_mode, self.device)
 
     @property
     def profile(self) -> str:
@@ -256,7 +294,6 @@ def resolve_devices(case: Case, environ=os.environ) -> None:
         raise BadInput(f"no GPU is visible to torch {torch.__version__} but {what}; "
                        "run on a GPU host or set DEVICE=cpu for the CPU profile")
     case.device = "cpu" if want == "cpu" or have == 0 else "cuda"
-    case.compile_mode = tuned.resolve_compile_mode(case.compile_mode, case.device)
     if case.device == "cpu":
         case.nproc = _env_int(environ, "MP_PROCS", 2) if case.run_mode == "mp" else 1
         if case.fp_item != "fp32":
@@ -313,7 +350,7 @@ def train_command(case: Case, log_stem: Path) -> list[str]:
     if case.profile_window:
         args += ["--profile-window", str(case.profile_window[0]), str(case.profile_window[1])]
     if case.tuned:
-        args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_mode,
+        args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_resolved,
                  "--compile-scope", case.compile_scope]
     if case.run_mode == "sp":
         return [py, *args]
@@ -474,8 +511,9 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "count_flops": case.count_flops, "cudnn_benchmark": case.cudnn_benchmark,
         "cpu_affinity": list(case.cpu_affinity) if case.cpu_affinity else None,
         "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
+        "profile_window": list(case.profile_window) if case.profile_window else None,
         "tuned": list(case.tuned),
-        "compile_mode": case.compile_mode if "compile" in case.tuned else None,
+        "compile_mode": case.compile_resolved if "compile" in case.tuned else None,
         "compile_scope": case.compile_scope if "compile" in case.tuned else None,
         "command": case.command, "train_command": shlex.join(cmd),
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 SPEED_KEYS = ["log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
               "gpu_num", "FINAL_RESULT", "JOB_FAIL_FLAG", "UNIT"]
 TINY_CROP = {"fastscnn": "64x128", "ocrnet_hrnetw48": "64x64", "segformer_b0": "64x64"}
+TINY = "_crop64x128_li2"   # the name's tokens of CROP=64x128 with cpu_env's LOG_INTERVAL=2
 
 
 def bench(env, *args, timeout=600, **kw):
@@ -51,7 +52,7 @@ def test_sp_case_end_to_end(cpu_env, model):
     env = dict(cpu_env, CROP=TINY_CROP[model])
     r = bench(env, model, "sp", "fp32", "2", "12", "1")
     assert r.returncode == 0, r.stderr + r.stdout
-    case = f"{model}_sp_bs2_fp32_1"
+    case = f"{model}_sp_bs2_fp32_1_crop{TINY_CROP[model]}_li2"
     log_dir = Path(env["TRAIN_LOG_DIR"])
     speed = speed_of(env, case)
     check_speed(speed, case, model, "sp", 1)
@@ -85,7 +86,7 @@ def test_mp_case_with_two_cpu_processes(cpu_env):
     env = dict(cpu_env, CROP="64x128")
     r = bench(env, "fastscnn", "mp", "fp32", "2", "12", "1")
     assert r.returncode == 0, r.stderr + r.stdout
-    case = "fastscnn_mp_bs2_fp32_2"
+    case = "fastscnn_mp_bs2_fp32_2" + TINY
     log_dir = Path(env["TRAIN_LOG_DIR"])
     speed = speed_of(env, case)
     check_speed(speed, case, "fastscnn", "mp", 2)
@@ -145,7 +146,7 @@ def test_fault_in_run_fails_the_case_and_keeps_the_log(cpu_env, fault, reason):
     env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT=fault)
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 1
-    case = "fastscnn_sp_bs2_fp32_1"
+    case = "fastscnn_sp_bs2_fp32_1" + TINY
     speed = speed_of(env, case)
     assert speed["JOB_FAIL_FLAG"] == 1 and speed["FINAL_RESULT"] == 0
     stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"{case}_stats.json").read_text())
@@ -165,7 +166,7 @@ def test_mp_rank_crash_ends_all_ranks(cpu_env):
     r = bench(env, "fastscnn", "mp", "fp32", "2", "12", "1")
     assert r.returncode == 1
     assert time.monotonic() - t0 < 120
-    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_mp_bs2_fp32_2_stats.json").read_text())
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"fastscnn_mp_bs2_fp32_2{TINY}_stats.json").read_text())
     assert "crash on rank 1" in stats["reason"]
     assert _our_processes(env["TRAIN_LOG_DIR"]) == []
 
@@ -174,7 +175,7 @@ def test_timeout_ends_the_group_and_analyses_the_partial_log(cpu_env):
     env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="hang@11", BENCH_TIMEOUT="45")
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 1
-    case = "fastscnn_sp_bs2_fp32_1"
+    case = "fastscnn_sp_bs2_fp32_1" + TINY
     stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"{case}_stats.json").read_text())
     assert stats["reason"].startswith("timeout after 45 s")
     assert stats["partial_images_per_s"] and stats["partial_images_per_s"] > 0
@@ -185,7 +186,7 @@ def test_timeout_ends_the_group_and_analyses_the_partial_log(cpu_env):
 def test_sigterm_to_run_benchmark_ends_children_and_writes_files(cpu_env):
     env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="hang@5")
     log_dir = Path(env["TRAIN_LOG_DIR"])
-    case = "fastscnn_sp_bs2_fp32_1"
+    case = "fastscnn_sp_bs2_fp32_1" + TINY
     p = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"), "fastscnn", "sp", "fp32", "2", "12", "1"],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -213,7 +214,7 @@ def test_same_case_twice_at_once_is_refused(cpu_env):
     first = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"),
                               "fastscnn", "sp", "fp32", "2", "12", "1"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lock = log_dir / "fastscnn_sp_bs2_fp32_1.lock"
+    lock = log_dir / f"fastscnn_sp_bs2_fp32_1{TINY}.lock"
     deadline = time.monotonic() + 60
     while not lock.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -257,9 +258,9 @@ def test_paths_with_spaces_and_distinct_cases_side_by_side(cpu_env, tmp_path):
     assert a.returncode == 0, a_err
     assert b.returncode == 0, b.stderr
     d = Path(env["TRAIN_LOG_DIR"])
-    assert speed_of(env, "fastscnn_sp_bs2_fp32_1")["FINAL_RESULT"] > 0
-    assert speed_of(env, "fastscnn_sp_bs3_fp32_1")["FINAL_RESULT"] > 0
-    assert (d / "fastscnn_sp_bs2_fp32_1_work").is_dir() and (d / "fastscnn_sp_bs3_fp32_1_work").is_dir()
+    assert speed_of(env, "fastscnn_sp_bs2_fp32_1" + TINY)["FINAL_RESULT"] > 0
+    assert speed_of(env, "fastscnn_sp_bs3_fp32_1" + TINY)["FINAL_RESULT"] > 0
+    assert all((d / f"fastscnn_sp_bs{bs}_fp32_1{TINY}_work").is_dir() for bs in (2, 3))
 
 
 def test_parse_case_knobs():
@@ -270,7 +271,7 @@ def test_parse_case_knobs():
     assert (c.crop, c.repeat, c.profile_window, c.timeout_s) == ((256, 512), 3, (50, 60), 900.0)
     assert (c.nnodes, c.node_rank, c.master_addr, c.master_port) == (4, 2, "10.0.0.1", 29500)
     c.nproc = 8
-    assert c.name == "segformer_b0_mp_bs4_bf16_32"
+    assert c.name == "segformer_b0_mp_bs4_bf16_32_crop256x512_prof50-60"
     cmd = launch.train_command(c, Path("/tmp/x/log"))
     assert "torch.distributed.run" in cmd and "--nnodes=4" in cmd and "--node_rank=2" in cmd
     with pytest.raises(launch.BadInput, match="BENCH_TIMEOUT"):
@@ -330,10 +331,11 @@ def test_cpu_affinity_pins_the_training_process(cpu_env):
     assert r.returncode == 0, r.stderr + r.stdout
     assert f"CPUs {cpu} (CPU_AFFINITY)" in r.stdout
     log_dir = Path(env_["TRAIN_LOG_DIR"])
-    meta = json.loads((log_dir / "fastscnn_sp_bs2_fp32_1_iters.rank0.jsonl").read_text().splitlines()[0])
+    case = f"fastscnn_sp_bs2_fp32_1{TINY}_cpus{cpu}"
+    meta = json.loads((log_dir / f"{case}_iters.rank0.jsonl").read_text().splitlines()[0])
     assert meta["cpus"] == str(cpu)
-    stats = json.loads((log_dir / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
-    assert stats["cpu_affinity"] == [cpu] and speed_of(env_, "fastscnn_sp_bs2_fp32_1")["JOB_FAIL_FLAG"] == 0
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["cpu_affinity"] == [cpu] and speed_of(env_, case)["JOB_FAIL_FLAG"] == 0
 
 
 def test_port_in_use_is_refused(cpu_env):
@@ -398,9 +400,10 @@ def test_per_iteration_figure_agrees_with_the_log_window_figure(cpu_env, tmp_pat
     env = dict(cpu_env, CROP="64x128", LOG_INTERVAL="10", DATA_ROOT=str(root))
     r = bench(env, "fastscnn", "sp", "fp32", "2", "60", "1")
     assert r.returncode == 0, r.stderr
-    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
+    case = "fastscnn_sp_bs2_fp32_1_crop64x128"   # LOG_INTERVAL 10: no li token
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"{case}_stats.json").read_text())
     pi = stats["per_iter"]
-    n_lines = len(window_times((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1").read_text()))
+    n_lines = len(window_times((Path(env["TRAIN_LOG_DIR"]) / case).read_text()))
     assert n_lines == 6 and stats["window"]["n"] == 2
     assert pi["warmup"] == 40 and pi["n"] == 20
     assert 0.98 < pi["window_vs_per_iter"] < 1.02
@@ -425,7 +428,7 @@ def test_repeat_takes_the_median_run(cpu_env):
     r = bench(env, "fastscnn", "sp", "fp32", "2", "10", "1")
     assert r.returncode == 0, r.stderr
     log_dir = Path(env["TRAIN_LOG_DIR"])
-    case = "fastscnn_sp_bs2_fp32_1"
+    case = "fastscnn_sp_bs2_fp32_1" + TINY   # REPEAT is not in the name: the same figure
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())
     runs = stats["repeats"]["runs"]
     assert len(runs) == 3 and all(x > 0 for x in runs)
@@ -440,9 +443,12 @@ def test_profiling_writes_a_trace_and_still_measures(cpu_env):
     r = bench(env, "fastscnn", "sp", "fp32", "2", "10", "1")
     assert r.returncode == 0, r.stderr
     log_dir = Path(env["TRAIN_LOG_DIR"])
-    traces = list(log_dir.glob("fastscnn_sp_bs2_fp32_1_iters.rank0.trace.json"))
+    case = f"fastscnn_sp_bs2_fp32_1{TINY}_prof3-4"
+    traces = list(log_dir.glob(f"{case}_iters.rank0.trace.json"))
     assert traces and json.loads(traces[0].read_text())["traceEvents"]
-    assert speed_of(env, "fastscnn_sp_bs2_fp32_1")["FINAL_RESULT"] > 0
+    assert speed_of(env, case)["FINAL_RESULT"] > 0
+    record = json.loads((log_dir / case).read_text().splitlines()[0].split("case: ", 1)[1])
+    assert record["profile_window"] == [3, 4]
 
 
 def test_corrupt_image_names_the_file(cpu_env, small_data, tmp_path):
@@ -454,7 +460,7 @@ def test_corrupt_image_names_the_file(cpu_env, small_data, tmp_path):
     env = dict(cpu_env, CROP="64x128", DATA_ROOT=str(data))
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 1
-    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1_stats.json").read_text())
+    stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"fastscnn_sp_bs2_fp32_1{TINY}_stats.json").read_text())
     assert stats["reason"].startswith("crash") and victim.name in stats["reason"], stats["reason"]
 
 
@@ -468,3 +474,41 @@ def test_stack_not_installed_names_the_setup_command(cpu_env, tmp_path):
     assert r.returncode == 2
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(err) == 1 and "the stack is not ready" in err[0] and "bash PrepareEnv.sh" in err[0]
+
+
+def test_case_names_follow_the_grammar(monkeypatch):
+    """Every setting that changes the figure adds its token, in the grammar's order; the seed's
+    settings keep the seed's name; different settings never share a name (nor --resume's file)."""
+    argv = ["fastscnn", "sp", "fp32", "2", "500", "5"]
+    name = lambda **knobs: launch.parse_case(argv, knobs).name   # noqa: E731
+    seed = "fastscnn_sp_bs2_fp32_1"
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    assert name() == seed == name(CROP="512x1024", LOG_INTERVAL="10", CUDNN_BENCHMARK="true",
+                                  TUNED="0", PROFILING="false", FLOPS="false", REPEAT="3")
+    assert name(TUNED="1") == name(TUNED="all") == seed + "_tuned"
+    assert name(TUNED="foreach,channels_last") == seed + "_tuned-channels_last+foreach"
+    assert name(TUNED="compile", TUNED_COMPILE_MODE="max-autotune", TUNED_COMPILE_SCOPE="train_step") \
+        == seed + "_tuned-compile-cmmax-autotune-cstrain_step"
+    assert name(TUNED="1", TUNED_COMPILE_SCOPE="train_step") == seed + "_tuned-cstrain_step"
+    assert name(TUNED="foreach", TUNED_COMPILE_MODE="max-autotune") == seed + "_tuned-foreach"
+    assert name(CROP="128x256", LOG_INTERVAL="2") == seed + "_crop128x256_li2"
+    assert name(CUDNN_BENCHMARK="false") == seed + "_nobench"
+    assert name(CPU_AFFINITY=str(cpu)) == f"{seed}_cpus{cpu}"
+    assert name(PROFILING="true") == seed + "_prof50-60"
+    assert name(PROFILING="true", PROFILE_ITERS="3-9999") == seed + "_prof3-500"   # the window run
+    both = launch.Case("fastscnn", "sp", "fp32", 2, 500, 5, Path("/tmp"), log_interval=5,
+                       crop=(64, 128), cudnn_benchmark=False, cpu_affinity=(0, 2, 3, 4),
+                       profile_window=(3, 4), tuned=("foreach",))
+    assert both.name == seed + "_tuned-foreach_crop64x128_li5_nobench_cpus0.2-4_prof3-4"
+    variants = [{}, {"CROP": "128x256"}, {"LOG_INTERVAL": "5"}, {"CUDNN_BENCHMARK": "false"},
+                {"CPU_AFFINITY": str(cpu)}, {"PROFILING": "true"}, {"TUNED": "1"}, {"TUNED": "foreach"},
+                {"TUNED": "foreach,tf32"}, {"TUNED": "1", "TUNED_COMPILE_MODE": "default"}]
+    names = [name(**v) for v in variants]
+    assert len(set(names)) == len(names), names
+    # the name is settled by the arguments and knobs: resolving the devices (auto compile mode ->
+    # the device's) does not change it
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    case = launch.parse_case(argv, {"TUNED": "compile"})
+    launch.resolve_devices(case, {})
+    assert case.name == seed + "_tuned-compile" and case.compile_resolved == "default"
