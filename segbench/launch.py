@@ -29,6 +29,11 @@ modules), ``crop<H>x<W>`` (CROP other than the model's), ``li<N>`` (LOG_INTERVAL
 ``nobench`` (CUDNN_BENCHMARK=false), ``cpus<list>`` (CPU_AFFINITY, ``,`` written ``.``),
 ``prof<first>-<last>`` (PROFILING).
 
+Bad input still writes a log and a failing speed file, named ``bad_input_name``: the arguments as
+given (``NA`` for the missing and for NGPU), the variant tokens if the arguments parsed, then
+``bad<hash>`` (8 hex digits of the arguments and the knobs given), so different bad inputs keep
+their own records, e.g. ``fastscnn_xp_bs2_fp32_NA_bada765317c``.
+
 Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run).
 """
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import datetime as _dt
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import re
@@ -59,6 +65,10 @@ SKIP_WINDOWS = 4
 RECORD = "[segbench] "
 TERM_GRACE_S = 10
 HOST_SAMPLE_S = 1.0   # seconds between samples of the host's CPU counters (<log>_host.jsonl)
+KNOBS = ("TRAIN_LOG_DIR", "CUDA_VISIBLE_DEVICES", "DEVICE", "MP_PROCS", "NNODES", "NODE_RANK",
+         "MASTER_ADDR", "MASTER_PORT", "BENCH_TIMEOUT", "LOG_INTERVAL", "CROP", "DATA_ROOT", "REPEAT",
+         "PROFILING", "PROFILE_ITERS", "FLOPS", "CUDNN_BENCHMARK", "CPU_AFFINITY", "TUNED",
+         "TUNED_COMPILE_MODE", "TUNED_COMPILE_SCOPE")   # the environment knobs (docstring)
 
 
 class BadInput(ValueError):
@@ -160,7 +170,8 @@ def _safe_name(text: str) -> str:
 
 
 def raw_case_name(argv: list[str]) -> str:
-    """The log name for arguments that failed validation: what was given, NA for what is missing."""
+    """The seed's name over the arguments as given (NA for what is missing, and for NGPU): the
+    head of bad_input_name."""
     a = [_safe_name(x) for x in argv[:6]] + ["NA"] * (6 - min(len(argv), 6))
     return f"{a[0]}_{a[1]}_bs{a[3]}_{a[2]}_NA"
 
@@ -575,20 +586,41 @@ class CaseLock:
         self.fh.close()
 
 
+def _given(environ) -> dict:
+    return {k: environ[k] for k in KNOBS if k in environ}
+
+
+def bad_input_name(argv: list[str], environ) -> str:
+    """The name of a bad input's log and speed file: what was given (raw_case_name), the case's
+    variant tokens when its arguments and knobs parse, then ``bad`` + 8 hex digits of a hash of
+    the arguments and every knob given (KNOBS): different bad inputs never share files, the same
+    bad input rewrites its own."""
+    try:
+        tokens = parse_case(argv, environ).tokens
+    except BadInput:
+        tokens = []
+    digest = hashlib.sha256(json.dumps([list(argv), _given(environ)], sort_keys=True).encode()).hexdigest()
+    return "_".join([raw_case_name(argv), *tokens, f"bad{digest[:8]}"])
+
+
 def _write_bad_input(argv: list[str], message: str, environ) -> int:
-    """Bad input still leaves a log and a failing speed file (when a log dir is usable)."""
+    """Bad input still leaves a log and a failing speed file (when a log dir is usable). The case
+    record states only what was given: ``run_mode`` as given, ``gpu_num`` the count of
+    CUDA_VISIBLE_DEVICES (null when unset or empty), the knobs given."""
     from segbench import analysis
     print(f"run_benchmark.sh: error: {message}", file=sys.stderr)
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd())
-    name = raw_case_name(argv)
-    if (environ.get("TUNED") or "").strip().lower() not in tuned.STOCK_VALUES:
-        name += "_tuned"  # a tuned case's files never overwrite the stock case's
+    name = bad_input_name(argv, environ)
     model = _safe_name(argv[0]) if argv else "NA"
+    visible = _visible_requested(environ)
+    record = {"case": name, "argv": argv, "command": shlex.join(["bash", "run_benchmark.sh", *argv]),
+              "run_mode": argv[1] if len(argv) > 1 else None, "gpu_num": len(visible) if visible else None,
+              "knobs": _given(environ)}
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / name
         with open(log, "w", encoding="utf-8") as fh:
-            _record(fh, "case", {"case": name, "argv": argv, "command": shlex.join(argv)})
+            _record(fh, "case", record)
             _record(fh, "result", {"exit_code": 2, "reason": f"bad input: {message}",
                                    "elapsed_s": 0.0})
         res = analysis.analyze(log, model)

@@ -118,7 +118,7 @@ def test_bad_input_one_line_error_and_failing_speed_file(cpu_env, args, needle):
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(err) == 1, r.stderr
     assert needle in err[0] and err[0].startswith("run_benchmark.sh: error: ")
-    name = launch.raw_case_name(args)
+    name = launch.bad_input_name(args, cpu_env)
     log_dir = Path(cpu_env["TRAIN_LOG_DIR"])
     speed = json.loads((log_dir / f"{name}_speed").read_text(encoding="utf-8"))
     assert list(speed) == SPEED_KEYS
@@ -131,7 +131,8 @@ def test_missing_data_dir_is_bad_input(cpu_env, tmp_path):
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1", timeout=120)
     assert r.returncode == 2
     assert "nothing here" in r.stderr and "PrepareEnv.sh" in r.stderr
-    assert speed_of(env, "fastscnn_sp_bs2_fp32_NA")["JOB_FAIL_FLAG"] == 1
+    name = launch.bad_input_name(["fastscnn", "sp", "fp32", "2", "12", "1"], env)
+    assert name.startswith("fastscnn_sp_bs2_fp32_NA_li2_bad") and speed_of(env, name)["JOB_FAIL_FLAG"] == 1
 
 
 def test_cuda_asked_without_gpu(cpu_env):
@@ -512,3 +513,44 @@ def test_case_names_follow_the_grammar(monkeypatch):
     case = launch.parse_case(argv, {"TUNED": "compile"})
     launch.resolve_devices(case, {})
     assert case.name == seed + "_tuned-compile" and case.compile_resolved == "default"
+
+
+def _record_of(log: Path, kind: str) -> dict:
+    line = next(ln for ln in log.read_text(encoding="utf-8").splitlines() if f"] {kind}: " in ln)
+    return json.loads(line.split(f"] {kind}: ", 1)[1])
+
+
+def test_bad_inputs_keep_their_own_records(cpu_env, tmp_path):
+    """Two bad inputs of the same first arguments (MAX_ITER too small; no data) keep a record
+    each; the same bad input again rewrites its own."""
+    log_dir = Path(cpu_env["TRAIN_LOG_DIR"])
+    short = ["fastscnn", "sp", "fp32", "2", "9", "1"]
+    no_data = dict(cpu_env, DATA_ROOT=str(tmp_path / "nowhere"))
+    assert bench(cpu_env, *short, timeout=120).returncode == 2
+    assert bench(no_data, "fastscnn", "sp", "fp32", "2", "12", "1", timeout=120).returncode == 2
+    assert bench(cpu_env, *short, timeout=120).returncode == 2
+    speeds = sorted(log_dir.glob("*_speed"))
+    assert len(speeds) == 2, speeds
+    reasons = [_record_of(p.with_name(p.name[:-len("_speed")]), "result")["reason"] for p in speeds]
+    assert sorted("leaves no log window" in r for r in reasons) == [False, True], reasons
+    assert sorted("nowhere" in r for r in reasons) == [False, True], reasons
+    assert (log_dir / launch.bad_input_name(short, cpu_env)).exists()
+
+
+def test_bad_input_record_states_only_what_was_given(cpu_env):
+    args = ["fastscnn", "xp", "fp32", "2", "12", "1"]
+    log_dir = Path(cpu_env["TRAIN_LOG_DIR"])
+    for env_, gpus in ((cpu_env, None), (dict(cpu_env, CUDA_VISIBLE_DEVICES="0,1"), 2)):
+        assert bench(env_, *args, timeout=120).returncode == 2
+        record = _record_of(log_dir / launch.bad_input_name(args, env_), "case")
+        assert record["run_mode"] == "xp" and record["gpu_num"] == gpus
+        assert record["command"] == "bash run_benchmark.sh fastscnn xp fp32 2 12 1"
+
+
+def test_bad_input_speed_file_states_run_mode_as_given(cpu_env):
+    """The speed file of `fastscnn xp ...` says "xp" and no GPU count it was not given (needs
+    analysis to state a record's run_mode and gpu_num as recorded)."""
+    args = ["fastscnn", "xp", "fp32", "2", "12", "1"]
+    assert bench(cpu_env, *args, timeout=120).returncode == 2
+    speed = speed_of(cpu_env, launch.bad_input_name(args, cpu_env))
+    assert speed["run_mode"] == "xp" and speed["gpu_num"] is None and speed["JOB_FAIL_FLAG"] == 1

@@ -479,5 +479,6 @@ def test_bogus_switch_is_bad_input(cpu_env):
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(err) == 1, r.stderr
     assert err[0].startswith("run_benchmark.sh: error: TUNED must be") and "'bogus'" in err[0]
-    speed = Path(cpu_env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_NA_tuned_speed"
+    name = launch.bad_input_name(["fastscnn", "sp", "fp32", "2", "12", "1"], dict(cpu_env, TUNED="bogus"))
+    speed = Path(cpu_env["TRAIN_LOG_DIR"]) / f"{name}_speed"
     assert json.loads(speed.read_text(encoding="utf-8"))["JOB_FAIL_FLAG"] == 1
