@@ -27,7 +27,9 @@ and is not the default appends one token, in this order: ``tuned`` (TUNED's defa
 ``tuned-<switch>+<switch>...`` (with compile: ``-cm<mode>`` unless auto, ``-cs<scope>`` unless
 modules), ``crop<H>x<W>`` (CROP other than the model's), ``li<N>`` (LOG_INTERVAL not 10),
 ``nobench`` (CUDNN_BENCHMARK=false), ``cpus<list>`` (CPU_AFFINITY, ``,`` written ``.``),
-``prof<first>-<last>`` (PROFILING).
+``prof<first>-<last>`` (PROFILING). Every run first removes the files an earlier run of the case
+left (own_files: log, ``.rep<i>`` logs, per-iteration files, traces, host samples, speed file,
+sidecar).
 
 Bad input still writes a log and a failing speed file, named ``bad_input_name``: the arguments as
 given (``NA`` for the missing and for NGPU), the variant tokens if the arguments parsed, then
@@ -631,6 +633,16 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
     return 2
 
 
+def own_files(case: Case) -> list[Path]:
+    """The files an earlier run of this case left in its log dir: the log, REPEAT's ``.rep<i>``
+    logs, their per-iteration files, profiler traces and host samples, the speed file and the
+    sidecar. Never another case's file, the lock or a work dir."""
+    stem = re.escape(case.name)
+    own = re.compile(rf"{stem}(\.rep\d+)?(_iters\.rank\d+\.(jsonl|trace\.json)|_host\.jsonl)?"
+                     rf"|{stem}(_speed|_stats\.json)")
+    return sorted(p for p in case.log_dir.iterdir() if own.fullmatch(p.name) and p.is_file())
+
+
 def main(argv: list[str], environ=os.environ) -> int:
     from segbench import analysis
     if argv[:1] in (["-h"], ["--help"]):
@@ -679,6 +691,8 @@ def main(argv: list[str], environ=os.environ) -> int:
                   + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
                   + (pinned or "")
                   + f"log {case.path()}", flush=True)
+            for f in own_files(case):    # every run starts from a clean set of its own files
+                f.unlink(missing_ok=True)
             runs = []
             for i in range(1, case.repeat + 1):
                 log = case.path() if case.repeat == 1 else case.path(f".rep{i}")

@@ -515,6 +515,33 @@ def test_case_names_follow_the_grammar(monkeypatch):
     assert case.name == seed + "_tuned-compile" and case.compile_resolved == "default"
 
 
+def test_a_run_starts_from_a_clean_set_of_its_own_files(cpu_env):
+    """A run that crashes before its first iteration (here: while mmengine builds the Runner, an
+    invalid SEGBENCH_FAULT) shows none of an earlier run's figures; only the case's own files go."""
+    env = dict(cpu_env, CROP="64x128")
+    case = "fastscnn_sp_bs2_fp32_1" + TINY
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    assert bench(env, "fastscnn", "sp", "fp32", "2", "12", "1").returncode == 0
+    before = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert before["per_iter"] and before["flops"] and before["last_loss"] is not None
+    stale = [f"{case}.rep2", f"{case}.rep2_iters.rank0.jsonl", f"{case}.rep2_host.jsonl",
+             f"{case}_iters.rank1.jsonl", f"{case}_iters.rank0.trace.json"]
+    others = ["fastscnn_sp_bs2_fp32_1_iters.rank0.jsonl", f"{case}_nobench_iters.rank0.jsonl",
+              f"{case}_nobench_speed", f"x{case}_host.jsonl", "notes.txt"]
+    for n in stale + others:
+        (log_dir / n).write_text('{"kind": "meta", "flops_per_iter": 123456789}\n')
+    r = bench(dict(env, SEGBENCH_FAULT="at-runner-build"), "fastscnn", "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 1, r.stderr
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["reason"].startswith("crash") and "SEGBENCH_FAULT" in stats["reason"], stats["reason"]
+    assert stats["per_iter"] is None and stats["flops"] is None and stats["last_loss"] is None
+    assert stats["warmup"] is None or not stats["warmup"].get("warmup_iters")
+    assert not (log_dir / f"{case}_iters.rank0.jsonl").exists()
+    assert [n for n in stale if (log_dir / n).exists()] == []
+    assert all((log_dir / n).exists() for n in others)
+    assert (log_dir / f"{case}_work").is_dir()       # mmengine's own dir (timestamped inside): kept
+
+
 def _record_of(log: Path, kind: str) -> dict:
     line = next(ln for ln in log.read_text(encoding="utf-8").splitlines() if f"] {kind}: " in ln)
     return json.loads(line.split(f"] {kind}: ", 1)[1])
