@@ -36,7 +36,10 @@ given (``NA`` for the missing and for NGPU), the variant tokens if the arguments
 ``bad<hash>`` (8 hex digits of the arguments and the knobs given), so different bad inputs keep
 their own records, e.g. ``fastscnn_xp_bs2_fp32_NA_bada765317c``.
 
-Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run).
+Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run), 130 interrupted by
+SIGINT, SIGTERM or SIGHUP (the run's process group gets the same signal, then SIGKILL after a
+grace period; the reason names the signal; the speed file says JOB_FAIL_FLAG 1, the log is kept).
+A signal the launcher was started ignoring (e.g. SIGHUP under nohup) stays ignored.
 """
 from __future__ import annotations
 
@@ -67,6 +70,8 @@ SKIP_WINDOWS = 4
 RECORD = "[segbench] "
 TERM_GRACE_S = 10
 HOST_SAMPLE_S = 1.0   # seconds between samples of the host's CPU counters (<log>_host.jsonl)
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 130
 KNOBS = ("TRAIN_LOG_DIR", "CUDA_VISIBLE_DEVICES", "DEVICE", "MP_PROCS", "NNODES", "NODE_RANK",
          "MASTER_ADDR", "MASTER_PORT", "BENCH_TIMEOUT", "LOG_INTERVAL", "CROP", "DATA_ROOT", "REPEAT",
          "PROFILING", "PROFILE_ITERS", "FLOPS", "CUDNN_BENCHMARK", "CPU_AFFINITY", "TUNED",
@@ -385,6 +390,8 @@ class _Run:
         self.errors: list[dict] = []
         self.tail: list[str] = []
         self.stop_reason: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self._ending = threading.Lock()
 
     def _pump(self) -> None:
         for raw in self.proc.stdout:
@@ -412,18 +419,25 @@ class _Run:
         self.reader = threading.Thread(target=self._pump, daemon=True)
         self.reader.start()
 
-    def end_group(self, reason: str) -> None:
-        """SIGTERM our process group, then SIGKILL whatever is left after a grace period."""
+    def end_group(self, reason: str, sig: int = signal.SIGTERM) -> None:
+        """Send our process group ``sig``, then SIGKILL whatever is left after a grace period.
+        The first reason stands; the group is ended once (a later call returns at once); a run
+        not started yet has nothing to end."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        _signal_group(self.pgid, signal.SIGTERM)
+        if self.proc is None or not self._ending.acquire(blocking=False):
+            return
+        _signal_group(self.pgid, sig)
         try:
             self.proc.wait(TERM_GRACE_S)
         except subprocess.TimeoutExpired:
             pass
         _signal_group(self.pgid, signal.SIGKILL)
 
-    def wait(self, timeout_s: float) -> int:
+    def wait(self, timeout_s: float) -> int | None:
+        """The run's exit status; None for a run that never started (interrupted before)."""
+        if self.proc is None:
+            return None
         try:
             rc = self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -541,8 +555,11 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
                      "not a GPU\n")
         run = _Run(cmd, fh, verbose)
         with _HostSampler(log_path.with_name(log_path.name + "_host.jsonl")):
-            run.start(_child_env(case))
-            stop["run"] = run
+            stop["run"] = run     # registered before it starts: from now on a signal ends it
+            if stop["signal"] is None:
+                run.start(_child_env(case))
+            if stop["signal"] is not None:   # arrived before the group started, or while it did
+                run.end_group(interrupted(stop["signal"]), stop["signal"])
             rc = run.wait(case.timeout_s)
             stop["run"] = None
         result = {"exit_code": rc, "reason": _reason(run, rc, case),
@@ -633,6 +650,43 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
     return 2
 
 
+def interrupted(signum: int) -> str:
+    return f"interrupted by {signal.Signals(signum).name}"
+
+
+def _install_handlers(stop: dict) -> dict:
+    """Catch INTERRUPTS: note the first signal and end the run's process group, with the signal
+    as received, if it runs (run_once checks for a signal noted before its group started). A
+    signal the launcher was started ignoring (nohup's SIGHUP) stays ignored. -> the old handlers."""
+    def on_signal(signum, _frame):
+        if stop["signal"] is None:
+            stop["signal"] = signum
+        run = stop["run"]
+        if run is not None and run.proc is not None:
+            threading.Thread(target=run.end_group, args=(interrupted(signum), signum),
+                             daemon=True).start()
+
+    return {s: signal.signal(s, on_signal) for s in INTERRUPTS
+            if signal.getsignal(s) is not signal.SIG_IGN}
+
+
+def _check_ready(case: Case, environ) -> None:
+    """Everything that must hold before a case runs (else BadInput): the stack, the devices, the
+    port, the data, the log dir."""
+    problems = env.stack_problems()
+    if problems:
+        raise BadInput(f"the stack is not ready ({'; '.join(problems)}); set it up with "
+                       f"{env.SETUP_HINT}")
+    resolve_devices(case, environ)
+    resolve_port(case, environ)
+    from segbench import data
+    try:
+        data.check(case.data_root)
+    except data.DataError as exc:
+        raise BadInput(f"{exc}; prepare data with {env.SETUP_HINT} or set DATA_ROOT") from None
+    case.log_dir.mkdir(parents=True, exist_ok=True)
+
+
 def own_files(case: Case) -> list[Path]:
     """The files an earlier run of this case left in its log dir: the log, REPEAT's ``.rep<i>``
     logs, their per-iteration files, profiler traces and host samples, the speed file and the
@@ -643,27 +697,48 @@ def own_files(case: Case) -> list[Path]:
     return sorted(p for p in case.log_dir.iterdir() if own.fullmatch(p.name) and p.is_file())
 
 
+def final_line(case: Case, res) -> str:
+    """The console's last word on a case. A flagged case (the sidecar's ``flagged``; where absent,
+    any warning) says so there, then its warnings one per line."""
+    warnings = [str(w) for w in res.stats.get("warnings") or []]
+    status = "passed" if res.ok else f"FAILED ({res.reason})"
+    if res.stats.get("flagged", bool(warnings)):
+        n = len(warnings)
+        status += f" (FLAGGED: {n} warning{'s' if n != 1 else ''})" if n else " (FLAGGED)"
+    line = (f"[segbench] {case.name}: {status}: FINAL_RESULT {res.speed['FINAL_RESULT']} images/s "
+            f"-> {case.path('_speed')}")
+    return "\n".join([line, *("    " + w for w in warnings)])
+
+
 def main(argv: list[str], environ=os.environ) -> int:
-    from segbench import analysis
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
+    stop: dict = {"run": None, "signal": None}
+    old = _install_handlers(stop)   # first: a signal during the probes below still ends the case
     try:
-        case = parse_case(argv, environ)
-        problems = env.stack_problems()
-        if problems:
-            raise BadInput(f"the stack is not ready ({'; '.join(problems)}); set it up with "
-                           f"{env.SETUP_HINT}")
-        resolve_devices(case, environ)
-        resolve_port(case, environ)
-        from segbench import data
         try:
-            data.check(case.data_root)
-        except data.DataError as exc:
-            raise BadInput(f"{exc}; prepare data with {env.SETUP_HINT} or set DATA_ROOT") from None
-        case.log_dir.mkdir(parents=True, exist_ok=True)
-    except BadInput as exc:
-        return _write_bad_input(argv, str(exc), environ)
+            case = parse_case(argv, environ)
+            _check_ready(case, environ)
+        except BadInput as exc:
+            return _write_bad_input(argv, str(exc), environ)
+        return _run_case(case, argv, environ, stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _banner(case: Case) -> str:
+    label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
+    pinned = case.cpu_affinity and f"CPUs {env.cpu_ranges(case.cpu_affinity)} (CPU_AFFINITY), "
+    return (f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
+            f"crop {'x'.join(map(str, case.crop or configs.MODELS[case.model]))}, "
+            + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
+            + (pinned or "") + f"log {case.path()}")
+
+
+def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
+    from segbench import analysis
     case.command = shlex.join(["bash", "run_benchmark.sh", *argv])
     if case.cpu_affinity:
         # the launcher's own affinity: every process it starts (torchrun, ranks, loader workers)
@@ -671,42 +746,12 @@ def main(argv: list[str], environ=os.environ) -> int:
         os.sched_setaffinity(0, case.cpu_affinity)
     case.env_info = env.collect()
     verbose = environ.get("SEGBENCH_VERBOSE", "") in ("1", "true")
-    stop: dict = {"run": None, "signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-        run = stop.get("run")
-        if run is not None:
-            threading.Thread(target=run.end_group,
-                             args=(f"interrupted by {signal.Signals(signum).name}",),
-                             daemon=True).start()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with CaseLock(case.path(".lock")):
-            label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
-            pinned = case.cpu_affinity and f"CPUs {env.cpu_ranges(case.cpu_affinity)} (CPU_AFFINITY), "
-            print(f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
-                  f"crop {'x'.join(map(str, case.crop or configs.MODELS[case.model]))}, "
-                  + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
-                  + (pinned or "")
-                  + f"log {case.path()}", flush=True)
+            print(_banner(case), flush=True)
             for f in own_files(case):    # every run starts from a clean set of its own files
                 f.unlink(missing_ok=True)
-            runs = []
-            for i in range(1, case.repeat + 1):
-                log = case.path() if case.repeat == 1 else case.path(f".rep{i}")
-                result = run_once(case, log, verbose, stop)
-                res = analysis.analyze(log, case.model)
-                runs.append((log, res))
-                if stop["signal"] is not None or result["reason"]:
-                    break
-            if case.repeat == 1:
-                res = runs[0][1]
-            else:
-                res = analysis.analyze(_settle_repeats(case, runs), case.model)
-                res.stats["repeats"] = analysis.summarize_repeats(
-                    [{**r.speed, "stats": r.stats} for _, r in runs])
+            res = _runs(case, verbose, stop)
             analysis.write_outputs(res, case.path("_speed"))
     except BadInput as exc:
         print(f"run_benchmark.sh: error: {exc}", file=sys.stderr)
@@ -714,15 +759,27 @@ def main(argv: list[str], environ=os.environ) -> int:
     except OSError as exc:
         print(f"run_benchmark.sh: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
         return 1
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    status = "passed" if res.ok else f"FAILED ({res.reason})"
-    print(f"[segbench] {case.name}: {status}: FINAL_RESULT {res.speed['FINAL_RESULT']} images/s "
-          f"-> {case.path('_speed')}", flush=True)
+    print(final_line(case, res), flush=True)
     if stop["signal"] is not None:
-        return 128 + stop["signal"]
+        return EXIT_INTERRUPTED
     return 0 if res.ok else 1
+
+
+def _runs(case: Case, verbose: bool, stop: dict):
+    """The case's run (REPEAT times, stopping at a failure or a signal) -> its analysis Result."""
+    from segbench import analysis
+    runs = []
+    for i in range(1, case.repeat + 1):
+        log = case.path() if case.repeat == 1 else case.path(f".rep{i}")
+        result = run_once(case, log, verbose, stop)
+        runs.append((log, analysis.analyze(log, case.model)))
+        if stop["signal"] is not None or result["reason"]:
+            break
+    if case.repeat == 1:
+        return runs[0][1]
+    res = analysis.analyze(_settle_repeats(case, runs), case.model)
+    res.stats["repeats"] = analysis.summarize_repeats([{**r.speed, "stats": r.stats} for _, r in runs])
+    return res
 
 
 def _settle_repeats(case: Case, runs: list) -> Path:

@@ -184,12 +184,21 @@ def test_timeout_ends_the_group_and_analyses_the_partial_log(cpu_env):
     assert _our_processes(env["TRAIN_LOG_DIR"]) == []
 
 
-def test_sigterm_to_run_benchmark_ends_children_and_writes_files(cpu_env):
+def _default_signals():
+    """In the child before exec: SIGINT and SIGHUP as a terminal would deliver them, whatever
+    this test process inherited (a background job's ignored SIGINT, nohup's ignored SIGHUP)."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_to_run_benchmark_ends_children_exits_130_and_writes_files(cpu_env, sig):
     env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT="hang@5")
     log_dir = Path(env["TRAIN_LOG_DIR"])
     case = "fastscnn_sp_bs2_fp32_1" + TINY
     p = subprocess.Popen(["bash", str(REPO / "run_benchmark.sh"), "fastscnn", "sp", "fp32", "2", "12", "1"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_signals)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         f = log_dir / case
@@ -200,13 +209,56 @@ def test_sigterm_to_run_benchmark_ends_children_and_writes_files(cpu_env):
         p.terminate()
         p.communicate(timeout=60)
         pytest.fail("training never reached iteration 4")
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(sig)
     out, err = p.communicate(timeout=60)
-    assert p.returncode != 0
+    assert p.returncode == 130, err
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())
-    assert stats["reason"] == "interrupted by SIGTERM"
+    assert stats["reason"] == f"interrupted by {sig.name}"
     assert speed_of(env, case)["JOB_FAIL_FLAG"] == 1
+    assert f'"reason": "interrupted by {sig.name}"' in (log_dir / case).read_text(encoding="utf-8")
     assert _our_processes(str(log_dir)) == []
+
+
+# launch.main in a Python of its own, a signal sent to itself at a chosen point (so that a signal
+# the code under test fails to catch ends that process, not the test session)
+SIGNAL_AT = """
+import os, signal, sys
+from segbench import env, launch
+where, sig = sys.argv[1], signal.Signals[sys.argv[2]]
+owner, attr = {"stack": (env, "stack_problems"), "probes": (env, "collect"),
+               "group_start": (launch._Run, "start")}[where]
+real = getattr(owner, attr)
+def at_point(*a, **kw):
+    if where != "group_start":         # while the launcher checks and probes, before any run
+        os.kill(os.getpid(), sig)
+    out = real(*a, **kw)
+    if where == "group_start":         # the run's process group has just started
+        os.kill(os.getpid(), sig)
+    return out
+setattr(owner, attr, at_point)
+sys.exit(launch.main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("where, sig", [("stack", "SIGINT"), ("probes", "SIGHUP"),
+                                        ("group_start", "SIGTERM"), ("group_start", "SIGINT")])
+def test_signal_before_training_still_ends_the_case(cpu_env, where, sig):
+    """A signal during the pre-run probes, or as the run's group starts: no training runs on, the
+    case ends at once, 130, with the failing speed file and the log naming the signal."""
+    env = dict(cpu_env, CROP="64x128", BENCH_TIMEOUT="120")
+    args = ["fastscnn", "sp", "fp32", "2", "12", "1"]
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", SIGNAL_AT, where, sig, *args], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=300, preexec_fn=_default_signals)
+    assert r.returncode == 130, r.stderr
+    assert time.monotonic() - t0 < 60
+    case = "fastscnn_sp_bs2_fp32_1" + TINY
+    log = (Path(env["TRAIN_LOG_DIR"]) / case).read_text(encoding="utf-8")
+    assert "Iter(train)" not in log
+    result = json.loads(log.splitlines()[-1].split("result: ", 1)[1])
+    assert result["reason"] == f"interrupted by {sig}"
+    assert speed_of(env, case)["JOB_FAIL_FLAG"] == 1
+    assert _our_processes(env["TRAIN_LOG_DIR"]) == []
 
 
 def test_same_case_twice_at_once_is_refused(cpu_env):
@@ -217,11 +269,11 @@ def test_same_case_twice_at_once_is_refused(cpu_env):
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = log_dir / f"fastscnn_sp_bs2_fp32_1{TINY}.lock"
     deadline = time.monotonic() + 60
-    while not lock.exists() and time.monotonic() < deadline:
+    while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
         time.sleep(0.2)
     second = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1", timeout=120)
     assert second.returncode == 2
-    assert "already running" in second.stderr
+    assert "already running" in second.stderr and f"pid {first.pid}" in second.stderr
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=60)
     assert lock.read_text() == ""      # kept (never unlinked), naming no holder once released
@@ -581,3 +633,21 @@ def test_bad_input_speed_file_states_run_mode_as_given(cpu_env):
     assert bench(cpu_env, *args, timeout=120).returncode == 2
     speed = speed_of(cpu_env, launch.bad_input_name(args, cpu_env))
     assert speed["run_mode"] == "xp" and speed["gpu_num"] is None and speed["JOB_FAIL_FLAG"] == 1
+
+
+def test_final_line_marks_a_flagged_case(tmp_path):
+    from segbench.analysis import Result
+    case = launch.parse_case(["fastscnn", "sp", "fp32", "2", "500", "5"], {"TRAIN_LOG_DIR": str(tmp_path)})
+    speed = {"FINAL_RESULT": 12.5}
+    warned = Result(speed=speed, stats={"flagged": True, "warnings": ["host busy: 40% steal",
+                                                                       "spread 12% between windows"]},
+                    reason=None, exit_code=0)
+    lines = launch.final_line(case, warned).splitlines()
+    assert lines[0] == (f"[segbench] fastscnn_sp_bs2_fp32_1: passed (FLAGGED: 2 warnings): FINAL_RESULT "
+                        f"12.5 images/s -> {tmp_path / 'fastscnn_sp_bs2_fp32_1_speed'}")
+    assert lines[1:] == ["    host busy: 40% steal", "    spread 12% between windows"]
+    # before the sidecar carried `flagged`: a warning flags the case
+    one = Result(speed=speed, stats={"warnings": ["gpu count guessed"]}, reason=None, exit_code=0)
+    assert "passed (FLAGGED: 1 warning): " in launch.final_line(case, one)
+    clean = Result(speed=speed, stats={"flagged": False, "warnings": []}, reason=None, exit_code=0)
+    assert launch.final_line(case, clean).splitlines() == [lines[0].replace(" (FLAGGED: 2 warnings)", "")]
