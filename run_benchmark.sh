@@ -2,9 +2,11 @@
 # One benchmark case, the seed's CLI:
 #   CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh MODEL RUN_MODE FP_ITEM BS MAX_ITER NUM_WORKERS
 #   e.g. CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh fastscnn sp fp32 2 500 5
-# Writes ${TRAIN_LOG_DIR:-$PWD}/${MODEL}_${RUN_MODE}_bs${BS}_${FP_ITEM}_${NGPU} (the log) and
-# <log>_speed (the speed file), plus <log>_stats.json. Exit status 0 = the case passed.
-# The logic lives in segbench/launch.py; every knob is listed there and in README.md.
+# Writes ${TRAIN_LOG_DIR:-$PWD}/${MODEL}_${RUN_MODE}_bs${BS}_${FP_ITEM}_${NGPU} (the log; a setting
+# off the default adds a token to the name) and <log>_speed (the speed file), plus <log>_stats.json.
+# Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing ran), 130 interrupted
+# (SIGINT, SIGTERM or SIGHUP). The logic lives in segbench/launch.py; every knob is listed there
+# and in README.md.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,18 +23,9 @@ _set_params() {
 _train() {
     # launch validates the case, runs training in its own process group (ended on timeout or
     # signal, nothing else is touched), then analyses the log exactly as analysis_log.py does.
-    # It runs in the background so that a SIGTERM/SIGINT sent to this script reaches it at once.
-    "${py}" -m segbench.launch "${args[@]}" &
-    launch_pid=$!
-    trap 'kill -TERM "${launch_pid}" 2>/dev/null || true' TERM INT
-    local rc=0
-    wait "${launch_pid}" || rc=$?
-    # wait returns early when a trapped signal arrives; wait again for launch to finish writing.
-    while kill -0 "${launch_pid}" 2>/dev/null; do
-        wait "${launch_pid}" || rc=$?
-    done
-    trap - TERM INT
-    return "${rc}"
+    # exec: launch takes this script's process, so a signal sent to the script reaches it as
+    # sent, with nothing in between to trap, translate or forward it.
+    exec "${py}" -m segbench.launch "${args[@]}"
 }
 
 _set_params "$@"

@@ -16,17 +16,37 @@ false only to diagnose run-to-run spread: the case record and sidecar say so),
 CPU_AFFINITY (a CPU list such as 0-7 or 0,2,4: the case's processes -- trainer, ranks, loader
 workers -- run on those CPUs only; unset: wherever the host schedules them),
 SEGBENCH_VERBOSE (1: echo all training output),
-TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES; the case is then named <case>_tuned),
+TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
 reduce-overhead on a GPU, default on the CPU),
 TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch).
-Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run).
+
+The case's name (Case.name; its log, ``<name>_speed``, ``<name>_stats.json``) is the seed's
+``MODEL_RUN_MODE_bsBS_FP_ITEM_NGPU`` for the seed's settings; each setting that changes the figure
+and is not the default appends one token, in this order: ``tuned`` (TUNED's default set) or
+``tuned-<switch>+<switch>...`` (with compile: ``-cm<mode>`` unless auto, ``-cs<scope>`` unless
+modules), ``crop<H>x<W>`` (CROP other than the model's), ``li<N>`` (LOG_INTERVAL not 10),
+``nobench`` (CUDNN_BENCHMARK=false), ``cpus<list>`` (CPU_AFFINITY, ``,`` written ``.``),
+``prof<first>-<last>`` (PROFILING). Every run first removes the files an earlier run of the case
+left (own_files: log, ``.rep<i>`` logs, per-iteration files, traces, host samples, speed file,
+sidecar).
+
+Bad input still writes a log and a failing speed file, named ``bad_input_name``: the arguments as
+given (``NA`` for the missing and for NGPU), the variant tokens if the arguments parsed, then
+``bad<hash>`` (8 hex digits of the arguments and the knobs given), so different bad inputs keep
+their own records, e.g. ``fastscnn_xp_bs2_fp32_NA_bada765317c``.
+
+Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing was run), 130 interrupted by
+SIGINT, SIGTERM or SIGHUP (the run's process group gets the same signal, then SIGKILL after a
+grace period; the reason names the signal; the speed file says JOB_FAIL_FLAG 1, the log is kept).
+A signal the launcher was started ignoring (e.g. SIGHUP under nohup) stays ignored.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import re
@@ -50,6 +70,12 @@ SKIP_WINDOWS = 4
 RECORD = "[segbench] "
 TERM_GRACE_S = 10
 HOST_SAMPLE_S = 1.0   # seconds between samples of the host's CPU counters (<log>_host.jsonl)
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 130
+KNOBS = ("TRAIN_LOG_DIR", "CUDA_VISIBLE_DEVICES", "DEVICE", "MP_PROCS", "NNODES", "NODE_RANK",
+         "MASTER_ADDR", "MASTER_PORT", "BENCH_TIMEOUT", "LOG_INTERVAL", "CROP", "DATA_ROOT", "REPEAT",
+         "PROFILING", "PROFILE_ITERS", "FLOPS", "CUDNN_BENCHMARK", "CPU_AFFINITY", "TUNED",
+         "TUNED_COMPILE_MODE", "TUNED_COMPILE_SCOPE")   # the environment knobs (docstring)
 
 
 class BadInput(ValueError):
@@ -81,7 +107,7 @@ class Case:
     cudnn_benchmark: bool = True          # CUDNN_BENCHMARK: env_cfg.cudnn_benchmark
     cpu_affinity: tuple[int, ...] | None = None   # CPU_AFFINITY: the CPUs the case may run on
     tuned: tuple[str, ...] = ()
-    compile_mode: str = "auto"           # resolved by resolve_devices
+    compile_mode: str = "auto"           # as given (TUNED_COMPILE_MODE); compile_resolved: as run
     compile_scope: str = "modules"
     command: str = ""
     env_info: dict = field(default_factory=dict)
@@ -91,9 +117,38 @@ class Case:
         return self.nproc * self.nnodes
 
     @property
+    def tokens(self) -> list[str]:
+        """The name's variant tokens (the module docstring's grammar): one per setting that
+        changes the figure and is not the default, in a fixed order; [] for the seed's settings."""
+        out = []
+        if self.tuned:
+            tok = "tuned" if self.tuned == tuned.DEFAULT_SWITCHES else "tuned-" + "+".join(self.tuned)
+            if "compile" in self.tuned and self.compile_mode != "auto":
+                tok += f"-cm{self.compile_mode}"
+            if "compile" in self.tuned and self.compile_scope != "modules":
+                tok += f"-cs{self.compile_scope}"
+            out.append(tok)
+        if self.crop and tuple(self.crop) != tuple(configs.MODELS[self.model]):
+            out.append(f"crop{self.crop[0]}x{self.crop[1]}")
+        if self.log_interval != 10:
+            out.append(f"li{self.log_interval}")
+        if not self.cudnn_benchmark:
+            out.append("nobench")
+        if self.cpu_affinity:
+            out.append("cpus" + env.cpu_ranges(self.cpu_affinity).replace(",", "."))
+        if self.profile_window:
+            out.append(f"prof{self.profile_window[0]}-{self.profile_window[1]}")
+        return out
+
+    @property
     def name(self) -> str:
         stock = f"{self.model}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
-        return f"{stock}_tuned" if self.tuned else stock
+        return "_".join([stock, *self.tokens])
+
+    @property
+    def compile_resolved(self) -> str:
+        """torch.compile's mode as run (TUNED_COMPILE_MODE=auto depends on the device)."""
+        return tuned.resolve_compile_mode(self.compile_mode, self.device)
 
     @property
     def profile(self) -> str:
@@ -122,7 +177,8 @@ def _safe_name(text: str) -> str:
 
 
 def raw_case_name(argv: list[str]) -> str:
-    """The log name for arguments that failed validation: what was given, NA for what is missing."""
+    """The seed's name over the arguments as given (NA for what is missing, and for NGPU): the
+    head of bad_input_name."""
     a = [_safe_name(x) for x in argv[:6]] + ["NA"] * (6 - min(len(argv), 6))
     return f"{a[0]}_{a[1]}_bs{a[3]}_{a[2]}_NA"
 
@@ -256,7 +312,6 @@ def resolve_devices(case: Case, environ=os.environ) -> None:
         raise BadInput(f"no GPU is visible to torch {torch.__version__} but {what}; "
                        "run on a GPU host or set DEVICE=cpu for the CPU profile")
     case.device = "cpu" if want == "cpu" or have == 0 else "cuda"
-    case.compile_mode = tuned.resolve_compile_mode(case.compile_mode, case.device)
     if case.device == "cpu":
         case.nproc = _env_int(environ, "MP_PROCS", 2) if case.run_mode == "mp" else 1
         if case.fp_item != "fp32":
@@ -313,7 +368,7 @@ def train_command(case: Case, log_stem: Path) -> list[str]:
     if case.profile_window:
         args += ["--profile-window", str(case.profile_window[0]), str(case.profile_window[1])]
     if case.tuned:
-        args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_mode,
+        args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_resolved,
                  "--compile-scope", case.compile_scope]
     if case.run_mode == "sp":
         return [py, *args]
@@ -335,6 +390,8 @@ class _Run:
         self.errors: list[dict] = []
         self.tail: list[str] = []
         self.stop_reason: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self._ending = threading.Lock()
 
     def _pump(self) -> None:
         for raw in self.proc.stdout:
@@ -362,18 +419,25 @@ class _Run:
         self.reader = threading.Thread(target=self._pump, daemon=True)
         self.reader.start()
 
-    def end_group(self, reason: str) -> None:
-        """SIGTERM our process group, then SIGKILL whatever is left after a grace period."""
+    def end_group(self, reason: str, sig: int = signal.SIGTERM) -> None:
+        """Send our process group ``sig``, then SIGKILL whatever is left after a grace period.
+        The first reason stands; the group is ended once (a later call returns at once); a run
+        not started yet has nothing to end."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        _signal_group(self.pgid, signal.SIGTERM)
+        if self.proc is None or not self._ending.acquire(blocking=False):
+            return
+        _signal_group(self.pgid, sig)
         try:
             self.proc.wait(TERM_GRACE_S)
         except subprocess.TimeoutExpired:
             pass
         _signal_group(self.pgid, signal.SIGKILL)
 
-    def wait(self, timeout_s: float) -> int:
+    def wait(self, timeout_s: float) -> int | None:
+        """The run's exit status; None for a run that never started (interrupted before)."""
+        if self.proc is None:
+            return None
         try:
             rc = self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -474,8 +538,9 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "count_flops": case.count_flops, "cudnn_benchmark": case.cudnn_benchmark,
         "cpu_affinity": list(case.cpu_affinity) if case.cpu_affinity else None,
         "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
+        "profile_window": list(case.profile_window) if case.profile_window else None,
         "tuned": list(case.tuned),
-        "compile_mode": case.compile_mode if "compile" in case.tuned else None,
+        "compile_mode": case.compile_resolved if "compile" in case.tuned else None,
         "compile_scope": case.compile_scope if "compile" in case.tuned else None,
         "command": case.command, "train_command": shlex.join(cmd),
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -490,8 +555,11 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
                      "not a GPU\n")
         run = _Run(cmd, fh, verbose)
         with _HostSampler(log_path.with_name(log_path.name + "_host.jsonl")):
-            run.start(_child_env(case))
-            stop["run"] = run
+            stop["run"] = run     # registered before it starts: from now on a signal ends it
+            if stop["signal"] is None:
+                run.start(_child_env(case))
+            if stop["signal"] is not None:   # arrived before the group started, or while it did
+                run.end_group(interrupted(stop["signal"]), stop["signal"])
             rc = run.wait(case.timeout_s)
             stop["run"] = None
         result = {"exit_code": rc, "reason": _reason(run, rc, case),
@@ -506,7 +574,11 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
 
 
 class CaseLock:
-    """An flock on <case>.lock: the same case cannot run twice at once in one log dir."""
+    """An flock on <case>.lock: the same case cannot run twice at once in one log dir.
+
+    The lock file is never removed: a file removed while locked would let the next run lock a
+    fresh file under the same name while a run that opened the old one still holds that, and
+    two runs of one case would write the same files. Its text names the holder while it runs."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -528,25 +600,46 @@ class CaseLock:
         return self
 
     def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
+        self.fh.truncate(0)    # still locked: no holder to name once it is released
         fcntl.flock(self.fh, fcntl.LOCK_UN)
         self.fh.close()
 
 
+def _given(environ) -> dict:
+    return {k: environ[k] for k in KNOBS if k in environ}
+
+
+def bad_input_name(argv: list[str], environ) -> str:
+    """The name of a bad input's log and speed file: what was given (raw_case_name), the case's
+    variant tokens when its arguments and knobs parse, then ``bad`` + 8 hex digits of a hash of
+    the arguments and every knob given (KNOBS): different bad inputs never share files, the same
+    bad input rewrites its own."""
+    try:
+        tokens = parse_case(argv, environ).tokens
+    except BadInput:
+        tokens = []
+    digest = hashlib.sha256(json.dumps([list(argv), _given(environ)], sort_keys=True).encode()).hexdigest()
+    return "_".join([raw_case_name(argv), *tokens, f"bad{digest[:8]}"])
+
+
 def _write_bad_input(argv: list[str], message: str, environ) -> int:
-    """Bad input still leaves a log and a failing speed file (when a log dir is usable)."""
+    """Bad input still leaves a log and a failing speed file (when a log dir is usable). The case
+    record states only what was given: ``run_mode`` as given, ``gpu_num`` the count of
+    CUDA_VISIBLE_DEVICES (null when unset or empty), the knobs given."""
     from segbench import analysis
     print(f"run_benchmark.sh: error: {message}", file=sys.stderr)
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd())
-    name = raw_case_name(argv)
-    if (environ.get("TUNED") or "").strip().lower() not in tuned.STOCK_VALUES:
-        name += "_tuned"  # a tuned case's files never overwrite the stock case's
+    name = bad_input_name(argv, environ)
     model = _safe_name(argv[0]) if argv else "NA"
+    visible = _visible_requested(environ)
+    record = {"case": name, "argv": argv, "command": shlex.join(["bash", "run_benchmark.sh", *argv]),
+              "run_mode": argv[1] if len(argv) > 1 else None, "gpu_num": len(visible) if visible else None,
+              "knobs": _given(environ)}
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / name
         with open(log, "w", encoding="utf-8") as fh:
-            _record(fh, "case", {"case": name, "argv": argv, "command": shlex.join(argv)})
+            _record(fh, "case", record)
             _record(fh, "result", {"exit_code": 2, "reason": f"bad input: {message}",
                                    "elapsed_s": 0.0})
         res = analysis.analyze(log, model)
@@ -557,27 +650,95 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
     return 2
 
 
+def interrupted(signum: int) -> str:
+    return f"interrupted by {signal.Signals(signum).name}"
+
+
+def _install_handlers(stop: dict) -> dict:
+    """Catch INTERRUPTS: note the first signal and end the run's process group, with the signal
+    as received, if it runs (run_once checks for a signal noted before its group started). A
+    signal the launcher was started ignoring (nohup's SIGHUP) stays ignored. -> the old handlers."""
+    def on_signal(signum, _frame):
+        if stop["signal"] is None:
+            stop["signal"] = signum
+        run = stop["run"]
+        if run is not None and run.proc is not None:
+            threading.Thread(target=run.end_group, args=(interrupted(signum), signum),
+                             daemon=True).start()
+
+    return {s: signal.signal(s, on_signal) for s in INTERRUPTS
+            if signal.getsignal(s) is not signal.SIG_IGN}
+
+
+def _check_ready(case: Case, environ) -> None:
+    """Everything that must hold before a case runs (else BadInput): the stack, the devices, the
+    port, the data, the log dir."""
+    problems = env.stack_problems()
+    if problems:
+        raise BadInput(f"the stack is not ready ({'; '.join(problems)}); set it up with "
+                       f"{env.SETUP_HINT}")
+    resolve_devices(case, environ)
+    resolve_port(case, environ)
+    from segbench import data
+    try:
+        data.check(case.data_root)
+    except data.DataError as exc:
+        raise BadInput(f"{exc}; prepare data with {env.SETUP_HINT} or set DATA_ROOT") from None
+    case.log_dir.mkdir(parents=True, exist_ok=True)
+
+
+def own_files(case: Case) -> list[Path]:
+    """The files an earlier run of this case left in its log dir: the log, REPEAT's ``.rep<i>``
+    logs, their per-iteration files, profiler traces and host samples, the speed file and the
+    sidecar. Never another case's file, the lock or a work dir."""
+    stem = re.escape(case.name)
+    own = re.compile(rf"{stem}(\.rep\d+)?(_iters\.rank\d+\.(jsonl|trace\.json)|_host\.jsonl)?"
+                     rf"|{stem}(_speed|_stats\.json)")
+    return sorted(p for p in case.log_dir.iterdir() if own.fullmatch(p.name) and p.is_file())
+
+
+def final_line(case: Case, res) -> str:
+    """The console's last word on a case. A flagged case (the sidecar's ``flagged``; where absent,
+    any warning) says so there, then its warnings one per line."""
+    warnings = [str(w) for w in res.stats.get("warnings") or []]
+    status = "passed" if res.ok else f"FAILED ({res.reason})"
+    if res.stats.get("flagged", bool(warnings)):
+        n = len(warnings)
+        status += f" (FLAGGED: {n} warning{'s' if n != 1 else ''})" if n else " (FLAGGED)"
+    line = (f"[segbench] {case.name}: {status}: FINAL_RESULT {res.speed['FINAL_RESULT']} images/s "
+            f"-> {case.path('_speed')}")
+    return "\n".join([line, *("    " + w for w in warnings)])
+
+
 def main(argv: list[str], environ=os.environ) -> int:
-    from segbench import analysis
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
+    stop: dict = {"run": None, "signal": None}
+    old = _install_handlers(stop)   # first: a signal during the probes below still ends the case
     try:
-        case = parse_case(argv, environ)
-        problems = env.stack_problems()
-        if problems:
-            raise BadInput(f"the stack is not ready ({'; '.join(problems)}); set it up with "
-                           f"{env.SETUP_HINT}")
-        resolve_devices(case, environ)
-        resolve_port(case, environ)
-        from segbench import data
         try:
-            data.check(case.data_root)
-        except data.DataError as exc:
-            raise BadInput(f"{exc}; prepare data with {env.SETUP_HINT} or set DATA_ROOT") from None
-        case.log_dir.mkdir(parents=True, exist_ok=True)
-    except BadInput as exc:
-        return _write_bad_input(argv, str(exc), environ)
+            case = parse_case(argv, environ)
+            _check_ready(case, environ)
+        except BadInput as exc:
+            return _write_bad_input(argv, str(exc), environ)
+        return _run_case(case, argv, environ, stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _banner(case: Case) -> str:
+    label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
+    pinned = case.cpu_affinity and f"CPUs {env.cpu_ranges(case.cpu_affinity)} (CPU_AFFINITY), "
+    return (f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
+            f"crop {'x'.join(map(str, case.crop or configs.MODELS[case.model]))}, "
+            + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
+            + (pinned or "") + f"log {case.path()}")
+
+
+def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
+    from segbench import analysis
     case.command = shlex.join(["bash", "run_benchmark.sh", *argv])
     if case.cpu_affinity:
         # the launcher's own affinity: every process it starts (torchrun, ranks, loader workers)
@@ -585,40 +746,12 @@ def main(argv: list[str], environ=os.environ) -> int:
         os.sched_setaffinity(0, case.cpu_affinity)
     case.env_info = env.collect()
     verbose = environ.get("SEGBENCH_VERBOSE", "") in ("1", "true")
-    stop: dict = {"run": None, "signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-        run = stop.get("run")
-        if run is not None:
-            threading.Thread(target=run.end_group,
-                             args=(f"interrupted by {signal.Signals(signum).name}",),
-                             daemon=True).start()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with CaseLock(case.path(".lock")):
-            label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
-            pinned = case.cpu_affinity and f"CPUs {env.cpu_ranges(case.cpu_affinity)} (CPU_AFFINITY), "
-            print(f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
-                  f"crop {'x'.join(map(str, case.crop or configs.MODELS[case.model]))}, "
-                  + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
-                  + (pinned or "")
-                  + f"log {case.path()}", flush=True)
-            runs = []
-            for i in range(1, case.repeat + 1):
-                log = case.path() if case.repeat == 1 else case.path(f".rep{i}")
-                result = run_once(case, log, verbose, stop)
-                res = analysis.analyze(log, case.model)
-                runs.append((log, res))
-                if stop["signal"] is not None or result["reason"]:
-                    break
-            if case.repeat == 1:
-                res = runs[0][1]
-            else:
-                res = analysis.analyze(_settle_repeats(case, runs), case.model)
-                res.stats["repeats"] = analysis.summarize_repeats(
-                    [{**r.speed, "stats": r.stats} for _, r in runs])
+            print(_banner(case), flush=True)
+            for f in own_files(case):    # every run starts from a clean set of its own files
+                f.unlink(missing_ok=True)
+            res = _runs(case, verbose, stop)
             analysis.write_outputs(res, case.path("_speed"))
     except BadInput as exc:
         print(f"run_benchmark.sh: error: {exc}", file=sys.stderr)
@@ -626,15 +759,27 @@ def main(argv: list[str], environ=os.environ) -> int:
     except OSError as exc:
         print(f"run_benchmark.sh: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
         return 1
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    status = "passed" if res.ok else f"FAILED ({res.reason})"
-    print(f"[segbench] {case.name}: {status}: FINAL_RESULT {res.speed['FINAL_RESULT']} images/s "
-          f"-> {case.path('_speed')}", flush=True)
+    print(final_line(case, res), flush=True)
     if stop["signal"] is not None:
-        return 128 + stop["signal"]
+        return EXIT_INTERRUPTED
     return 0 if res.ok else 1
+
+
+def _runs(case: Case, verbose: bool, stop: dict):
+    """The case's run (REPEAT times, stopping at a failure or a signal) -> its analysis Result."""
+    from segbench import analysis
+    runs = []
+    for i in range(1, case.repeat + 1):
+        log = case.path() if case.repeat == 1 else case.path(f".rep{i}")
+        result = run_once(case, log, verbose, stop)
+        runs.append((log, analysis.analyze(log, case.model)))
+        if stop["signal"] is not None or result["reason"]:
+            break
+    if case.repeat == 1:
+        return runs[0][1]
+    res = analysis.analyze(_settle_repeats(case, runs), case.model)
+    res.stats["repeats"] = analysis.summarize_repeats([{**r.speed, "stats": r.stats} for _, r in runs])
+    return res
 
 
 def _settle_repeats(case: Case, runs: list) -> Path:

@@ -156,7 +156,7 @@ def test_gpu_aug_case_end_to_end(cpu_env):
                         "12", "1"], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr + r.stdout
     log_dir = Path(env["TRAIN_LOG_DIR"])
-    case = "fastscnn_sp_bs2_fp32_1_tuned"
+    case = "fastscnn_sp_bs2_fp32_1_tuned-gpu_aug_crop64x128_li2"
     speed = json.loads((log_dir / f"{case}_speed").read_text(encoding="utf-8"))
     assert speed["JOB_FAIL_FLAG"] == 0 and speed["FINAL_RESULT"] > 0
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())

@@ -238,7 +238,7 @@ def test_compile_mode_auto_is_cuda_graphs_on_a_gpu_only(tmp_path, monkeypatch):
     assert case.compile_mode == "auto"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     launch.resolve_devices(case, {})
-    assert case.device == "cpu" and case.compile_mode == "default"
+    assert case.device == "cpu" and case.compile_resolved == "default"
     cmd = launch.train_command(case, tmp_path / case.name)
     assert cmd[cmd.index("--compile-mode") + 1] == "default"
 
@@ -250,7 +250,8 @@ def test_launch_parses_tuned_knobs(tmp_path):
                                     "TUNED_COMPILE_MODE": "max-autotune",
                                     "TUNED_COMPILE_SCOPE": "train_step"})
     assert stock.tuned == () and stock.name == "fastscnn_sp_bs2_fp32_1"
-    assert case.tuned == tuned.DEFAULT_SWITCHES and case.name == "fastscnn_sp_bs2_fp32_1_tuned"
+    assert case.tuned == tuned.DEFAULT_SWITCHES
+    assert case.name == "fastscnn_sp_bs2_fp32_1_tuned-cmmax-autotune-cstrain_step"
     assert "gpu_aug" not in case.tuned              # opt-in until measured on a GPU
     cmd = launch.train_command(case, tmp_path / case.name)
     assert cmd[cmd.index("--tuned") + 1] == ",".join(tuned.DEFAULT_SWITCHES)
@@ -463,8 +464,8 @@ def test_tuned_case_end_to_end(cpu_env):
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 0, r.stderr + r.stdout
     log_dir = Path(env["TRAIN_LOG_DIR"])
-    case = "fastscnn_sp_bs2_fp32_1_tuned"
-    assert not (log_dir / "fastscnn_sp_bs2_fp32_1_speed").exists()  # the stock name is untouched
+    case = "fastscnn_sp_bs2_fp32_1_tuned-channels_last+foreach+loader+workers+tf32+train_once_crop64x128_li2"
+    assert not (log_dir / "fastscnn_sp_bs2_fp32_1_crop64x128_li2_speed").exists()  # the stock name: untouched
     speed = json.loads((log_dir / f"{case}_speed").read_text(encoding="utf-8"))
     assert speed["JOB_FAIL_FLAG"] == 0 and speed["log_file"] == case and speed["FINAL_RESULT"] > 0
     stats = json.loads((log_dir / f"{case}_stats.json").read_text())
@@ -520,5 +521,6 @@ def test_bogus_switch_is_bad_input(cpu_env):
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(err) == 1, r.stderr
     assert err[0].startswith("run_benchmark.sh: error: TUNED must be") and "'bogus'" in err[0]
-    speed = Path(cpu_env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_NA_tuned_speed"
+    name = launch.bad_input_name(["fastscnn", "sp", "fp32", "2", "12", "1"], dict(cpu_env, TUNED="bogus"))
+    speed = Path(cpu_env["TRAIN_LOG_DIR"]) / f"{name}_speed"
     assert json.loads(speed.read_text(encoding="utf-8"))["JOB_FAIL_FLAG"] == 1
