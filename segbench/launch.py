@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -99,7 +100,7 @@ class Case:
     master_port: int = 0
     log_interval: int = 10
     crop: tuple[int, int] | None = None
-    data_root: Path = env.DEFAULT_DATA
+    data_root: Path | None = None       # None: the default for the model's dataset (_check_ready)
     timeout_s: float = 900.0
     repeat: int = 1
     profile_window: tuple[int, int] | None = None
@@ -117,6 +118,17 @@ class Case:
         return self.nproc * self.nnodes
 
     @property
+    def label(self) -> str:
+        """The model in the case's name and speed file: a built-in name, or a config's short form
+        (segbench.configs.short_name)."""
+        return configs.short_name(self.model)
+
+    @functools.cached_property
+    def default_crop(self) -> tuple[int, int] | None:
+        """The model's own crop: a built-in model's, else the config's."""
+        return configs.MODELS.get(self.model) or configs.config_crop(configs.load(self.model))
+
+    @property
     def tokens(self) -> list[str]:
         """The name's variant tokens (the module docstring's grammar): one per setting that
         changes the figure and is not the default, in a fixed order; [] for the seed's settings."""
@@ -128,7 +140,7 @@ class Case:
             if "compile" in self.tuned and self.compile_scope != "modules":
                 tok += f"-cs{self.compile_scope}"
             out.append(tok)
-        if self.crop and tuple(self.crop) != tuple(configs.MODELS[self.model]):
+        if self.crop and tuple(self.crop) != self.default_crop:
             out.append(f"crop{self.crop[0]}x{self.crop[1]}")
         if self.log_interval != 10:
             out.append(f"li{self.log_interval}")
@@ -142,7 +154,7 @@ class Case:
 
     @property
     def name(self) -> str:
-        stock = f"{self.model}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
+        stock = f"{self.label}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
         return "_".join([stock, *self.tokens])
 
     @property
@@ -238,8 +250,10 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         raise BadInput(f"too many arguments ({len(argv)}, expected 6): "
                        f"unexpected {' '.join(argv[6:])!r}; {USAGE}")
     model, run_mode, fp_item = argv[0], argv[1], argv[2]
-    if model not in configs.MODELS:
-        raise BadInput(f"unknown model {model!r} (known: {', '.join(configs.MODELS)})")
+    try:
+        configs.config_path(model)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     if run_mode not in RUN_MODES:
         raise BadInput(f"RUN_MODE must be sp or mp, not {run_mode!r}")
     if fp_item not in configs.PRECISIONS:
@@ -280,7 +294,7 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
     return Case(
         model=model, run_mode=run_mode, fp_item=fp_item, batch_size=bs, max_iter=max_iter,
         num_workers=workers, log_dir=log_dir, log_interval=interval, crop=crop,
-        data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
+        data_root=Path(environ["DATA_ROOT"]).resolve() if environ.get("DATA_ROOT") else None,
         timeout_s=_duration(environ, "BENCH_TIMEOUT", 900.0),
         repeat=_env_int(environ, "REPEAT", 1), profile_window=profile_window,
         count_flops=_env_bool(environ, "FLOPS", True),
@@ -537,7 +551,8 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "device": case.device, "profile": case.profile, "log_interval": case.log_interval,
         "count_flops": case.count_flops, "cudnn_benchmark": case.cudnn_benchmark,
         "cpu_affinity": list(case.cpu_affinity) if case.cpu_affinity else None,
-        "crop": list(case.crop or configs.MODELS[case.model]), "data_root": str(case.data_root),
+        "crop": list(case.crop or case.default_crop or []) or None, "data_root": str(case.data_root),
+        "config": str(configs.config_path(case.model)),
         "profile_window": list(case.profile_window) if case.profile_window else None,
         "tuned": list(case.tuned),
         "compile_mode": case.compile_resolved if "compile" in case.tuned else None,
@@ -616,7 +631,7 @@ def bad_input_name(argv: list[str], environ) -> str:
     bad input rewrites its own."""
     try:
         tokens = parse_case(argv, environ).tokens
-    except BadInput:
+    except Exception:   # BadInput, or a config that does not load: no tokens to name
         tokens = []
     digest = hashlib.sha256(json.dumps([list(argv), _given(environ)], sort_keys=True).encode()).hexdigest()
     return "_".join([raw_case_name(argv), *tokens, f"bad{digest[:8]}"])
@@ -677,14 +692,36 @@ def _check_ready(case: Case, environ) -> None:
     if problems:
         raise BadInput(f"the stack is not ready ({'; '.join(problems)}); set it up with "
                        f"{env.SETUP_HINT}")
+    need = configs.missing_needs(case.model)
+    if need:
+        raise BadInput(need)
     resolve_devices(case, environ)
     resolve_port(case, environ)
+    _check_data(case)
+    case.log_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_data(case: Case) -> None:
+    """The data root holds the layout the model's config trains on (Cityscapes or ADE20K); with no
+    DATA_ROOT, the default root of that layout."""
     from segbench import data
     try:
-        data.check(case.data_root)
+        cfg = configs.load(case.model)
+        configs.check_trainable(cfg, configs.TrainSettings(
+            case.model, case.batch_size, case.max_iter, case.num_workers,
+            data_root=str(case.data_root) if case.data_root else None))
+    except (ValueError, KeyError) as exc:
+        raise BadInput(str(exc)) from None
+    layout = configs.dataset_layout(cfg)
+    if case.data_root is None:
+        case.data_root = env.DEFAULT_ADE20K if layout == "ade20k" else env.DEFAULT_DATA
+    try:
+        found = data.check(case.data_root)["layout"]
     except data.DataError as exc:
         raise BadInput(f"{exc}; prepare data with {env.SETUP_HINT} or set DATA_ROOT") from None
-    case.log_dir.mkdir(parents=True, exist_ok=True)
+    if layout and found != layout:
+        raise BadInput(f"{case.data_root} holds {found} data but {case.label} trains on {layout}; "
+                       "set DATA_ROOT to a tree of that layout")
 
 
 def own_files(case: Case) -> list[Path]:
@@ -732,7 +769,7 @@ def _banner(case: Case) -> str:
     label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
     pinned = case.cpu_affinity and f"CPUs {env.cpu_ranges(case.cpu_affinity)} (CPU_AFFINITY), "
     return (f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
-            f"crop {'x'.join(map(str, case.crop or configs.MODELS[case.model]))}, "
+            f"crop {'x'.join(map(str, case.crop or case.default_crop or ('?',)))}, "
             + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
             + (pinned or "") + f"log {case.path()}")
 
@@ -772,12 +809,12 @@ def _runs(case: Case, verbose: bool, stop: dict):
     for i in range(1, case.repeat + 1):
         log = case.path() if case.repeat == 1 else case.path(f".rep{i}")
         result = run_once(case, log, verbose, stop)
-        runs.append((log, analysis.analyze(log, case.model)))
+        runs.append((log, analysis.analyze(log, case.label)))
         if stop["signal"] is not None or result["reason"]:
             break
     if case.repeat == 1:
         return runs[0][1]
-    res = analysis.analyze(_settle_repeats(case, runs), case.model)
+    res = analysis.analyze(_settle_repeats(case, runs), case.label)
     res.stats["repeats"] = analysis.summarize_repeats([{**r.speed, "stats": r.stats} for _, r in runs])
     return res
 

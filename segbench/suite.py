@@ -29,12 +29,16 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_BENCHMARK = REPO / "run_benchmark.sh"  # what each case runs (a test points it at a stand-in)
 INTERRUPTED = 130  # run_benchmark.sh's exit status for a case ended by SIGINT/SIGTERM/SIGHUP
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-SEED_MODELS = list(configs.MODELS)
+SEED_MODELS = ["fastscnn", "ocrnet_hrnetw48", "segformer_b0"]
+# --models all: every built-in model; --models zoo: mmseg's Cityscapes/ADE20K configs, one per
+# network and crop (segbench.configs.zoo). Both run sp only (the suite's other settings apply).
+MODEL_SETS = {"all": lambda: list(configs.MODELS), "zoo": configs.zoo}
 # The CPU profile: a smoke run that shows the harness end to end on a 2-core machine in minutes.
 # Its figures describe that CPU, nothing else.
 CPU_PROFILE = {
     "iters": 12, "workers": 1, "log_interval": 2, "mp_procs": 2,
     "crop": {"fastscnn": "128x256", "ocrnet_hrnetw48": "64x128", "segformer_b0": "128x256"},
+    "other_crop": "64x128",   # every other model's
 }
 
 
@@ -153,10 +157,14 @@ class _Stop:
         return rc, err
 
 
+def _cpu_crop(model: str) -> str:
+    return CPU_PROFILE["crop"].get(model, CPU_PROFILE["other_crop"])
+
+
 def _case_env(c: SuiteCase, env: dict, profile: str) -> dict:
     case_env = dict(env)
     if profile == "cpu" and not env.get("CROP"):
-        case_env["CROP"] = CPU_PROFILE["crop"][c.model]
+        case_env["CROP"] = _cpu_crop(c.model)
     return case_env
 
 
@@ -261,7 +269,10 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="run_PyTorch.sh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", type=Path, help="case file (one case per line)")
-    p.add_argument("--models", default=",".join(SEED_MODELS))
+    p.add_argument("--models", default=",".join(SEED_MODELS),
+                   help="comma list of models (built-in names, mmseg::<dir>/<file>.py, config files), "
+                        "or all (every built-in model) or zoo (mmseg's Cityscapes/ADE20K configs, one "
+                        "per network and crop); all and zoo run sp only")
     p.add_argument("--modes", default="sp,mp")
     p.add_argument("--bs", default="2")
     p.add_argument("--fp", default="fp32")
@@ -285,8 +296,10 @@ def main(argv: list[str]) -> int:
                 raise launch.BadInput(f"case file {a.cases} does not exist")
             cases = parse_case_file(a.cases, venv)
         else:
-            cases = matrix(_csv(a.models), _csv(a.modes), _csv(a.bs), _csv(a.fp), iters, workers,
-                           venv)
+            models, modes = _csv(a.models), _csv(a.modes)
+            if a.models in MODEL_SETS:
+                models, modes = MODEL_SETS[a.models](), ["sp"]
+            cases = matrix(models, modes, _csv(a.bs), _csv(a.fp), iters, workers, venv)
     except launch.BadInput as exc:
         print(f"run_PyTorch.sh: error: {exc}", file=sys.stderr)
         return 2
@@ -298,7 +311,7 @@ def main(argv: list[str]) -> int:
     print(f"run_PyTorch.sh: {len(cases)} cases, {label}; logs in {a.log_dir.resolve()}", flush=True)
     if a.dry_run:
         for i, c in enumerate(cases, 1):
-            crop = (f"  CROP={os.environ.get('CROP') or CPU_PROFILE['crop'][c.model]}"
+            crop = (f"  CROP={os.environ.get('CROP') or _cpu_crop(c.model)}"
                     f"  LOG_INTERVAL={CPU_PROFILE['log_interval']}" if cpu else "")
             print(f"  [{i}/{len(cases)}] bash run_benchmark.sh {' '.join(c.argv)}{crop}")
         return 0
