@@ -1,0 +1,218 @@
+"""Compare two sets of cases: match them by identity and tell which regressed.
+
+    python -m segbench.report compare BASELINE_DIR CURRENT_DIR [--threshold 5%]
+        [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
+
+compare(base_dir, cur_dir, t)   -> (rows, ok)
+compare_markdown(rows, ...)     -> Markdown text of a compare result
+"""
+
+from __future__ import annotations
+
+import os
+
+from segbench.results import ReportError, first, identity, is_cpu_profile, load_nonempty, norm_mode
+from segbench.tables import failed_text, fmt, fmt_rate, md_table, units
+
+STATUSES = ("ok", "regressed", "improved", "missing", "new")
+
+
+def _compatible(a, b):
+    """Identities agree on every field known on both sides; model and GPUs must be known."""
+    if a[0] is None or b[0] is None or a[0] != b[0]:
+        return False
+    if a[4] is None or b[4] is None:
+        return False
+    return _no_conflict(a, b)
+
+
+def _no_conflict(a, b):
+    """No field is known on both sides with different values."""
+    return all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _case_name_key(row):
+    name = os.path.basename(str(row.get("case") or "")).lower()
+    for suffix in ("_speed", ".log", "_log"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def _match(base, cur):
+    """Match baseline rows to current rows in three passes: full identity, then a
+    unique and mutual identity-compatible partner (names of other harnesses yield
+    partial identities), then the log-file name.
+
+    Returns (pairs, unmatched_base, unmatched_current, duplicates) where duplicates
+    maps ("b"|"c", kept index) -> number of later files with the same identity
+    (those are ignored; the first in directory order is kept).
+    """
+    used_b, used_c, dups = set(), set(), {}
+
+    def index_full(rows, side, used):
+        idx = {}
+        for i, r in enumerate(rows):
+            key = identity(r)
+            if None in key:
+                continue
+            if key in idx:
+                dups[(side, idx[key])] = dups.get((side, idx[key]), 0) + 1
+                used.add(i)  # ignored duplicate
+                continue
+            idx[key] = i
+        return idx
+
+    bidx = index_full(base, "b", used_b)
+    cidx = index_full(cur, "c", used_c)
+    ignored_b, ignored_c = set(used_b), set(used_c)
+    pairs = []
+
+    def pair(bi, ci):
+        pairs.append((bi, ci))
+        used_b.add(bi)
+        used_c.add(ci)
+
+    for key, bi in bidx.items():
+        if key in cidx:
+            pair(bi, cidx[key])
+
+    def candidates(row, rows, used):
+        ident = identity(row)
+        return [j for j, r in enumerate(rows) if j not in used and _compatible(ident, identity(r))]
+
+    for bi, r in enumerate(base):
+        if bi in used_b:
+            continue
+        cands = candidates(r, cur, used_c)
+        if len(cands) == 1 and candidates(cur[cands[0]], base, used_b) == [bi]:
+            pair(bi, cands[0])
+
+    by_name = {}
+    for ci, r in enumerate(cur):
+        if ci not in used_c:
+            by_name.setdefault(_case_name_key(r), ci)
+    for bi, r in enumerate(base):
+        ci = by_name.get(_case_name_key(r))
+        if bi not in used_b and ci is not None and _no_conflict(identity(r), identity(cur[ci])):
+            pair(bi, by_name.pop(_case_name_key(r)))
+
+    unmatched_b = [i for i in range(len(base)) if i not in used_b and i not in ignored_b]
+    unmatched_c = [i for i in range(len(cur)) if i not in used_c and i not in ignored_c]
+    return pairs, unmatched_b, unmatched_c, dups
+
+
+def _compare_row(b, c, threshold):
+    src = c if c is not None else b
+    row = {
+        "case": (c or b)["case"],
+        "model": src.get("model"),
+        "variant": src.get("variant") or "",
+        "run_mode": src.get("run_mode"),
+        "batch_size": first(src.get("batch_size"), (b or {}).get("batch_size")),
+        "fp": first(src.get("fp"), (b or {}).get("fp")),
+        "gpu_num": src.get("gpu_num"),
+        "profile": src.get("profile"),
+        "baseline": None, "current": None, "ratio": None, "status": None,
+        "baseline_case": b["case"] if b else None,
+        "current_case": c["case"] if c else None,
+        "note": None,
+    }
+    if b is not None and b.get("ok"):
+        row["baseline"] = b["images_per_s"]
+    if c is not None and c.get("ok"):
+        row["current"] = c["images_per_s"]
+    if b is None:
+        row["status"] = "new"
+        if c is not None and not c.get("ok"):
+            row["note"] = failed_text(c).lower()
+        return row
+    if c is None:
+        row["status"] = "missing"
+        row["note"] = "not in current"
+        return row
+    if not c.get("ok"):
+        row["status"] = "missing"
+        row["note"] = "failed in current" + (f": {c['reason']}" if c.get("reason") else "")
+        return row
+    if not b.get("ok"):
+        row["status"] = "improved"
+        row["note"] = "baseline failed" + (f": {b['reason']}" if b.get("reason") else "")
+        return row
+    ratio = c["images_per_s"] / b["images_per_s"]
+    row["ratio"] = ratio
+    if ratio < 1 - threshold:
+        row["status"] = "regressed"
+    elif ratio > 1 + threshold:
+        row["status"] = "improved"
+    else:
+        row["status"] = "ok"
+    if is_cpu_profile(b) != is_cpu_profile(c):
+        row["note"] = "CPU profile on one side only"
+    return row
+
+
+def compare(baseline_dir, current_dir, threshold=0.05):
+    """Match cases of two result directories and compare images/s.
+
+    Returns (rows, ok).  Each row: case, model, variant, run_mode, batch_size, fp,
+    gpu_num, profile, baseline, current (images/s, None when absent or failed), ratio
+    (current/baseline), status (ok|regressed|improved|missing|new),
+    baseline_case, current_case, note.  ok is False when any case regressed
+    (ratio < 1 - threshold) or is missing (absent or failed in current).
+    Cases are matched by (model, run_mode, bs, precision, GPUs, variant); a baseline
+    from another harness (other log-file names, run_mode DP, ...) matches on
+    whatever it yields, then on the log-file name.
+    """
+    threshold = float(threshold)
+    if not (0 <= threshold < 1):
+        raise ReportError(f"threshold must be in [0, 1): {threshold}")
+    base = load_nonempty(os.fspath(baseline_dir))
+    cur = load_nonempty(os.fspath(current_dir))
+    pairs, ub, uc, dups = _match(base, cur)
+    rows = []
+    for bi, ci in pairs + [(bi, None) for bi in ub] + [(None, ci) for ci in uc]:
+        row = _compare_row(None if bi is None else base[bi], None if ci is None else cur[ci],
+                           threshold)
+        extra = [f"{dups[(side, i)]} duplicate {name} file(s) ignored"
+                 for side, i, name in (("b", bi, "baseline"), ("c", ci, "current"))
+                 if (side, i) in dups]
+        if extra:
+            row["note"] = "; ".join(([row["note"]] if row["note"] else []) + extra)
+        rows.append(row)
+    rows.sort(key=lambda r: (r["model"] or "", r["variant"], {"sp": 0, "mp": 1}.get(
+        norm_mode(r["run_mode"], r["gpu_num"]), 2), r["gpu_num"] or 0, r["batch_size"] or 0,
+        r["fp"] or "", r["case"] or ""))
+    ok = not any(r["status"] in ("regressed", "missing") for r in rows)
+    return rows, ok
+
+
+def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
+                     current_label="current"):
+    """A Markdown report of compare()'s result, with the labels in the headers."""
+    headers = ["case", "mode", "bs", "precision", units(rows), f"{baseline_label} images/s",
+               f"{current_label} images/s", f"{current_label}/{baseline_label}", "change",
+               "status"]
+    table = []
+    for r in rows:
+        case = r["case"]
+        if r["baseline_case"] and r["current_case"] and r["baseline_case"] != r["current_case"]:
+            case = f"{r['current_case']} (= {r['baseline_case']})"
+        if r["variant"] and not str(r["case"]).endswith("_" + r["variant"]):
+            case += f" [{r['variant']}]"  # a variant the sidecar records and the name does not
+        status = r["status"] + (f" ({r['note']})" if r.get("note") else "")
+        if r["status"] in ("regressed", "missing"):
+            status = f"**{status}**"
+        table.append([
+            case, norm_mode(r["run_mode"], r["gpu_num"]) or "?",
+            r["batch_size"] if r["batch_size"] is not None else "?", r["fp"] or "?",
+            r["gpu_num"] if r["gpu_num"] is not None else "?",
+            fmt_rate(r["baseline"]), fmt_rate(r["current"]), fmt(r["ratio"], ".3f"),
+            "-" if r["ratio"] is None else f"{100 * (r['ratio'] - 1):+.1f}%", status,
+        ])
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    verdict = "PASS" if ok else "FAIL"
+    return (f"## {current_label} vs {baseline_label}: training throughput\n\n"
+            f"{verdict}: {len(rows)} case(s): {summary}; threshold ±{100 * threshold:g}%\n\n"
+            + md_table(headers, table, "llrlrrrrrl") + "\n")

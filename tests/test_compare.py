@@ -1,0 +1,107 @@
+"""Tests for segbench.compare: matching, statuses, labels."""
+
+import pytest
+
+from resultfiles import by_case, pair_dirs, write_speed, write_stats
+from segbench import compare
+
+
+def test_compare_statuses(tmp_path):
+    base, cur = pair_dirs(tmp_path, 9.0)  # 10% slower
+    rows, ok = compare.compare(base, cur, 0.05)
+    r = by_case(rows)["fastscnn_sp_bs2_fp32_1"]
+    assert (r["baseline"], r["current"], r["status"]) == (10.0, 9.0, "regressed")
+    assert r["ratio"] == pytest.approx(0.9)
+    assert by_case(rows)["ocrnet_hrnetw48_mp_bs2_fp32_8"]["status"] == "ok"
+    assert ok is False
+    rows, ok = compare.compare(base, cur, 0.15)
+    assert by_case(rows)["fastscnn_sp_bs2_fp32_1"]["status"] == "ok" and ok is True
+    base2, cur2 = pair_dirs(tmp_path / "faster", 11.0)
+    rows, ok = compare.compare(base2, cur2, 0.05)
+    assert by_case(rows)["fastscnn_sp_bs2_fp32_1"]["status"] == "improved" and ok is True
+
+
+def test_compare_missing_failed_and_new(tmp_path):
+    base, cur = pair_dirs(tmp_path, 10.0)
+    write_speed(base, "pspnet_r50_sp_bs2_fp32_1", 4.0)  # absent from current
+    write_speed(base, "knet_sp_bs2_fp32_1", 4.0)
+    write_speed(cur, "knet_sp_bs2_fp32_1", 0, fail=True)  # failed in current
+    write_stats(cur, "knet_sp_bs2_fp32_1", reason="timeout")
+    write_speed(cur, "unet_sp_bs2_fp32_1", 2.0)  # new
+    rows, ok = compare.compare(base, cur)
+    st = {r["case"]: r["status"] for r in rows}
+    assert st["pspnet_r50_sp_bs2_fp32_1"] == "missing"
+    assert st["knet_sp_bs2_fp32_1"] == "missing"
+    assert "timeout" in by_case(rows)["knet_sp_bs2_fp32_1"]["note"]
+    assert st["unet_sp_bs2_fp32_1"] == "new"
+    assert st["fastscnn_sp_bs2_fp32_1"] == "ok"
+    assert ok is False
+    # only a new case: still ok
+    base2, cur2 = pair_dirs(tmp_path / "n", 10.0)
+    write_speed(cur2, "unet_sp_bs2_fp32_1", 2.0)
+    assert compare.compare(base2, cur2)[1] is True
+
+
+def test_compare_matches_by_identity_not_name(tmp_path):
+    base, cur = tmp_path / "base", tmp_path / "cur"
+    write_speed(base, "fastscnn_sp_bs2_fp32_1", 10.0, file_name="a_speed")
+    write_speed(cur, "fastscnn_sp_bs2_fp32_1", 10.0, file_name="b_speed")
+    # same name, different precision in the sidecar: a different case
+    write_speed(base, "bisenet_sp_bs2_fp32_1", 10.0)
+    write_speed(cur, "bisenet_sp_bs2_fp32_1", 5.0)
+    write_stats(cur, "bisenet_sp_bs2_fp32_1", fp_item="amp")
+    rows, ok = compare.compare(base, cur)
+    st = sorted((r["fp"], r["status"]) for r in rows if r["model"] == "bisenet")
+    assert st == [("amp", "new"), ("fp32", "missing")]
+    assert [r["status"] for r in rows if r["model"] == "fastscnn"] == ["ok"]
+
+
+def test_compare_duplicate_identity_noted(tmp_path):
+    base, cur = pair_dirs(tmp_path, 10.0)
+    write_speed(cur / "again", "fastscnn_sp_bs2_fp32_1", 3.0)  # same case, in a subdir
+    rows, ok = compare.compare(base, cur)
+    fast = [r for r in rows if r["model"] == "fastscnn"]
+    assert len(fast) == 1 and fast[0]["current"] == 10.0  # top-level file wins
+    assert "1 duplicate current file(s) ignored" in fast[0]["note"] and ok
+
+
+def make_paddle(d):
+    """Speed files as Paddle's benchmark writes them: same 10 keys, other naming."""
+    write_speed(d, "x", 8.0, model="fastscnn", run_mode="DP", gpu_num=1,
+                log_file="seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log",
+                file_name="seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log_speed")
+    write_speed(d, "x", 36.0, model="ocrnet_hrnetw48_bs2_fp32_DP", run_mode="DP", gpu_num=8,
+                log_file="run42", file_name="run42_speed")
+    return d
+
+
+def test_compare_paddle_baseline_with_labels(tmp_path):
+    base = make_paddle(tmp_path / "paddle")
+    cur = tmp_path / "torch"
+    write_speed(cur, "fastscnn_sp_bs2_fp32_1", 10.0)
+    write_speed(cur, "ocrnet_hrnetw48_mp_bs2_fp32_8", 40.0)
+    rows, ok = compare.compare(base, cur, 0.05)
+    r = by_case(rows)
+    assert len(rows) == 2, rows
+    assert r["fastscnn_sp_bs2_fp32_1"]["baseline"] == 8.0
+    assert r["fastscnn_sp_bs2_fp32_1"]["ratio"] == pytest.approx(1.25)
+    assert r["fastscnn_sp_bs2_fp32_1"]["baseline_case"] == \
+        "seg_fastscnn_bs2_fp32_SingleP_DP_N1C1_log"
+    assert r["ocrnet_hrnetw48_mp_bs2_fp32_8"]["baseline"] == 36.0
+    assert all(x["status"] == "improved" for x in rows) and ok
+    md = compare.compare_markdown(rows, ok, 0.05, "Paddle", "PyTorch")
+    header = next(line for line in md.splitlines() if line.startswith("| case"))
+    assert "Paddle images/s" in header and "PyTorch images/s" in header
+    assert "PyTorch/Paddle" in header
+    assert "1.250" in md and "+25.0%" in md
+
+
+def test_compare_ambiguous_partial_identity_not_guessed(tmp_path):
+    base = tmp_path / "paddle"
+    write_speed(base, "x", 36.0, model="ocrnet_hrnetw48", run_mode="DP", gpu_num=8,
+                log_file="run42", file_name="run42_speed")
+    cur = tmp_path / "torch"
+    write_speed(cur, "ocrnet_hrnetw48_mp_bs2_fp32_8", 40.0)
+    write_speed(cur, "ocrnet_hrnetw48_mp_bs4_fp32_8", 60.0)
+    rows, ok = compare.compare(base, cur)
+    assert sorted(r["status"] for r in rows) == ["missing", "new", "new"] and not ok
