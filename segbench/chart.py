@@ -28,23 +28,8 @@ def _bar_label(row):
     return label
 
 
-def build_chart(cases, title_note=None):
-    """The matplotlib Figure (Agg) of write_chart: horizontal bars of images/s per case,
-    coloured by model, min-max error bars from repeats, failed cases as a hatched stub
-    labelled FAILED, value labels fitted inside the axes.  Caller closes it."""
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch, Rectangle
-    from matplotlib.lines import Line2D
-
-    eff = scaling(cases)
-    order = sorted(range(len(cases)), key=lambda i: sort_key(cases[i]))
-    models = list(dict.fromkeys(model_key(cases[i]) for i in order))
-    palette = plt.get_cmap("tab10").colors
-    colour = {m: palette[k % len(palette)] for k, m in enumerate(models)}
-
-    # y positions, with a gap between models
+def _y_positions(cases, order):
+    """A bar's y per case in order, with a gap between models; and the height they span."""
     ys, y, prev = [], 0.0, None
     for i in order:
         m = model_key(cases[i])
@@ -53,59 +38,45 @@ def build_chart(cases, title_note=None):
         ys.append(y)
         y += 1.0
         prev = m
-    n = len(order)
-    labels = [_bar_label(cases[i]) for i in order]
+    return ys, y
 
-    vmax = 0.0
-    for i in order:
-        c = cases[i]
-        if c.get("ok"):
-            vmax = max(vmax, c["images_per_s"], max(c.get("repeats") or [0]))
-    vmax = vmax or 1.0
 
-    longest = max((len(s) for s in labels), default=10)
-    height = min(0.42 * (y if n else 1) + 2.2, 300.0)
-    width = max(9.0, min(7.0 + 0.085 * longest, 24.0))
-    fig, ax = plt.subplots(figsize=(width, height), dpi=CHART_DPI, layout="constrained")
+def _draw_failed(ax, c, y, width):
+    """A failed case: a hatched stub labelled FAILED; returns the label."""
+    from matplotlib.patches import Rectangle
+    ax.add_patch(Rectangle((0, y - 0.35), width, 0.7, facecolor="white",
+                           edgecolor="#c0392b", hatch="xxx", linewidth=1.0))
+    return ax.annotate(failed_text(c), (width, y), xytext=(5, 0), textcoords="offset points",
+                       va="center", ha="left", fontsize=9, color="#c0392b", fontweight="bold")
 
-    has_err = has_fail = has_cpu = False
-    value_texts = []
-    fail_w = vmax * 0.02
-    for y_i, i in zip(ys, order):
-        c = cases[i]
-        col = colour[model_key(c)]
-        if not c.get("ok"):
-            has_fail = True
-            ax.add_patch(Rectangle((0, y_i - 0.35), fail_w, 0.7, facecolor="white",
-                                   edgecolor="#c0392b", hatch="xxx", linewidth=1.0))
-            value_texts.append(ax.annotate(
-                failed_text(c), (fail_w, y_i), xytext=(5, 0),
-                textcoords="offset points", va="center", ha="left", fontsize=9,
-                color="#c0392b", fontweight="bold"))
-            continue
-        v = c["images_per_s"]
-        cpu = is_cpu_profile(c)
-        has_cpu |= cpu
-        ax.barh(y_i, v, height=0.7, color=col, alpha=0.45 if cpu else 0.9,
-                hatch="..." if cpu else None, edgecolor=col if cpu else "none")
-        end = v
-        runs = c.get("repeats")
-        if runs and len(runs) > 1:
-            lo, hi = min(runs), max(runs)
-            ax.errorbar(v, y_i, xerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="none",
-                        ecolor="#222222", elinewidth=1.2, capsize=4, capthick=1.2)
-            end = max(v, hi)
-            has_err = True
-        text = fmt_rate(v)
-        if eff[i] is not None:
-            text += f"  (scaling {eff[i]:.2f}" + (", not credible)" if scaling_note(c, eff[i])
-                                                  else ")")
-        if runs and len(runs) > 1:
-            text += f"  [n={len(runs)}]"
-        value_texts.append(ax.annotate(text, (end, y_i), xytext=(5, 0),
-                                       textcoords="offset points", va="center", ha="left",
-                                       fontsize=9))
 
+def _draw_bar(ax, c, y, colour, eff):
+    """A passed case's bar, min-max error bar over its repeats and value label; returns the
+    label and whether it drew an error bar."""
+    v = c["images_per_s"]
+    cpu = is_cpu_profile(c)
+    ax.barh(y, v, height=0.7, color=colour, alpha=0.45 if cpu else 0.9,
+            hatch="..." if cpu else None, edgecolor=colour if cpu else "none")
+    end = v
+    runs = c.get("repeats")
+    repeated = bool(runs and len(runs) > 1)
+    if repeated:
+        lo, hi = min(runs), max(runs)
+        ax.errorbar(v, y, xerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="none",
+                    ecolor="#222222", elinewidth=1.2, capsize=4, capthick=1.2)
+        end = max(v, hi)
+    text = fmt_rate(v)
+    if eff is not None:
+        text += f"  (scaling {eff:.2f}" + (", not credible)" if scaling_note(c, eff) else ")")
+    if repeated:
+        text += f"  [n={len(runs)}]"
+    label = ax.annotate(text, (end, y), xytext=(5, 0), textcoords="offset points", va="center",
+                        ha="left", fontsize=9)
+    return label, repeated
+
+
+def _decorate(ax, cases, order, ys, labels, vmax, title_note):
+    """Ticks (failed red, flagged orange), limits, axis labels, the note above and the title."""
     ax.set_yticks(ys, labels, fontsize=9)
     for tick, i in zip(ax.get_yticklabels(), order):
         if not cases[i].get("ok"):
@@ -131,7 +102,11 @@ def build_chart(cases, title_note=None):
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
-    handles = [Patch(facecolor=colour[m], label=m) for m in models]
+
+def _legend(ax, colour, has_cpu, has_err, has_fail):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    handles = [Patch(facecolor=c, label=m) for m, c in colour.items()]
     if has_cpu:
         handles.append(Patch(facecolor="#bbbbbb", hatch="...", edgecolor="#777777",
                              label="CPU profile (not GPU)"))
@@ -143,17 +118,55 @@ def build_chart(cases, title_note=None):
                              label="failed run"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
               frameon=False)
-    # widen the x range until every value label ends inside the axes
+
+
+def _fit_value_labels(fig, ax, texts):
+    """Widen the x range until every value label ends inside the axes."""
     for _ in range(3):
         fig.canvas.draw()
-        right = max((t.get_window_extent().x1 for t in value_texts), default=0.0)
-        ax_right = ax.get_window_extent().x1
-        if right <= ax_right - 4:
+        right = max((t.get_window_extent().x1 for t in texts), default=0.0)
+        if right <= ax.get_window_extent().x1 - 4:
             break
-        x0, x1 = ax.get_xlim()
-        inv = ax.transData.inverted()
-        need = inv.transform((right + 8, 0))[0]
+        x0, _x1 = ax.get_xlim()
+        need = ax.transData.inverted().transform((right + 8, 0))[0]
         ax.set_xlim(x0, x0 + (need - x0) * 1.02)
+
+
+def build_chart(cases, title_note=None):
+    """The matplotlib Figure (Agg) of write_chart: horizontal bars of images/s per case,
+    coloured by model, min-max error bars from repeats, failed cases as a hatched stub
+    labelled FAILED, value labels fitted inside the axes.  Caller closes it."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    eff = scaling(cases)
+    order = sorted(range(len(cases)), key=lambda i: sort_key(cases[i]))
+    palette = plt.get_cmap("tab10").colors
+    colour = {m: palette[k % len(palette)]
+              for k, m in enumerate(dict.fromkeys(model_key(cases[i]) for i in order))}
+    ys, y_end = _y_positions(cases, order)
+    labels = [_bar_label(cases[i]) for i in order]
+    vmax = max((max(c["images_per_s"], *(c.get("repeats") or [0])) for c in cases if c.get("ok")),
+               default=0.0) or 1.0
+    longest = max((len(s) for s in labels), default=10)
+    height = min(0.42 * (y_end if order else 1) + 2.2, 300.0)
+    width = max(9.0, min(7.0 + 0.085 * longest, 24.0))
+    fig, ax = plt.subplots(figsize=(width, height), dpi=CHART_DPI, layout="constrained")
+
+    texts, has_err = [], False
+    for y, i in zip(ys, order):
+        c = cases[i]
+        if not c.get("ok"):
+            texts.append(_draw_failed(ax, c, y, vmax * 0.02))
+            continue
+        text, repeated = _draw_bar(ax, c, y, colour[model_key(c)], eff[i])
+        texts.append(text)
+        has_err |= repeated
+    _decorate(ax, cases, order, ys, labels, vmax, title_note)
+    _legend(ax, colour, any(c.get("ok") and is_cpu_profile(c) for c in cases), has_err,
+            not all(c.get("ok") for c in cases))
+    _fit_value_labels(fig, ax, texts)
     return fig
 
 

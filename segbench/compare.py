@@ -39,6 +39,62 @@ def _case_name_key(row):
     return name
 
 
+def _full_index(rows):
+    """({identity: index} of the rows with a full identity, {kept index: number of later rows
+    with its identity}, the indices of those later rows)."""
+    idx, dups, ignored = {}, {}, set()
+    for i, r in enumerate(rows):
+        key = identity(r)
+        if None in key:
+            continue
+        if key in idx:
+            dups[idx[key]] = dups.get(idx[key], 0) + 1
+            ignored.add(i)
+            continue
+        idx[key] = i
+    return idx, dups, ignored
+
+
+class _Pairs:
+    """The pairs found so far and the rows of each side they (or an ignored duplicate) use."""
+
+    def __init__(self, ignored_b, ignored_c):
+        self.pairs, self.used_b, self.used_c = [], set(ignored_b), set(ignored_c)
+
+    def add(self, bi, ci):
+        self.pairs.append((bi, ci))
+        self.used_b.add(bi)
+        self.used_c.add(ci)
+
+
+def _compatible_partners(row, rows, used):
+    ident = identity(row)
+    return [j for j, r in enumerate(rows) if j not in used and _compatible(ident, identity(r))]
+
+
+def _pair_compatible(base, cur, p):
+    """A unique and mutual identity-compatible partner (names of other harnesses yield partial
+    identities)."""
+    for bi, r in enumerate(base):
+        if bi in p.used_b:
+            continue
+        cands = _compatible_partners(r, cur, p.used_c)
+        if len(cands) == 1 and _compatible_partners(cur[cands[0]], base, p.used_b) == [bi]:
+            p.add(bi, cands[0])
+
+
+def _pair_by_name(base, cur, p):
+    """The same log-file name, where the identities do not conflict."""
+    by_name = {}
+    for ci, r in enumerate(cur):
+        if ci not in p.used_c:
+            by_name.setdefault(_case_name_key(r), ci)
+    for bi, r in enumerate(base):
+        ci = by_name.get(_case_name_key(r))
+        if bi not in p.used_b and ci is not None and _no_conflict(identity(r), identity(cur[ci])):
+            p.add(bi, by_name.pop(_case_name_key(r)))
+
+
 def _match(base, cur):
     """Match baseline rows to current rows in three passes: full identity, then a
     unique and mutual identity-compatible partner (names of other harnesses yield
@@ -48,58 +104,18 @@ def _match(base, cur):
     maps ("b"|"c", kept index) -> number of later files with the same identity
     (those are ignored; the first in directory order is kept).
     """
-    used_b, used_c, dups = set(), set(), {}
-
-    def index_full(rows, side, used):
-        idx = {}
-        for i, r in enumerate(rows):
-            key = identity(r)
-            if None in key:
-                continue
-            if key in idx:
-                dups[(side, idx[key])] = dups.get((side, idx[key]), 0) + 1
-                used.add(i)  # ignored duplicate
-                continue
-            idx[key] = i
-        return idx
-
-    bidx = index_full(base, "b", used_b)
-    cidx = index_full(cur, "c", used_c)
-    ignored_b, ignored_c = set(used_b), set(used_c)
-    pairs = []
-
-    def pair(bi, ci):
-        pairs.append((bi, ci))
-        used_b.add(bi)
-        used_c.add(ci)
-
+    bidx, bdups, ignored_b = _full_index(base)
+    cidx, cdups, ignored_c = _full_index(cur)
+    p = _Pairs(ignored_b, ignored_c)
     for key, bi in bidx.items():
         if key in cidx:
-            pair(bi, cidx[key])
-
-    def candidates(row, rows, used):
-        ident = identity(row)
-        return [j for j, r in enumerate(rows) if j not in used and _compatible(ident, identity(r))]
-
-    for bi, r in enumerate(base):
-        if bi in used_b:
-            continue
-        cands = candidates(r, cur, used_c)
-        if len(cands) == 1 and candidates(cur[cands[0]], base, used_b) == [bi]:
-            pair(bi, cands[0])
-
-    by_name = {}
-    for ci, r in enumerate(cur):
-        if ci not in used_c:
-            by_name.setdefault(_case_name_key(r), ci)
-    for bi, r in enumerate(base):
-        ci = by_name.get(_case_name_key(r))
-        if bi not in used_b and ci is not None and _no_conflict(identity(r), identity(cur[ci])):
-            pair(bi, by_name.pop(_case_name_key(r)))
-
-    unmatched_b = [i for i in range(len(base)) if i not in used_b and i not in ignored_b]
-    unmatched_c = [i for i in range(len(cur)) if i not in used_c and i not in ignored_c]
-    return pairs, unmatched_b, unmatched_c, dups
+            p.add(bi, cidx[key])
+    _pair_compatible(base, cur, p)
+    _pair_by_name(base, cur, p)
+    unmatched_b = [i for i in range(len(base)) if i not in p.used_b]
+    unmatched_c = [i for i in range(len(cur)) if i not in p.used_c]
+    dups = {**{("b", i): n for i, n in bdups.items()}, **{("c", i): n for i, n in cdups.items()}}
+    return p.pairs, unmatched_b, unmatched_c, dups
 
 
 def _compare_row(b, c, threshold):

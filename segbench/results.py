@@ -335,72 +335,82 @@ def _model_from_name(model_name):
     return m["model"], int(m["bs"]), fp
 
 
-def _build_row(path, speed, stats):
+def _identity_fields(path, speed, stats):
+    """model, variant, run_mode, batch_size, fp and gpu_num of a case: the sidecar's record, the
+    speed file's fields, then what its log-file name (or file name) and model_name say."""
     log_file = _str_or_none(speed.get("log_file"))
     from_name = parse_case_name(log_file)
     if not any(from_name.values()):
         from_name = parse_case_name(os.path.basename(path))
     model, bs_from_model, fp_from_model = _model_from_name(speed.get("model_name"))
-
-    gpu_num = first(_int(speed.get("gpu_num")), _int(stats.get("gpu_num")),
-                     _int(_get(stats, "case.gpu_num")), from_name["gpu_num"])
-    batch_size = first(_int(stats.get("batch_size")), _int(_get(stats, "case.batch_size")),
-                        from_name["batch_size"], bs_from_model)
-    fp = first(_str_or_none(stats.get("fp_item")), _str_or_none(_get(stats, "case.fp_item")),
-                from_name["fp"], fp_from_model)
-    run_mode = first(_str_or_none(speed.get("run_mode")), from_name["run_mode"])
     model = first(model, from_name["model"])
-    variant = join_variant({**variant_tokens(from_name["variant"]),
-                            **recorded_tokens(stats, model)})
+    return {
+        "model": model,
+        "variant": join_variant({**variant_tokens(from_name["variant"]),
+                                 **recorded_tokens(stats, model)}),
+        "run_mode": first(_str_or_none(speed.get("run_mode")), from_name["run_mode"]),
+        "batch_size": first(_int(stats.get("batch_size")), _int(_get(stats, "case.batch_size")),
+                            from_name["batch_size"], bs_from_model),
+        "fp": first(_str_or_none(stats.get("fp_item")), _str_or_none(_get(stats, "case.fp_item")),
+                    from_name["fp"], fp_from_model),
+        "gpu_num": first(_int(speed.get("gpu_num")), _int(stats.get("gpu_num")),
+                         _int(_get(stats, "case.gpu_num")), from_name["gpu_num"]),
+    }
 
+
+def _outcome(speed, stats):
+    """(images/s, ok, reason). JOB_FAIL_FLAG 0 with no positive FINAL_RESULT breaks the contract:
+    not ok either."""
     images = _num(speed.get("FINAL_RESULT"))
     flag = _int(speed.get("JOB_FAIL_FLAG"))
-    # JOB_FAIL_FLAG 0 with no positive FINAL_RESULT breaks the contract: not ok either
     ok = flag == 0 and images is not None and images > 0
     reason = _str_or_none(first(stats.get("reason"), _get(stats, "result.reason")))
     if not ok and reason is None and flag == 0:
         reason = f"bad FINAL_RESULT {speed.get('FINAL_RESULT')!r} with JOB_FAIL_FLAG 0"
+    return images, ok, reason
 
-    per_gpu = images / gpu_num if images is not None and gpu_num else None
-    warnings = [str(w) for w in stats.get("warnings") or () if _str_or_none(w)] \
-        if isinstance(stats.get("warnings"), list) else []
-    flagged = stats.get("flagged")
 
+def _peak_mb(stats):
+    """The highest peak memory over the ranks."""
     mem = _get(stats, "memory.peak_mb_per_rank")
     if isinstance(mem, (list, tuple)):
         mems = [m for m in (_num(x) for x in mem) if m is not None]
-        peak = max(mems) if mems else None
-    else:
-        peak = _num(mem)
+        return max(mems) if mems else None
+    return _num(mem)
 
+
+def _repeat_runs(stats):
+    """The figures of a repeated case's runs (a ``repeats`` block or a plain list), or None."""
     reps = stats.get("repeats")
-    runs = None
     if isinstance(reps, dict) and isinstance(reps.get("runs"), list):
-        vals = [_num(x) for x in reps["runs"]]
-        runs = [v for v in vals if v is not None] or None
-    elif isinstance(reps, list):
-        vals = [_num(x) for x in reps]
-        runs = [v for v in vals if v is not None] or None
+        reps = reps["runs"]
+    elif not isinstance(reps, list):
+        return None
+    return [v for v in (_num(x) for x in reps) if v is not None] or None
 
+
+def _build_row(path, speed, stats):
+    """One report row (CASE_KEYS) from a speed record and its sidecar dict ({} when none)."""
+    fields = _identity_fields(path, speed, stats)
+    images, ok, reason = _outcome(speed, stats)
+    gpu_num = fields["gpu_num"]
+    warnings = [str(w) for w in stats.get("warnings") or () if _str_or_none(w)] \
+        if isinstance(stats.get("warnings"), list) else []
+    flagged = stats.get("flagged")
     return {
-        "case": log_file or os.path.basename(path),
-        "model": model,
-        "variant": variant,
-        "run_mode": run_mode,
-        "batch_size": batch_size,
-        "fp": fp,
-        "gpu_num": gpu_num,
+        "case": _str_or_none(speed.get("log_file")) or os.path.basename(path),
+        **fields,
         "images_per_s": images,
-        "images_per_s_per_gpu": per_gpu,
+        "images_per_s_per_gpu": images / gpu_num if images is not None and gpu_num else None,
         "ok": ok,
         "reason": reason,
         # the analysis's signs of a busy or noisy host (older sidecars: no ``flagged`` key)
         "flagged": flagged if isinstance(flagged, bool) else bool(warnings),
         "warnings": warnings,
         "cv": _num(_get(stats, "per_iter.cv")),
-        "peak_mem_mb": peak,
+        "peak_mem_mb": _peak_mb(stats),
         "tflops": _num(_get(stats, "flops.tflops_achieved")),
-        "repeats": runs,
+        "repeats": _repeat_runs(stats),
         "device": _str_or_none(first(stats.get("device"), _get(stats, "case.device"))),
         "profile": _str_or_none(first(stats.get("profile"), _get(stats, "case.profile"))),
         "source": path,
