@@ -5,7 +5,11 @@
         [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
 
 Exit codes: 0 fine, 1 compare found a regressed or missing case,
-2 bad arguments / unreadable input / no speed files (one line on stderr).
+2 bad arguments / unreadable input / no results (one line on stderr).
+
+A result directory holds the seed's speed files (``*_speed``, with their ``*_stats.json``)
+and/or the later PaddlePaddle benchmark's 14-key records (``*_paddle.json``, or a platform's
+own JSON files with those keys); see segbench.results.
 
 The parts: segbench.results reads result directories into rows (which files are results, what
 each case is: the case-name grammar, a case's identity); segbench.tables holds what the tables,
@@ -140,11 +144,11 @@ def _write_csv(path, cases, eff):
 # --------------------------------------------------------------------------- report
 
 def write_report(dir_in, dir_out=None):
-    """Write summary.md, summary.csv and summary.png for the speed files in dir_in.
+    """Write summary.md, summary.csv and summary.png for the results in dir_in.
 
     dir_out defaults to dir_in and is created when missing.  Returns
     {"md": path, "csv": path, "png": path}.  Raises ReportError when dir_in
-    is missing or holds no speed files.
+    is missing or holds no results.
     """
     dir_in = os.fspath(dir_in)
     cases = load_nonempty(dir_in)
@@ -188,10 +192,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser():
     p = _Parser(prog="python -m segbench.report",
-                description="Summaries and comparisons of segbench speed files.")
+                description="Summaries and comparisons of benchmark results (speed files, 14-key records).")
     sub = p.add_subparsers(dest="command", metavar="{report,compare}", parser_class=_Parser)
     r = sub.add_parser("report", help="write summary.md/.csv/.png for a result directory")
-    r.add_argument("dir", help="directory holding *_speed files (and *_stats.json)")
+    r.add_argument("dir", help="directory holding *_speed files (and *_stats.json) and/or "
+                   "14-key records (*_paddle.json)")
     r.add_argument("--out", default=None, help="output directory (default: DIR)")
     c = sub.add_parser("compare", help="compare two result directories; exit 1 on regression")
     c.add_argument("baseline_dir")

@@ -2,8 +2,12 @@
 
 Reads the contract's speed files (one JSON object with exactly the 10 keys
 below, see docs/FORMATS.md) and, when present, the ``<case>_stats.json``
-sidecar beside each one.  It does not import ``segbench.analysis``: the
-files are the interface.
+sidecar beside each one; and the later PaddlePaddle benchmark's 14-key
+records (segbench.paddle: ``<case>_paddle.json`` beside a speed file, or any
+JSON file with at least those keys, as a framework team's platform writes
+them), each read as a speed record.  A case with both a speed file and its
+record counts once, from the speed file.  It does not import
+``segbench.analysis``: the files are the interface.
 
 A case is identified by model, run mode, batch size, precision, GPUs and its
 *variant*: the tokens the case-name grammar adds after the GPU count
@@ -24,7 +28,7 @@ import math
 import os
 import re
 
-from segbench import configs, env, tuned
+from segbench import configs, env, paddle, tuned
 
 SPEED_KEYS = frozenset({
     "log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
@@ -280,8 +284,8 @@ def _candidate_files(directory):
     return files
 
 
-def _read_speed_file(path):
-    """The speed record at path, or None when the file is not one."""
+def _read_json(path):
+    """The JSON object in a small file that is not a sidecar, else None."""
     if path.endswith(_STATS_SUFFIX):
         return None
     try:
@@ -292,9 +296,39 @@ def _read_speed_file(path):
         obj = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
-    if not isinstance(obj, dict) or not SPEED_KEYS.issubset(obj):
+    return obj if isinstance(obj, dict) else None
+
+
+def _record_name(file_name):
+    """The case name of a 14-key record's file: ``<case>_paddle.json`` or ``<name>.json``."""
+    for suffix in (paddle.SUFFIX, ".json"):
+        if file_name.endswith(suffix) and len(file_name) > len(suffix):
+            return file_name[: -len(suffix)]
+    return file_name
+
+
+def _read_result(path):
+    """(speed record, fields) of a result file, None when it is none: a speed file (fields None),
+    or a 14-key record read as a speed record (segbench.paddle.to_speed; fields: the batch size
+    and precision it carries, which the speed record has no key for)."""
+    obj = _read_json(path)
+    if obj is None:
         return None
-    return obj
+    if SPEED_KEYS.issubset(obj):
+        return obj, None
+    speed = paddle.to_speed(obj, _record_name(os.path.basename(path)))
+    return None if speed is None else (speed, {"batch_size": obj["batch_size"],
+                                               "fp_item": obj["fp_item"]})
+
+
+def _case_keys(path, speed):
+    """(folder, case name) by the file's name and by its log_file: a speed file and the 14-key
+    record of the same case share one."""
+    folder, name = os.path.split(path)
+    names = {_record_name(name.removesuffix("_speed"))}
+    if _str_or_none(speed.get("log_file")):
+        names.add(os.path.basename(str(speed["log_file"]).rstrip("/")))
+    return {(folder, n) for n in names}
 
 
 def _read_sidecar(speed_path, log_file):
@@ -418,28 +452,31 @@ def _build_row(path, speed, stats):
 
 
 def load_cases(directory):
-    """One flat dict per speed file in directory (and its direct subdirectories).
+    """One flat dict per case in directory (and its direct subdirectories): per speed file, and
+    per 14-key record (segbench.paddle) that is not the record of a speed file beside it (the
+    speed file and its sidecar win).
 
-    Keys: see CASE_KEYS.  Files that are not speed files are skipped.  Raises
-    ReportError when the directory cannot be read (not when it holds no
-    speed files: that is an empty list).
+    Keys: see CASE_KEYS.  Files that are neither are skipped.  Raises ReportError when the
+    directory cannot be read (not when it holds no results: that is an empty list).
     """
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise ReportError(f"not a directory: {directory}")
+    found = [(path, *res) for path in _candidate_files(directory) if (res := _read_result(path))]
+    speed_cases = set().union(*(_case_keys(p, speed) for p, speed, fields in found if fields is None))
     rows = []
-    for path in _candidate_files(directory):
-        speed = _read_speed_file(path)
-        if speed is None:
+    for path, speed, fields in found:
+        if fields is not None and speed_cases & _case_keys(path, speed):
             continue
-        rows.append(_build_row(path, speed, _read_sidecar(path, speed.get("log_file"))))
+        stats = {**(fields or {}), **_read_sidecar(path, speed.get("log_file"))}
+        rows.append(_build_row(path, speed, stats))
     return rows
 
 
 def load_nonempty(directory):
     rows = load_cases(directory)
     if not rows:
-        raise ReportError(f"no speed files in {directory}")
+        raise ReportError(f"no speed files or 14-key records in {directory}")
     return rows
 
 

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # plain `pytest` from anywhere, without an installed package
     sys.path.insert(0, str(REPO))
 
-from segbench import results  # noqa: E402
+from segbench import paddle, results  # noqa: E402
 
 
 def write_speed(d, case, images, *, fail=False, model=None, run_mode=None, gpu_num=None,
@@ -201,3 +201,33 @@ def pair_dirs(tmp_path, current_images=9.0):
         write_speed(d, "fastscnn_sp_bs2_fp32_1", v)
         write_speed(d, "ocrnet_hrnetw48_mp_bs2_fp32_8", 40.0)
     return base, cur
+
+
+def write_record(d, file_name, model_name, ips, device_num="N1C1", bs=2, fp="fp32", **extra):
+    """A 14-key record as the later PaddlePaddle benchmark writes it (segbench.paddle.KEYS), plus
+    any extra keys a platform adds."""
+    rec = {"model_branch": "develop", "model_commit": "0a1b2c", "model_name": model_name,
+           "batch_size": bs, "fp_item": fp, "run_mode": "DP", "convergence_value": 1.5,
+           "convergence_key": "loss:", "ips": ips, "speed_unit": "images/s",
+           "device_num": device_num, "model_run_time": 120, "frame_commit": "d3e4f5",
+           "frame_version": "2.6.0", **extra}
+    path = Path(d) / file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+    return path
+
+
+def make_records(d):
+    """Only 14-key records: two as segbench writes them beside a speed file (here without one),
+    and three as a framework team's platform writes them, under names of its own."""
+    d = Path(d)
+    for case, ips, gpus in (("fastscnn_sp_bs2_fp32_1", 8.0, 1), ("fastscnn_mp_bs2_fp32_2_li5", 15.0, 2)):
+        stats = {"model": "fastscnn", "batch_size": 2, "fp_item": "fp32", "gpu_num": gpus,
+                 "FINAL_RESULT": ips, "env": {"mmsegmentation": "1.2.2", "torch": "2.11.0"}}
+        (d / f"{case}{paddle.SUFFIX}").parent.mkdir(parents=True, exist_ok=True)
+        (d / f"{case}{paddle.SUFFIX}").write_text(json.dumps(paddle.result(stats)))
+    write_record(d, "PaddleSeg_ocrnet_N1C8.json", "ocrnet_hrnetw48_bs2_fp32_DP", 36.0, "N1C8",
+                 job_id="4711")                                  # at least the 14 keys
+    write_record(d / "run2", "result.json", "deeplabv3plus_r101_d8", 6.5, "N2C4", bs=4, fp="fp16")
+    write_record(d, "segformer_b0_bs2_fp32.json", "segformer_b0_bs2_fp32_DP", 0, "N1C1")
+    return d

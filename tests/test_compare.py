@@ -2,7 +2,7 @@
 
 import pytest
 
-from resultfiles import by_case, pair_dirs, write_speed, write_stats
+from resultfiles import by_case, make_records, pair_dirs, write_speed, write_stats
 from segbench import compare
 
 
@@ -105,3 +105,26 @@ def test_compare_ambiguous_partial_identity_not_guessed(tmp_path):
     write_speed(cur, "ocrnet_hrnetw48_mp_bs4_fp32_8", 60.0)
     rows, ok = compare.compare(base, cur)
     assert sorted(r["status"] for r in rows) == ["missing", "new", "new"] and not ok
+
+
+def test_a_directory_of_fourteen_key_records_compares_against_speed_files(tmp_path):
+    """Paddle's own results (14-key records, its names) against segbench's speed files."""
+    base = make_records(tmp_path / "paddle")
+    cur = tmp_path / "torch"
+    write_speed(cur, "fastscnn_sp_bs2_fp32_1", 10.0)
+    write_speed(cur, "fastscnn_mp_bs2_fp32_2_li5", 15.0)
+    write_speed(cur, "ocrnet_hrnetw48_mp_bs2_fp32_8", 30.0)
+    write_speed(cur, "deeplabv3plus_r101_d8_mp_bs4_fp16_8", 6.6)
+    write_speed(cur, "deeplabv3plus_r101_d8_mp_bs2_fp16_8", 3.0)   # another batch size: no match
+    write_speed(cur, "segformer_b0_sp_bs2_fp32_1", 5.0)
+    rows, ok = compare.compare(base, cur, 0.05)
+    got = {r["case"]: (r["baseline_case"], r["status"]) for r in rows}
+    assert got == {
+        "fastscnn_sp_bs2_fp32_1": ("fastscnn_sp_bs2_fp32_1", "improved"),
+        "fastscnn_mp_bs2_fp32_2_li5": ("fastscnn_mp_bs2_fp32_2_li5", "ok"),
+        "ocrnet_hrnetw48_mp_bs2_fp32_8": ("PaddleSeg_ocrnet_N1C8", "regressed"),
+        "deeplabv3plus_r101_d8_mp_bs4_fp16_8": ("result", "ok"),
+        "deeplabv3plus_r101_d8_mp_bs2_fp16_8": (None, "new"),
+        "segformer_b0_sp_bs2_fp32_1": ("segformer_b0_bs2_fp32", "improved"),   # baseline failed
+    } and not ok
+    assert by_case(rows)["ocrnet_hrnetw48_mp_bs2_fp32_8"]["ratio"] == pytest.approx(30.0 / 36.0)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from resultfiles import (HOST_WARNINGS, assert_chart_layout, by_case, make_flagged, make_results, md_row,
-                         pair_dirs, run_cli, write_case, write_speed, write_stats)
+from resultfiles import (HOST_WARNINGS, assert_chart_layout, by_case, make_flagged, make_records,
+                         make_results, md_row, pair_dirs, run_cli, write_case, write_speed, write_stats)
 from segbench import chart, report, results
 
 
@@ -141,6 +141,20 @@ def test_cli_report(tmp_path):
         assert str(tmp_path / "o" / name) in p.stdout
         assert (tmp_path / "o" / name).exists()
     assert "| mp | 2 | fp32 | 2 | 18.00 | 9.00 | 0.90 |" in p.stdout
+
+
+def test_cli_reads_fourteen_key_records(tmp_path):
+    d = make_records(tmp_path / "paddle")
+    p = run_cli("report", d, "--out", tmp_path / "o")
+    assert p.returncode == 0, p.stderr
+    assert "5 case(s), 1 failed" in p.stdout and "## ocrnet_hrnetw48" in p.stdout
+    assert md_row(p.stdout, ["mp", "2", "fp32", "8", "36.00", "4.50"])
+    assert md_row(p.stdout, ["mp", "2", "fp32", "2", "15.00", "7.50", "-"])  # li5: no sp of its own
+    cur = tmp_path / "torch"
+    write_speed(cur, "ocrnet_hrnetw48_mp_bs2_fp32_8", 36.5)
+    p = run_cli("compare", d, cur, "--baseline-label", "Paddle")
+    assert p.returncode == 1 and "4 missing" in p.stdout, p.stdout
+    assert "ocrnet_hrnetw48_mp_bs2_fp32_8 (= PaddleSeg_ocrnet_N1C8)" in p.stdout
 
 
 def test_cli_compare_exit_codes(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from resultfiles import (by_case, make_results, tuned_switches, write_case, write_speed,
+from resultfiles import (by_case, make_records, make_results, tuned_switches, write_case, write_speed,
                          write_stats)
 from segbench import compare, report, results, tables, tuned
 
@@ -210,3 +210,37 @@ def test_tuned_runs_with_other_switches_are_other_variants(tmp_path):
     assert "## fastscnn [tuned-cmreduce-overhead]" in md  # no device: auto is default's
     assert "## fastscnn [tuned]\n" in md
     assert "## fastscnn [tuned-channels_last+foreach+loader+workers+non_blocking+tf32]" in md
+
+
+# --------------------------------------------------------------------------- 14-key records
+
+def test_fourteen_key_records_are_rows(tmp_path):
+    c = by_case(results.load_cases(make_records(tmp_path / "res")))
+    assert set(c) == {"fastscnn_sp_bs2_fp32_1", "fastscnn_mp_bs2_fp32_2_li5", "PaddleSeg_ocrnet_N1C8",
+                      "result", "segformer_b0_bs2_fp32"}
+    fields = ("model", "variant", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s", "ok")
+    got = {k: tuple(r[f] for f in fields) for k, r in c.items()}
+    assert got["fastscnn_sp_bs2_fp32_1"] == ("fastscnn", "", "sp", 2, "fp32", 1, 8.0, True)
+    assert got["fastscnn_mp_bs2_fp32_2_li5"] == ("fastscnn", "li5", "mp", 2, "fp32", 2, 15.0, True)
+    assert got["PaddleSeg_ocrnet_N1C8"] == ("ocrnet_hrnetw48", "", "mp", 2, "fp32", 8, 36.0, True)
+    assert got["result"] == ("deeplabv3plus_r101_d8", "", "mp", 4, "fp16", 8, 6.5, True)
+    assert got["segformer_b0_bs2_fp32"][:6] == ("segformer_b0", "", "sp", 2, "fp32", 1)
+    assert c["segformer_b0_bs2_fp32"]["ok"] is False                    # ips 0: a failed case
+    assert c["result"]["source"] == str(tmp_path / "res" / "run2" / "result.json")
+
+
+def test_a_case_with_its_speed_file_and_its_record_counts_once(tmp_path):
+    """What analysis writes: <case>_speed, <case>_stats.json and <case>_paddle.json; the speed
+    file and its sidecar win (the record says less: no cv, no memory)."""
+    d = tmp_path / "res"
+    make_records(d)
+    write_speed(d, "fastscnn_sp_bs2_fp32_1", 8.5)
+    write_stats(d, "fastscnn_sp_bs2_fp32_1", per_iter={"cv": 0.02})
+    write_speed(d / "run2", "result", 6.0, model="deeplabv3plus_r101_d8", run_mode="mp", gpu_num=8,
+                file_name="other_speed")                        # found by its log_file's name
+    rows = results.load_cases(d)
+    c = by_case(rows)
+    assert len(rows) == len(c) == 5
+    assert c["fastscnn_sp_bs2_fp32_1"]["images_per_s"] == 8.5 and c["fastscnn_sp_bs2_fp32_1"]["cv"] == 0.02
+    assert c["fastscnn_sp_bs2_fp32_1"]["source"].endswith("_speed")
+    assert c["result"]["source"].endswith("other_speed")
