@@ -2,16 +2,27 @@
 
     python -m segbench.report compare BASELINE_DIR CURRENT_DIR [--threshold 5%]
         [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
+    python -m segbench.report compare --db FILE_OR_DIR --baseline torch=2.10 --current torch=2.11
+        [--where device_name=...] [--threshold 5%] ...
+
+Two directories, or two selections of the results history (segbench.history): rows either way
+come from segbench.results' one row builder, so the matching and the threshold are the same.
 
 compare(base_dir, cur_dir, t)   -> (rows, ok)
+compare_rows(base, cur, t)      -> (rows, ok) of two lists of report rows
+compare_history(db, b, c, w, t) -> (rows, ok, note) of two selections of the history
 compare_markdown(rows, ...)     -> Markdown text of a compare result
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 
-from segbench.results import ReportError, first, identity, is_cpu_profile, load_nonempty, norm_mode
+from segbench import history
+from segbench.results import (ReportError, first, history_rows, identity, is_cpu_profile, load_nonempty,
+                              norm_mode)
 from segbench.tables import failed_text, fmt, fmt_rate, md_table, units
 
 STATUSES = ("ok", "regressed", "improved", "missing", "new")
@@ -168,8 +179,22 @@ def _compare_row(b, c, threshold):
     return row
 
 
+def _check_threshold(threshold):
+    threshold = float(threshold)
+    if not (0 <= threshold < 1):
+        raise ReportError(f"threshold must be in [0, 1): {threshold}")
+    return threshold
+
+
 def compare(baseline_dir, current_dir, threshold=0.05):
-    """Match cases of two result directories and compare images/s.
+    """Match cases of two result directories and compare images/s: compare_rows of their rows."""
+    _check_threshold(threshold)
+    return compare_rows(load_nonempty(os.fspath(baseline_dir)), load_nonempty(os.fspath(current_dir)),
+                        threshold)
+
+
+def compare_rows(base, cur, threshold=0.05, notes=None):
+    """Match two lists of report rows (segbench.results) and compare images/s.
 
     Returns (rows, ok).  Each row: case, model, variant, run_mode, batch_size, fp,
     gpu_num, profile, baseline, current (images/s, None when absent or failed), ratio
@@ -178,21 +203,23 @@ def compare(baseline_dir, current_dir, threshold=0.05):
     (ratio < 1 - threshold) or is missing (absent or failed in current).
     Cases are matched by (model, run_mode, bs, precision, GPUs, variant); a baseline
     from another harness (other log-file names, run_mode DP, ...) matches on
-    whatever it yields, then on the log-file name.
+    whatever it yields, then on the log-file name.  ``notes`` maps ("b"|"c", index) to a
+    text added to that row's note.
     """
-    threshold = float(threshold)
-    if not (0 <= threshold < 1):
-        raise ReportError(f"threshold must be in [0, 1): {threshold}")
-    base = load_nonempty(os.fspath(baseline_dir))
-    cur = load_nonempty(os.fspath(current_dir))
+    threshold = _check_threshold(threshold)
     pairs, ub, uc, dups = _match(base, cur)
+    notes = notes or {}
+
+    def texts(key):
+        side = "baseline" if key[0] == "b" else "current"
+        return ([notes[key]] if key in notes else []) + (
+            [f"{dups[key]} duplicate {side} file(s) ignored"] if key in dups else [])
+
     rows = []
     for bi, ci in pairs + [(bi, None) for bi in ub] + [(None, ci) for ci in uc]:
         row = _compare_row(None if bi is None else base[bi], None if ci is None else cur[ci],
                            threshold)
-        extra = [f"{dups[(side, i)]} duplicate {name} file(s) ignored"
-                 for side, i, name in (("b", bi, "baseline"), ("c", ci, "current"))
-                 if (side, i) in dups]
+        extra = texts(("b", bi)) + texts(("c", ci))
         if extra:
             row["note"] = "; ".join(([row["note"]] if row["note"] else []) + extra)
         rows.append(row)
@@ -203,9 +230,72 @@ def compare(baseline_dir, current_dir, threshold=0.05):
     return rows, ok
 
 
+# --------------------------------------------------------------------------- from the history
+
+def split_filters(values):
+    """COLUMN=VALUE filters from comma- or repeat-lists.  A comma starts a new filter only
+    before a column's name and ``=``: a device_name of several GPUs holds ", "."""
+    cut = re.compile(r",\s*(?=(?:%s)=)" % "|".join(history.NAMES))
+    return [f.strip() for v in values for f in cut.split(v) if f.strip()]
+
+
+def _select(db, filters):
+    try:
+        rows = history.select(db, filters)
+    except (OSError, ValueError, sqlite3.Error) as exc:
+        raise ReportError(str(exc)) from None
+    if not rows:
+        raise ReportError(f"no rows in {history.db_path(db)} where {' and '.join(filters)}")
+    return rows
+
+
+def _latest(rows):
+    """The latest of the rows (oldest first) of each case, in the order of their first run;
+    and {kept index: number of earlier rows of its case}."""
+    last, count = {}, {}
+    for i, r in enumerate(rows):
+        key = identity(r) if None not in identity(r) else ("case", r["case"])
+        last[key] = i
+        count[key] = count.get(key, 0) + 1
+    kept = sorted((i, count[k] - 1) for k, i in last.items())
+    return [rows[i] for i, _ in kept], {j: n for j, (_, n) in enumerate(kept) if n}
+
+
+def _described(side, label, hrows, cases):
+    """One line on a selection: its runs, cases, torch versions and devices."""
+    torches = ", ".join(sorted({str(h["torch"]) for h in hrows}))
+    devices = sorted({str(h["device_name"]) for h in hrows})
+    several = " (several devices: narrow it with --where device_name=...)" if len(devices) > 1 else ""
+    return (f"- {side} ({label}): {len(hrows)} run(s) of {cases} case(s); torch {torches}; "
+            f"on {'; '.join(devices)}{several}")
+
+
+def compare_history(db, baseline, current, where=(), threshold=0.05):
+    """Compare two selections of the results history (segbench.history): ``baseline`` and
+    ``current`` lists of COLUMN=VALUE filters (split_filters), ``where`` filters for both.
+    Where a selection has several rows of one case, the latest counts.  Returns (rows, ok,
+    note): compare_rows' result and a Markdown paragraph saying what was selected."""
+    threshold = _check_threshold(threshold)
+    where = split_filters(where)
+    sides, notes, lines = [], {}, []
+    for side, key, filters in (("baseline", "b", baseline), ("current", "c", current)):
+        own = split_filters(filters)
+        hrows = _select(db, [*where, *own])
+        rows, earlier = _latest(history_rows(hrows, history.db_path(db)))
+        notes.update({(key, i): f"{n} earlier {side} run(s) ignored: the latest counts"
+                      for i, n in earlier.items()})
+        sides.append(rows)
+        lines.append(_described(side, ", ".join(own), hrows, len(rows)))
+    common = f" where {' and '.join(where)}" if where else ""
+    note = (f"From `{history.db_path(db)}`{common}; where a selection has several runs of one "
+            f"case, the latest counts.\n\n" + "\n".join(lines))
+    return (*compare_rows(*sides, threshold, notes), note)
+
+
 def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
-                     current_label="current"):
-    """A Markdown report of compare()'s result, with the labels in the headers."""
+                     current_label="current", note=None):
+    """A Markdown report of compare()'s result, with the labels in the headers and ``note``
+    (Markdown) under the verdict."""
     headers = ["case", "mode", "bs", "precision", units(rows), f"{baseline_label} images/s",
                f"{current_label} images/s", f"{current_label}/{baseline_label}", "change",
                "status"]
@@ -231,4 +321,4 @@ def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
     verdict = "PASS" if ok else "FAIL"
     return (f"## {current_label} vs {baseline_label}: training throughput\n\n"
             f"{verdict}: {len(rows)} case(s): {summary}; threshold ±{100 * threshold:g}%\n\n"
-            + md_table(headers, table, "llrlrrrrrl") + "\n")
+            + (f"{note}\n\n" if note else "") + md_table(headers, table, "llrlrrrrrl") + "\n")

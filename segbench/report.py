@@ -3,6 +3,8 @@
     python -m segbench.report report DIR [--out OUTDIR]
     python -m segbench.report compare BASELINE_DIR CURRENT_DIR [--threshold 5%]
         [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
+    python -m segbench.report compare --db FILE_OR_DIR --baseline torch=2.10 --current torch=2.11
+        [--where device_name=...] [--threshold 5%] [--markdown FILE]
 
 Exit codes: 0 fine, 1 compare found a regressed or missing case,
 2 bad arguments / unreadable input / no results (one line on stderr).
@@ -25,6 +27,7 @@ tables.scaling(cases)           -> list (same order) of mp scaling efficiency or
 report.write_report(in, out)    -> {"md": path, "csv": path, "png": path}
 chart.build_chart(cases, note)  -> the summary.png matplotlib Figure (for inspection)
 compare.compare(base, cur, t)   -> (rows, ok)
+compare.compare_history(db, ..) -> (rows, ok, note) of two selections of the results history
 compare.compare_markdown(rows)  -> Markdown text of a compare result
 """
 
@@ -39,7 +42,7 @@ import os
 import sys
 
 from segbench.chart import write_chart
-from segbench.compare import compare, compare_markdown
+from segbench.compare import compare, compare_history, compare_markdown, split_filters
 from segbench.results import CASE_KEYS, ReportError, is_cpu_profile, load_nonempty
 from segbench.tables import (SCALING_CREDIBLE_MAX, fmt, fmt_rate, md_cell, md_table, model_key, scaling,
                              scaling_note, sort_key, status_text, units)
@@ -198,14 +201,72 @@ def _parser():
     r.add_argument("dir", help="directory holding *_speed files (and *_stats.json) and/or "
                    "14-key records (*_paddle.json)")
     r.add_argument("--out", default=None, help="output directory (default: DIR)")
-    c = sub.add_parser("compare", help="compare two result directories; exit 1 on regression")
-    c.add_argument("baseline_dir")
-    c.add_argument("current_dir")
+    c = sub.add_parser("compare", help="compare two result directories, or two selections of the "
+                       "results history (--db); exit 1 on regression")
+    c.add_argument("baseline_dir", nargs="?")
+    c.add_argument("current_dir", nargs="?")
+    c.add_argument("--db", metavar="FILE_OR_DIR",
+                   help="the results history (segbench.history): a database or its log directory")
+    for side in ("baseline", "current"):
+        c.add_argument(f"--{side}", action="append", default=[], metavar="COLUMN=VALUE[,...]",
+                       help=f"with --db: the {side} rows (comma- or repeat-list; the latest row of "
+                            "a case counts)")
+    c.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,...]",
+                   help="with --db: filters for both selections (e.g. device_name=NVIDIA H200)")
     c.add_argument("--threshold", default="5%", help="allowed slowdown: 5%% or 0.05 (default 5%%)")
-    c.add_argument("--baseline-label", default="baseline")
-    c.add_argument("--current-label", default="current")
+    c.add_argument("--baseline-label", default=None,
+                   help="default: baseline, or the --baseline selection")
+    c.add_argument("--current-label", default=None,
+                   help="default: current, or the --current selection")
     c.add_argument("--markdown", default=None, metavar="FILE", help="also write the table here")
     return p
+
+
+def _report(args):
+    paths = write_report(args.dir, args.out)
+    for kind in ("md", "csv", "png"):
+        print(f"wrote {paths[kind]}")
+    print()
+    with open(paths["md"], encoding="utf-8") as fh:
+        sys.stdout.write(fh.read())
+    return 0
+
+
+def _compared(args, threshold):
+    """(rows, ok, baseline label, current label, note) of the compare the arguments ask for."""
+    dirs = [d for d in (args.baseline_dir, args.current_dir) if d is not None]
+    if args.db is None:
+        if args.baseline or args.current or args.where:
+            raise ReportError("--baseline, --current and --where select from a database: give --db")
+        if len(dirs) != 2:
+            raise ReportError("compare takes BASELINE_DIR CURRENT_DIR, or --db with --baseline "
+                              "and --current")
+        for d in dirs:
+            if not os.path.isdir(d):
+                raise ReportError(f"not a directory: {d}")
+        return (*compare(*dirs, threshold), "baseline", "current", None)
+    if dirs:
+        raise ReportError("compare takes two directories or --db, not both")
+    if not (args.baseline and args.current):
+        raise ReportError("--db needs --baseline and --current (COLUMN=VALUE filters)")
+    rows, ok, note = compare_history(args.db, args.baseline, args.current, args.where, threshold)
+    labels = (", ".join(split_filters(args.baseline)), ", ".join(split_filters(args.current)))
+    return rows, ok, *labels, note
+
+
+def _compare(args):
+    threshold = parse_threshold(args.threshold)
+    rows, ok, base_label, cur_label, note = _compared(args, threshold)
+    text = compare_markdown(rows, ok, threshold, args.baseline_label or base_label,
+                            args.current_label or cur_label, note)
+    if args.markdown:
+        try:
+            with open(args.markdown, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise ReportError(f"cannot write {args.markdown}: {exc.strerror or exc}") from None
+    sys.stdout.write(text)
+    return 0 if ok else 1
 
 
 def main(argv=None):
@@ -214,33 +275,8 @@ def main(argv=None):
         args = _parser().parse_args(argv)
         if args.command is None:
             raise ReportError("missing command: report or compare (see --help)")
-        if args.command == "report":
-            paths = write_report(args.dir, args.out)
-            for kind in ("md", "csv", "png"):
-                print(f"wrote {paths[kind]}")
-            print()
-            with open(paths["md"], encoding="utf-8") as fh:
-                sys.stdout.write(fh.read())
-            return 0
-        threshold = parse_threshold(args.threshold)
-        for d in (args.baseline_dir, args.current_dir):
-            if not os.path.isdir(d):
-                raise ReportError(f"not a directory: {d}")
-        rows, ok = compare(args.baseline_dir, args.current_dir, threshold)
-        text = compare_markdown(rows, ok, threshold, args.baseline_label, args.current_label)
-        if args.markdown:
-            try:
-                with open(args.markdown, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-            except OSError as exc:
-                raise ReportError(f"cannot write {args.markdown}: {exc.strerror or exc}") \
-                    from None
-        sys.stdout.write(text)
-        return 0 if ok else 1
-    except ReportError as exc:
-        print(f"segbench.report: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+        return _report(args) if args.command == "report" else _compare(args)
+    except (ReportError, OSError) as exc:
         print(f"segbench.report: error: {exc}", file=sys.stderr)
         return 2
 

@@ -16,7 +16,8 @@ of ``fastscnn_sp_bs2_fp32_1``), taken from the sidecar's recorded settings
 where it has them, else from the name.  A variant is never matched, compared
 or scaled against another; the tables show it as ``model [variant]``.
 
-load_cases(dir)                 -> list of flat dicts, one per speed file
+load_cases(dir)                 -> list of flat dicts, one per case (speed file or 14-key record)
+history_rows(rows, db)          -> the same rows from segbench.history rows
 parse_case_name(name)           -> model/run_mode/batch_size/fp/gpu_num/tuned/variant of a name
 identity(row)                   -> the tuple rows are matched and scaled by
 """
@@ -471,6 +472,22 @@ def load_cases(directory):
         stats = {**(fields or {}), **_read_sidecar(path, speed.get("log_file"))}
         rows.append(_build_row(path, speed, stats))
     return rows
+
+
+def history_rows(rows, db):
+    """Report rows of segbench.history rows (history.select): each row's stored sidecar with its
+    speed fields, through the row builder of the directory path; ``source`` is ``DB#id=N``."""
+    out = []
+    for h in rows:
+        try:
+            stats = json.loads(h.get("stats") or "{}")
+        except (TypeError, ValueError, RecursionError):
+            stats = {}
+        speed = {"log_file": h.get("case_name"), "model_name": h.get("model"),
+                 "run_mode": h.get("run_mode"), "gpu_num": h.get("gpu_num"),
+                 "FINAL_RESULT": h.get("images_per_s"), "JOB_FAIL_FLAG": h.get("job_fail_flag")}
+        out.append(_build_row(f"{db}#id={h.get('id')}", speed, stats if isinstance(stats, dict) else {}))
+    return out
 
 
 def load_nonempty(directory):
