@@ -5,10 +5,14 @@ in its log directory: the case's identity with all its settings, the environment
 commit, the figures and the flags. The JSON files stay as they are; the database is what lets one
 ask how a case's figure moved from one torch to the next on one GPU::
 
-    segbench history [--db FILE|DIR] [--where torch=2.11 --where model=fastscnn] [--plot F.png]
+    segbench history [--db FILE|DIR] [--where torch=2.11 --where model=fastscnn] [--case NAME]
+        [--plot F.png]
+    python -m segbench.report compare --db FILE|DIR --baseline torch=2.10 --current torch=2.11
+        [--where device_name=...]
 
 A ``--where`` value matches a column exactly or as a version prefix (``torch=2.11`` matches
-``2.11.0+cu130``). Standard library only (sqlite3).
+``2.11.0+cu130``); ``--case NAME`` is ``--where case_name=NAME``. ``segbench compare --db``
+compares two selections (segbench.compare). Standard library only (sqlite3).
 """
 from __future__ import annotations
 
@@ -152,12 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", default=os.environ.get("TRAIN_LOG_DIR") or ".",
                    help=f"the database, or a log directory holding {DB_NAME} (default: TRAIN_LOG_DIR or .)")
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE")
+    p.add_argument("--case", metavar="NAME", help="one case's rows: the same as --where case_name=NAME")
     p.add_argument("--plot", type=Path, metavar="FILE.png")
     p.add_argument("--by", default="torch", choices=NAMES[:-1], help="label points by (default torch)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON lines")
     a = p.parse_args(argv)
     try:
-        rows = select(a.db, a.where)
+        rows = select(a.db, a.where + ([f"case_name={a.case}"] if a.case else []))
     except (FileNotFoundError, ValueError, sqlite3.Error) as exc:
         print(f"segbench history: error: {exc}", file=sys.stderr)
         return 2

@@ -53,3 +53,11 @@ def test_database_is_plain_sqlite(tmp_path):
     path = history.append(tmp_path, _stats(), {}, "2026-12-01T10:00:00")
     with sqlite3.connect(path) as con:
         assert con.execute("SELECT count(*), max(images_per_s) FROM results").fetchone() == (1, 40.0)
+
+
+def test_case_is_a_shorthand_filter(tmp_path, capsys):
+    history.append(tmp_path, _stats(), {}, "2026-12-01T10:00:00")
+    history.append(tmp_path, _stats(case="fastscnn_sp_bs2_fp32_1_li5"), {}, "2026-12-01T11:00:00")
+    assert history.main(["--db", str(tmp_path), "--case", "fastscnn_sp_bs2_fp32_1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["case_name"] for r in rows] == ["fastscnn_sp_bs2_fp32_1"]

@@ -1,0 +1,113 @@
+"""What the summary's tables, its chart and compare's table share: the scaling efficiency of a
+row, what its processes are (GPUs or CPU processes), the order and grouping of rows, number
+formats and the Markdown table.
+
+scaling(cases)                  -> list (same order) of mp scaling efficiency or None
+"""
+
+from __future__ import annotations
+
+from segbench.results import case_label, identity, is_cpu_profile
+
+# mp images/s cannot exceed its process count times one process's: an efficiency above 1 says the
+# sp figure is too low (or the mp one too high). 5% above 1 is let pass as the noise of two
+# separate runs; above that the figure is marked not credible.
+SCALING_CREDIBLE_MAX = 1.05
+
+
+# --------------------------------------------------------------------------- scaling
+
+def scaling(cases):
+    """Scaling efficiency per case, same order as cases.
+
+    For an mp row: mp images/s / (gpu_num x images/s of the ok sp row with the
+    same model, variant, batch size and precision, and on the same side of the CPU
+    profile).  None for sp rows, failed rows, and mp rows without such an sp row.
+    """
+    sp = {}
+    for row in cases:
+        model, mode, bs, fp, gpus, variant = identity(row)
+        if (mode == "sp" and row.get("ok") and (row.get("images_per_s") or 0) > 0
+                and None not in (model, bs, fp)):
+            sp.setdefault((model, variant, bs, fp, is_cpu_profile(row)),
+                          row["images_per_s"] / (gpus or 1))
+    out = []
+    for row in cases:
+        model, mode, bs, fp, gpus, variant = identity(row)
+        base = sp.get((model, variant, bs, fp, is_cpu_profile(row)))
+        if mode != "mp" or not row.get("ok") or base is None or not gpus:
+            out.append(None)
+        else:
+            out.append(row["images_per_s"] / (gpus * base))
+    return out
+
+
+def unit(row, plural=False):
+    """What a case's processes are: GPUs, or CPU processes in the CPU profile."""
+    if is_cpu_profile(row):
+        return "processes" if plural else "process"
+    return "GPUs" if plural else "GPU"
+
+
+def units(rows, plural=True):
+    """unit() over rows: one word when they agree, both ("GPUs/processes") when they do not."""
+    words = list(dict.fromkeys(unit(r, plural) for r in rows)) or [unit({}, plural)]
+    return "/".join(words)
+
+
+def scaling_note(row, eff):
+    """Why a scaling efficiency above SCALING_CREDIBLE_MAX is not credible; None when it is."""
+    if eff is None or eff <= SCALING_CREDIBLE_MAX:
+        return None
+    one = unit(row)
+    return (f"not credible (above {SCALING_CREDIBLE_MAX:g}): the 1-{one} run was slower than each "
+            f"{one} of the {row.get('gpu_num')}-{one} run: a busy host or a different setting "
+            f"during the sp run")
+
+
+# --------------------------------------------------------------------------- formatting
+
+def fmt_rate(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 1 or v == 0:
+        return f"{v:,.2f}"
+    return f"{v:.3g}"
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def md_cell(v):
+    s = "-" if v is None else str(v)
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def md_table(headers, rows, align):
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---:" if a == "r" else ":---" for a in align) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def sort_key(row):
+    model, mode, bs, fp, gpus, variant = identity(row)
+    return (model or "", variant, is_cpu_profile(row), {"sp": 0, "mp": 1}.get(mode, 2),
+            gpus or 0, bs or 0, fp or "", row.get("case") or "")
+
+
+def failed_text(row):
+    return "FAILED: " + row["reason"] if row.get("reason") else "FAILED"
+
+
+def status_text(row):
+    s = "ok" if row.get("ok") else failed_text(row)
+    if is_cpu_profile(row):
+        s += " (CPU profile)"
+    return s
+
+
+def model_key(row):
+    """A table (and a chart colour) per model, variant and side of the CPU profile."""
+    return case_label(row) + (" (CPU profile)" if is_cpu_profile(row) else "")
