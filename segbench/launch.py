@@ -8,7 +8,8 @@ mp: torchrun, one process per device), ends only that group on timeout or signal
 speed file and stats sidecar through segbench.analysis (the code behind analysis_log.py).
 
 Knobs (environment): TRAIN_LOG_DIR, CUDA_VISIBLE_DEVICES, DEVICE (auto|cuda|cpu), MP_PROCS (CPU mp,
-default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, BENCH_TIMEOUT (seconds, default 900),
+default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (under Slurm: from SLURM_NNODES, SLURM_NODEID,
+SLURM_JOB_NODELIST, SLURM_JOB_ID), BENCH_TIMEOUT (seconds, default 900),
 LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false),
 PROFILE_ITERS (FIRST-LAST, default 50-60), FLOPS (true|false: the one-off FLOP count before
 iteration 1, default true), CUDNN_BENCHMARK (true|false, default true as in the seed's configs;
@@ -167,7 +168,10 @@ class Case:
         return "gpu" if self.device == "cuda" else "cpu"
 
     def path(self, suffix: str = "") -> Path:
-        return self.log_dir / f"{self.name}{suffix}"
+        """The case's files; on a multi-node run's node R > 0, ``<case>.node<R>...``: only node 0
+        writes the case's log, speed file and sidecar (its gpu_num counts every node's processes)."""
+        node = f".node{self.node_rank}" if self.node_rank else ""
+        return self.log_dir / f"{self.name}{node}{suffix}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,9 +306,38 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         cpu_affinity=_cpu_list(environ, "CPU_AFFINITY"),
         tuned=switches, compile_mode=compile_mode,
         compile_scope=compile_scope,
-        nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
-        master_addr=environ.get("MASTER_ADDR") or "127.0.0.1",
-        master_port=_env_int(environ, "MASTER_PORT", 0, 0))
+        **_nodes(environ))
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list: ``gpu[03-06,9],login1`` -> ``gpu03``."""
+    m = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if not m:
+        raise BadInput(f"SLURM_JOB_NODELIST {nodelist!r} names no host")
+    first = (m.group(2) or "").split(",")[0].split("-")[0]
+    return m.group(1) + first
+
+
+def _nodes(environ) -> dict:
+    """NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT; under Slurm (srun -N4 --ntasks-per-node=1
+    bash run_benchmark.sh ...) each defaults to Slurm's: SLURM_NNODES, SLURM_NODEID, the first host
+    of SLURM_JOB_NODELIST, and 29500 + SLURM_JOB_ID % 10000 (the same on every node of the job)."""
+    slurm = environ.get("SLURM_NNODES") and environ.get("SLURM_JOB_NODELIST")
+    out = {"nnodes": _env_int(environ, "NNODES", 1),
+           "node_rank": _env_int(environ, "NODE_RANK", 0, 0),
+           "master_addr": environ.get("MASTER_ADDR") or "127.0.0.1",
+           "master_port": _env_int(environ, "MASTER_PORT", 0, 0)}
+    if not slurm:
+        return out
+    if not environ.get("NNODES"):
+        out["nnodes"] = _env_int(environ, "SLURM_NNODES", 1)
+    if not environ.get("NODE_RANK"):
+        out["node_rank"] = _env_int(environ, "SLURM_NODEID", 0, 0)
+    if not environ.get("MASTER_ADDR"):
+        out["master_addr"] = first_host(environ["SLURM_JOB_NODELIST"])
+    if not environ.get("MASTER_PORT"):
+        out["master_port"] = 29500 + _env_int(environ, "SLURM_JOB_ID", 0, 0) % 10000
+    return out
 
 
 def _visible_requested(environ) -> list[str] | None:
@@ -788,22 +821,48 @@ def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
             print(_banner(case), flush=True)
             for f in own_files(case):    # every run starts from a clean set of its own files
                 f.unlink(missing_ok=True)
-            res = _runs(case, verbose, stop)
-            analysis.write_outputs(res, case.path("_speed"))
+            res, run_reason = _runs(case, verbose, stop)
+            if case.node_rank == 0:
+                analysis.write_outputs(res, case.path("_speed"))
+                _record_history(case, res)
     except BadInput as exc:
         print(f"run_benchmark.sh: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"run_benchmark.sh: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
         return 1
-    print(final_line(case, res), flush=True)
     if stop["signal"] is not None:
+        print(final_line(case, res), flush=True)
         return EXIT_INTERRUPTED
+    if case.node_rank:   # its ranks log no windows: the run itself decides; node 0 has the figure
+        print(f"[segbench] {case.name}: node {case.node_rank} of {case.nnodes}: "
+              + (f"FAILED ({run_reason})" if run_reason else "ran; node 0 writes the case's figure"),
+              flush=True)
+        return 1 if run_reason else 0
+    print(final_line(case, res), flush=True)
     return 0 if res.ok else 1
 
 
+def _record_history(case: Case, res) -> None:
+    """One row in the log dir's results database (segbench.history); a database that cannot be
+    written is said, never a reason to fail the case."""
+    from segbench import history
+    settings = {"crop": list(case.crop or case.default_crop or []) or None, "log_interval": case.log_interval,
+                "cudnn_benchmark": case.cudnn_benchmark, "cpu_affinity": case.cpu_affinity,
+                "tuned": list(case.tuned), "compile_mode": case.compile_mode,
+                "compile_scope": case.compile_scope, "profile_window": case.profile_window,
+                "max_iter": case.max_iter, "num_workers": case.num_workers, "repeat": case.repeat,
+                "data_root": str(case.data_root), "nnodes": case.nnodes, "config": case.model}
+    try:
+        history.append(case.log_dir, res.stats, settings,
+                       _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    except Exception as exc:   # sqlite3.Error, OSError: the JSON files are the record
+        print(f"[segbench] {case.name}: results database not written: {exc}", file=sys.stderr)
+
+
 def _runs(case: Case, verbose: bool, stop: dict):
-    """The case's run (REPEAT times, stopping at a failure or a signal) -> its analysis Result."""
+    """The case's run (REPEAT times, stopping at a failure or a signal) -> its analysis Result and
+    the last run's own failure reason (None: it ran to the end)."""
     from segbench import analysis
     runs = []
     for i in range(1, case.repeat + 1):
@@ -813,10 +872,10 @@ def _runs(case: Case, verbose: bool, stop: dict):
         if stop["signal"] is not None or result["reason"]:
             break
     if case.repeat == 1:
-        return runs[0][1]
+        return runs[0][1], result["reason"]
     res = analysis.analyze(_settle_repeats(case, runs), case.label)
     res.stats["repeats"] = analysis.summarize_repeats([{**r.speed, "stats": r.stats} for _, r in runs])
-    return res
+    return res, result["reason"]
 
 
 def _settle_repeats(case: Case, runs: list) -> Path:

@@ -16,7 +16,8 @@ from segbench import env, launch, suite
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime"   # run_PyTorch.sh's default PYTORCH_IMAGE
-NOT_KNOBS = {"PYTHONPATH"}   # read by segbench.env to run its own children, not a setting
+# PYTHONPATH: read by segbench.env to run its own children; SLURM_*: Slurm's, read on its nodes
+NOT_KNOBS = {"PYTHONPATH", "SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "SLURM_JOB_ID"}
 
 
 def knobs_the_code_reads() -> set[str]:
