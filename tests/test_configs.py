@@ -137,7 +137,7 @@ def test_logged_window_time_is_the_mean_of_its_own_iterations(cpu_env):
                         "12", "1"], env=dict(cpu_env, CROP="64x128"), capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    log = configs.Path(cpu_env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1"
+    log = configs.Path(cpu_env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1_crop64x128_li2"
     logged = {int(m[1]): float(m[2]) for m in
               re.finditer(r"Iter\(train\) \[\s*(\d+)/12\].*?\btime: ([0-9.]+)", log.read_text())}
     rows = [json.loads(ln) for ln in log.with_name(log.name + "_iters.rank0.jsonl").read_text().splitlines()]
