@@ -6,6 +6,7 @@
 #   bash run_PyTorch.sh --dry-run       # print the cases
 #   bash run_PyTorch.sh --wheelhouse DIR  # air-gapped host: set up from DIR (PrepareEnv.sh --wheelhouse)
 #   bash run_PyTorch.sh --no-setup      # the set-up is done: run the cases only
+#   STACK=mmseg0 bash run_PyTorch.sh    # the same cases on mmseg 0.30 / mmcv 1.7.2 (docs/LEGACY.md)
 # With no GPU it runs the CPU profile (small crops, few iterations, mp = 2 CPU processes), labelled.
 # Other options (case file, --models/--modes/--bs/--fp, --resume): python -m segbench.suite --help
 set -euo pipefail
@@ -45,14 +46,14 @@ _in_docker() {
     # .venv in the mounted checkout, which would point at the image's interpreter afterwards.
     echo "run_PyTorch.sh: running in docker image ${image}"
     docker run --rm --gpus all --shm-size=16g --ipc=host \
-        -e CUDA_VISIBLE_DEVICES -e TRAIN_LOG_DIR -e CITYSCAPES_ROOT \
+        -e CUDA_VISIBLE_DEVICES -e TRAIN_LOG_DIR -e CITYSCAPES_ROOT -e STACK \
         -v "${here}:/workspace/segbench" -w /workspace/segbench \
         ${CITYSCAPES_ROOT:+-v "${CITYSCAPES_ROOT}:${CITYSCAPES_ROOT}:ro"} \
         ${wheelhouse:+-v "${wheelhouse}:${wheelhouse}:ro"} \
         -e SEGBENCH_WHEELHOUSE="${wheelhouse}" \
         "${image}" bash -c 'PYTHON=python bash PrepareEnv.sh --system \
                 ${SEGBENCH_WHEELHOUSE:+--wheelhouse "${SEGBENCH_WHEELHOUSE}"} &&
-            SEGBENCH_PYTHON=python bash run_PyTorch.sh --local --no-setup "$@"' \
+            SEGBENCH_PYTHON=python MMSEG0_PYTHON=python bash run_PyTorch.sh --local --no-setup "$@"' \
         run_PyTorch.sh ${suite_args[@]+"${suite_args[@]}"}
 }
 

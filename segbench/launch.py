@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segbench import configs, env, tuned
+from segbench import configs, env, legacy, tuned
 from segbench.train import ERROR_TAG
 
 USAGE = ("usage: CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh MODEL RUN_MODE FP_ITEM BS MAX_ITER "
@@ -85,6 +85,7 @@ class Case:
     compile_scope: str = "modules"
     command: str = ""
     env_info: dict = field(default_factory=dict)
+    stack: str = "mmseg1"                # STACK: mmseg1 (default) or mmseg0 (segbench.legacy)
 
     @property
     def gpu_num(self) -> int:
@@ -93,7 +94,8 @@ class Case:
     @property
     def name(self) -> str:
         stock = f"{self.model}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
-        return f"{stock}_tuned" if self.tuned else stock
+        name = f"{stock}_tuned" if self.tuned else stock
+        return name + (legacy.NAME_TOKEN if self.stack == legacy.LEGACY else "")  # mmseg0: last
 
     @property
     def profile(self) -> str:
@@ -221,7 +223,11 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         raise BadInput(f"TUNED_COMPILE_SCOPE must be one of {', '.join(tuned.COMPILE_SCOPES)}, "
                        f"not {compile_scope!r}")
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd()).resolve()
-    return Case(
+    try:
+        stack = legacy.stack(environ)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    case = Case(
         model=model, run_mode=run_mode, fp_item=fp_item, batch_size=bs, max_iter=max_iter,
         num_workers=workers, log_dir=log_dir, log_interval=interval, crop=crop,
         data_root=Path(environ.get("DATA_ROOT") or env.DEFAULT_DATA).resolve(),
@@ -234,7 +240,10 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         compile_scope=compile_scope,
         nnodes=_env_int(environ, "NNODES", 1), node_rank=_env_int(environ, "NODE_RANK", 0, 0),
         master_addr=environ.get("MASTER_ADDR") or "127.0.0.1",
-        master_port=_env_int(environ, "MASTER_PORT", 0, 0))
+        master_port=_env_int(environ, "MASTER_PORT", 0, 0), stack=stack)
+    if stack == legacy.LEGACY and (why := legacy.unsupported(case)):
+        raise BadInput(why)
+    return case
 
 
 def _visible_requested(environ) -> list[str] | None:
@@ -298,6 +307,8 @@ def resolve_port(case: Case, environ=os.environ) -> None:
 # Running
 
 def train_command(case: Case, log_stem: Path) -> list[str]:
+    if case.stack == legacy.LEGACY:
+        return legacy.train_command(case, log_stem)
     py = sys.executable
     args = ["-m", "segbench.train", "--model", case.model, "--batch-size", str(case.batch_size),
             "--max-iters", str(case.max_iter), "--num-workers", str(case.num_workers),
@@ -477,7 +488,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "tuned": list(case.tuned),
         "compile_mode": case.compile_mode if "compile" in case.tuned else None,
         "compile_scope": case.compile_scope if "compile" in case.tuned else None,
-        "command": case.command, "train_command": shlex.join(cmd),
+        "command": case.command, "train_command": shlex.join(cmd), "stack": case.stack,
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "env": case.env_info,
         "host": env.host_probe(gpu=case.profile == "gpu"),
@@ -541,6 +552,8 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
     name = raw_case_name(argv)
     if (environ.get("TUNED") or "").strip().lower() not in tuned.STOCK_VALUES:
         name += "_tuned"  # a tuned case's files never overwrite the stock case's
+    if (environ.get("STACK") or "").strip().lower() == legacy.LEGACY:
+        name += legacy.NAME_TOKEN
     model = _safe_name(argv[0]) if argv else "NA"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -564,10 +577,11 @@ def main(argv: list[str], environ=os.environ) -> int:
         return 0
     try:
         case = parse_case(argv, environ)
-        problems = env.stack_problems()
+        mmseg0 = case.stack == legacy.LEGACY
+        problems = legacy.stack_problems(environ) if mmseg0 else env.stack_problems()
         if problems:
             raise BadInput(f"the stack is not ready ({'; '.join(problems)}); set it up with "
-                           f"{env.SETUP_HINT}")
+                           f"{legacy.SETUP_HINT if mmseg0 else env.SETUP_HINT}")
         resolve_devices(case, environ)
         resolve_port(case, environ)
         from segbench import data
@@ -583,7 +597,7 @@ def main(argv: list[str], environ=os.environ) -> int:
         # the launcher's own affinity: every process it starts (torchrun, ranks, loader workers)
         # inherits it; nothing here is multi-threaded yet, and no fork needs a preexec hook
         os.sched_setaffinity(0, case.cpu_affinity)
-    case.env_info = env.collect()
+    case.env_info = legacy.collect(environ) if case.stack == legacy.LEGACY else env.collect()
     verbose = environ.get("SEGBENCH_VERBOSE", "") in ("1", "true")
     stop: dict = {"run": None, "signal": None}
 
