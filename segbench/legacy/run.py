@@ -111,8 +111,12 @@ def run(args: argparse.Namespace) -> None:
     argv = train_argv(args, device, distributed)
     if os.environ.get("RANK", "0") == "0":
         print(f"[segbench] mmseg0 fixes: {'; '.join(fixes)}", flush=True)
+        launcher = [sys.executable]
+        if distributed:   # each rank runs argv; torchrun starts them
+            launcher += ["-m", "torch.distributed.run",
+                         f"--nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', '1')}"]
         print(f"[segbench] mmseg0 tools/train.py: PYTHONPATH={configs.REPO} "
-              f"{shlex.join([sys.executable, *argv])}", flush=True)
+              f"{shlex.join([*launcher, *argv])}", flush=True)
     sys.argv = argv
     runpy.run_path(argv[0], run_name="__main__")
 
