@@ -552,7 +552,7 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
     name = raw_case_name(argv)
     if (environ.get("TUNED") or "").strip().lower() not in tuned.STOCK_VALUES:
         name += "_tuned"  # a tuned case's files never overwrite the stock case's
-    if (environ.get("STACK") or "").strip().lower() == legacy.LEGACY:
+    if environ.get("STACK") == legacy.LEGACY:
         name += legacy.NAME_TOKEN
     model = _safe_name(argv[0]) if argv else "NA"
     try:

@@ -57,7 +57,9 @@ def in_mmseg0(python: str, code: str, timeout: int = 300) -> subprocess.Complete
 
 def test_stack_knob_names_and_records_the_case():
     assert legacy.stack({}) == "mmseg1" and legacy.stack({"STACK": ""}) == "mmseg1"
-    assert legacy.stack({"STACK": " MMSEG0"}) == "mmseg0"
+    assert legacy.stack({"STACK": "mmseg0"}) == "mmseg0"
+    with pytest.raises(ValueError, match="not 'MMSEG0'"):   # as the shell scripts compare it
+        legacy.stack({"STACK": "MMSEG0"})
     one = launch.parse_case(ARGS, {"TRAIN_LOG_DIR": "/tmp/x"})
     zero = launch.parse_case(ARGS, {"TRAIN_LOG_DIR": "/tmp/x", "STACK": "mmseg0"})
     assert (one.stack, one.name) == ("mmseg1", "fastscnn_sp_bs2_fp32_1")

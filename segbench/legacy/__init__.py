@@ -31,10 +31,11 @@ PRECISIONS = ("fp32", "fp16")    # mmcv 1.x's Fp16OptimizerHook; no bf16
 
 
 def stack(environ=os.environ) -> str:
-    """The stack STACK names (unset or empty: mmseg1); ValueError for any other value."""
-    value = (environ.get("STACK") or STACKS[0]).strip().lower()
+    """The stack STACK names (unset or empty: mmseg1; exactly as the shell scripts compare it);
+    ValueError for any other value."""
+    value = environ.get("STACK") or STACKS[0]
     if value not in STACKS:
-        raise ValueError(f"STACK must be {' or '.join(STACKS)}, not {environ.get('STACK')!r}")
+        raise ValueError(f"STACK must be {' or '.join(STACKS)}, not {value!r}")
     return value
 
 
