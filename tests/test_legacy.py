@@ -107,8 +107,9 @@ def test_bad_input_on_the_legacy_stack_never_writes_a_default_case_file(cpu_env)
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "bf16 is not available on STACK=mmseg0" in r.stderr
     names = sorted(p.name for p in Path(env["TRAIN_LOG_DIR"]).iterdir())
-    assert names == ["fastscnn_sp_bs2_bf16_NA_mmseg0", "fastscnn_sp_bs2_bf16_NA_mmseg0_speed",
-                     "fastscnn_sp_bs2_bf16_NA_mmseg0_stats.json"]
+    stem = names[0]
+    assert re.fullmatch(r"fastscnn_sp_bs2_bf16_NA_mmseg0_bad[0-9a-f]{8}", stem), names
+    assert names == [stem, f"{stem}_paddle.json", f"{stem}_speed", f"{stem}_stats.json"]
 
 
 def test_stack_problems_say_what_is_missing(monkeypatch, tmp_path):
@@ -337,7 +338,7 @@ def _check_case(env, case, gpus):
 def test_sp_case_end_to_end_on_mmseg0(mmseg0_env):
     r = _bench(mmseg0_env, "sp")
     assert r.returncode == 0, r.stderr + r.stdout
-    text, stats = _check_case(mmseg0_env, "fastscnn_sp_bs2_fp32_1_mmseg0", 1)
+    text, stats = _check_case(mmseg0_env, "fastscnn_sp_bs2_fp32_1_crop64x128_li2_mmseg0", 1)
     assert "Distributed training: False" in text and "--launcher none" in text
     assert 0.8 < stats["per_iter"]["window_vs_per_iter"] < 1.25
     assert not (Path(mmseg0_env["TRAIN_LOG_DIR"]) / "fastscnn_sp_bs2_fp32_1").exists()
@@ -346,6 +347,6 @@ def test_sp_case_end_to_end_on_mmseg0(mmseg0_env):
 def test_mp_case_with_two_cpu_processes_on_mmseg0(mmseg0_env):
     r = _bench(mmseg0_env, "mp")
     assert r.returncode == 0, r.stderr + r.stdout
-    text, _ = _check_case(mmseg0_env, "fastscnn_mp_bs2_fp32_2_mmseg0", 2)
+    text, _ = _check_case(mmseg0_env, "fastscnn_mp_bs2_fp32_2_crop64x128_li2_mmseg0", 2)
     assert "Distributed training: True" in text and "gpu_ids = range(0, 2)" in text
     assert "dist_params.backend=gloo" in text and "--launcher pytorch" in text
