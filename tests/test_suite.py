@@ -307,3 +307,13 @@ def test_the_cpu_profile_finds_a_case_s_files_by_launch_s_name(fake):
     assert r.returncode == 0, r.stdout + r.stderr
     name = calls(log_dir)[0]
     assert f"[1/1] {name}: 12.5 images/s" in r.stdout
+
+
+def test_the_suite_states_the_hosts_steadiness_first_and_keeps_it(tmp_path, capsys):
+    from segbench import suite as suite_module
+    record = suite_module.host_check(tmp_path, seconds=0.2)
+    out = capsys.readouterr().out
+    assert out.startswith("run_PyTorch.sh: host: ") and record["verdict"] in out
+    assert record["verdict"].startswith(("steady enough for", "expect +-"))
+    stored = json.loads((tmp_path / "suite_host.json").read_text())
+    assert stored["verdict"] == record["verdict"] and stored["host"]["rounds"] >= 3
