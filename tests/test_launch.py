@@ -101,7 +101,7 @@ def test_mp_case_with_two_cpu_processes(cpu_env):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["nosuchmodel", "sp", "fp32", "2", "12", "1"], "unknown model 'nosuchmodel' (known: fastscnn"),
+    (["nosuchmodel", "sp", "fp32", "2", "12", "1"], "unknown model 'nosuchmodel': a built-in name (fastscnn"),
     (["fastscnn", "xp", "fp32", "2", "12", "1"], "RUN_MODE must be sp or mp"),
     (["fastscnn", "sp", "fp64", "2", "12", "1"], "FP_ITEM must be one of"),
     (["fastscnn", "sp", "fp32", "0", "12", "1"], "BS must be a positive integer"),
