@@ -13,11 +13,19 @@
 #   bash PrepareEnv.sh --dev                 # also the test tools: pytest, hypothesis, shellcheck, ruff
 #   bash PrepareEnv.sh --download-wheels DIR --python-version 3.12 --platform manylinux2014_x86_64
 #   bash PrepareEnv.sh --wheelhouse DIR      # offline: no index, no network
+# STACK=mmseg0: the same options set up the mmseg 0.30 / mmcv 1.7.2 stack in .venv-mmseg0 instead
+# (segbench/legacy/install.py, docs/LEGACY.md; MMSEG0_TORCH picks the torch it installs or matches).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python3}"
 export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
+module=segbench.env
+case "${STACK:-mmseg1}" in
+    mmseg1) ;;
+    mmseg0) module=segbench.legacy.install ;;
+    *) echo "PrepareEnv.sh: error: STACK must be mmseg1 or mmseg0, not '${STACK}'" >&2; exit 2 ;;
+esac
 
 for arg in "$@"; do
     case "${arg}" in
@@ -37,6 +45,6 @@ if [[ "${1:-}" == "--download-wheels" ]]; then
     [[ $# -ge 2 ]] || { echo "PrepareEnv.sh: error: --download-wheels needs a directory" >&2; exit 2; }
     dir="$2"
     shift 2
-    exec "${python}" -m segbench.env download "${dir}" "$@"
+    exec "${python}" -m "${module}" download "${dir}" "$@"
 fi
-exec "${python}" -m segbench.env prepare "$@"
+exec "${python}" -m "${module}" prepare "$@"

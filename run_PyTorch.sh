@@ -12,6 +12,7 @@
 #   -h, --help         this help, then the suite's options; nothing is set up or run
 # SUITE OPTIONS (case file, --models/--modes/--bs/--fp, --iters, --log-dir, --resume, ...) go to
 # python -m segbench.suite, listed below by --help.
+# STACK=mmseg0 bash run_PyTorch.sh: the same cases on mmseg 0.30 / mmcv 1.7.2 (docs/LEGACY.md).
 # With no GPU it runs the CPU profile (small crops, few iterations, mp = 2 CPU processes), labelled.
 # In docker, every knob of run_benchmark.sh and PrepareEnv.sh that is set here (the list `knobs`
 # below) is passed into the container, and the log dir (--log-dir, else TRAIN_LOG_DIR, else ./logs),
@@ -28,7 +29,7 @@ image="${PYTORCH_IMAGE:-pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime}"
 knobs=(CUDA_VISIBLE_DEVICES TRAIN_LOG_DIR DEVICE MP_PROCS NNODES NODE_RANK MASTER_ADDR MASTER_PORT
        BENCH_TIMEOUT LOG_INTERVAL CROP DATA_ROOT REPEAT PROFILING PROFILE_ITERS FLOPS CPU_AFFINITY
        CUDNN_BENCHMARK SEGBENCH_VERBOSE TUNED TUNED_COMPILE_MODE TUNED_COMPILE_SCOPE
-       MMCV_FLAVOR TORCH_VERSION SYNTH_IMAGES CITYSCAPES_ROOT ADE20K_ROOT ADE20K_DATA_ROOT)
+       MMCV_FLAVOR TORCH_VERSION SYNTH_IMAGES CITYSCAPES_ROOT ADE20K_ROOT ADE20K_DATA_ROOT STACK)
 
 _help() {
     sed -n '2,/^set -euo pipefail$/{/^#/{s/^# \{0,1\}//;p;};}' "${BASH_SOURCE[0]}"
@@ -131,7 +132,7 @@ _in_docker() {
     docker run "${args[@]}" -e SEGBENCH_WHEELHOUSE="${wheelhouse}" \
         "${image}" bash -c 'PYTHON=python bash PrepareEnv.sh --system \
                 ${SEGBENCH_WHEELHOUSE:+--wheelhouse "${SEGBENCH_WHEELHOUSE}"} &&
-            SEGBENCH_PYTHON=python bash run_PyTorch.sh --local --no-setup "$@"' \
+            SEGBENCH_PYTHON=python MMSEG0_PYTHON=python bash run_PyTorch.sh --local --no-setup "$@"' \
         run_PyTorch.sh ${suite_args[@]+"${suite_args[@]}"} --log-dir "${log_dir}"
 }
 

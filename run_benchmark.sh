@@ -7,6 +7,8 @@
 # Exit status: 0 the case passed, 1 it failed, 2 bad input (nothing ran), 130 interrupted
 # (SIGINT, SIGTERM or SIGHUP). The logic lives in segbench/launch.py; every knob is listed there
 # and in README.md.
+# STACK=mmseg0 runs the case on mmseg 0.30 / mmcv 1.7.2 (mmseg 0.30's own tools/train.py, set up
+# by STACK=mmseg0 bash PrepareEnv.sh); its files end in _mmseg0 (docs/LEGACY.md).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -1,10 +1,9 @@
-"""What does one train image cost a data-loader worker, per transform, stock vs gpu_aug?
+"""What does one train image cost a data-loader worker, per transform?
 
-Runs each pipeline's transforms (the harness's config for MODEL, stock and with the gpu_aug switch)
-over the data set's images, one process, one thread (as a loader worker: mmengine sets OpenCV to
-one thread there), numpy seeded per sample so both pipelines draw the same augmentations, and
-prints ms per image per transform, the total, and the bytes of the packed image a worker hands to
-the main process (gpu_aug ships the whole decoded image).
+Runs the train pipeline's transforms (the harness's config for MODEL) over the data set's images,
+one process, one thread (as a loader worker: mmengine sets OpenCV to one thread there), numpy
+seeded per sample, and prints ms per image per transform, the total, and the bytes of the packed
+image a worker hands to the main process.
 
     python -m segbench.data generate /tmp/cs --n 8
     python benchmarks/loader_cost.py fastscnn --data-root /tmp/cs --passes 3
@@ -65,7 +64,7 @@ def main(argv: list[str]) -> int:
     import torch
     cv2.setNumThreads(0)
     torch.set_num_threads(1)
-    rows = [measure(a.model, s, a.data_root, a.passes) for s in ((), ("gpu_aug",))]
+    rows = [measure(a.model, (), a.data_root, a.passes)]
     for r in rows:
         print(f"{r['model']} {'+'.join(r['switches']) or 'stock'}: {r['images']} images, "
               f"{r['total_ms_per_image']:.1f} ms/image, packed image "

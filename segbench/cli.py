@@ -4,7 +4,7 @@
     segbench suite [--models ... --modes ... --bs ... --resume] [--log-dir DIR ...]
     segbench analyze MODEL_NAME LOG_FILE SPEED_FILE
     segbench report DIR | segbench compare BASELINE_DIR CURRENT_DIR
-    segbench equivalence MODEL | segbench aug-equivalence MODEL
+    segbench equivalence MODEL
     segbench history [--where torch=2.11] [--plot F.png]
     segbench doctor
 
@@ -66,8 +66,6 @@ COMMANDS = {
     "compare": (_delegate("report", ("compare",)), "compare two result directories"),
     "equivalence": (_delegate("equivalence", ("equivalence",)),
                     "prove a tuned run trains the same thing as stock"),
-    "aug-equivalence": (_delegate("equivalence", ("aug-equivalence",)),
-                        "prove gpu_aug's augmentations match the stock pipeline's"),
     "history": (_delegate("history"), "list and plot a case's figures over time or across stacks"),
     "doctor": (_delegate("doctor"), "pre-flight check: GPUs, stack, data, disk, host steadiness"),
 }

@@ -4,8 +4,6 @@
 the tuned Runner, built from the harness's configs, take the same initial weights and the same
 fixed batches and run real ``model.train_step`` steps in lock-step, each step also run by a float64
 copy of the stock model (:func:`equivalence` says what is and is not compared).
-``... aug-equivalence MODEL`` (``segbench aug-equivalence``): the ``gpu_aug`` switch's stock
-pipeline against its deferred augmentations on the same images and seeds (:func:`aug_equivalence`).
 """
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from segbench import configs, gpu_aug, tuned
+from segbench import configs, tuned
 from segbench.tuned import COMPILE_MODES, COMPILE_SCOPES, EXACT_FP32_WITH_TF32, SWITCHES, parse_switches
 
 # Tolerances of the equivalence check, per precision: (loss, state). ``loss``: the relative
@@ -92,20 +90,6 @@ def _same_batches(a: list, b: list) -> bool:
             if not torch.equal(u.gt_sem_seg.data, v.gt_sem_seg.data):
                 return False
     return True
-
-
-def _aug_check(stock_batches: list, tuned_batches: list, stock_pre, tuned_pre) -> dict:
-    """The ``gpu_aug`` batches (whole images, plans) through the tuned data preprocessor against
-    the stock batches through the stock one (segbench.gpu_aug.compare_outputs and verdict)."""
-    import torch
-
-    counts: dict = {}
-    with torch.no_grad():
-        for a, b in zip(stock_batches, tuned_batches, strict=True):
-            counts = gpu_aug.add_counts(counts, gpu_aug.compare_outputs(
-                stock_pre(copy.deepcopy(a), True), tuned_pre(copy.deepcopy(b), True),
-                stock_pre.std.view(-1)))
-    return gpu_aug.verdict(counts)
 
 
 def _no_dropout(model) -> int:
@@ -325,14 +309,6 @@ def equivalence(model: str, switches=SWITCHES, *, exact_fp32: bool = False, **kw
 
     ``tf32``: the flags are process-wide, so they are turned on for each tuned step only.
 
-    ``gpu_aug``: the tuned config's loader (stock worker count, same seed) is drawn from too; its
-    batches (whole images and augmentation plans) through the tuned data preprocessor must equal
-    the stock batches through the stock one -- labels and meta keys identical, images within
-    segbench.gpu_aug.AUG_TOLERANCE (the ``aug`` entry; it replaces ``loader``'s identical-batch
-    check, which whole images cannot pass). The training steps then run on the stock batches on
-    both sides (the tuned preprocessor passes batches without plans through the stock path), so
-    the loss and state comparison measures the other switches.
-
     Not compared: the learning-rate schedule (stepped by a hook these steps do not run; both sides
     use the initial rate, which no switch touches), speed, multi-process (DDP/SyncBN) behaviour.
     ``lr_scale`` multiplies the tuned side's learning rate: a test-only, deliberately
@@ -377,15 +353,8 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
         stock_runner, stock_cfg = _side(model, (), work_dir=Path(tmp) / "stock", **common)
         batches = _batches(stock_runner, stock_cfg, iters, seed)
         tuned_runner, tuned_cfg = _side(model, switches, work_dir=Path(tmp) / "tuned", **common)
-        same_data, aug = None, None
-        if "gpu_aug" in switches:
-            # the tuned loader's batches carry whole images and plans: compare them with the
-            # stock batches after each side's data preprocessor (stock worker count, as below)
-            aug = _aug_check(batches, _batches(tuned_runner, tuned_cfg, iters, seed,
-                                               stock_cfg.train_dataloader.num_workers),
-                             stock_runner.model.data_preprocessor,
-                             tuned_runner.model.data_preprocessor)
-        elif "loader" in switches:
+        same_data = None
+        if "loader" in switches:
             # the worker count decides the random draws (mmengine's per-worker seeds): compare
             # the loader switch's batches at the stock count
             same_data = _same_batches(batches, _batches(tuned_runner, tuned_cfg, iters, seed,
@@ -442,8 +411,7 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
     finite = all(math.isfinite(x) for x in stock_losses + tuned_losses + state_rel)
     max_loss, max_state = max(loss_rel), max(state_rel)
     state_ok = _state_verdicts(state_rel, ref_rows, state_tol)
-    ok = (finite and max_loss <= loss_tol and all(state_ok) and same_data is not False
-          and (aug is None or aug["ok"]))
+    ok = finite and max_loss <= loss_tol and all(state_ok) and same_data is not False
     return {"model": model, "switches": list(switches), "device": device, "precision": precision,
             "iters": iters, "crop": list(crop) if crop else None, "seed": seed,
             "compile_mode": compile_mode if "compile" in switches else None,
@@ -455,7 +423,7 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
             "state_top": state_top,
             "control_eps": CONTROL_EPS if control else None, "control": control_rows,
             "reference": ref_rows if reference else None, "ref_multiplier": multiplier,
-            "state_ok": state_ok, "same_batches": same_data, "aug": aug, "ok": ok}
+            "state_ok": state_ok, "same_batches": same_data, "ok": ok}
 
 
 def _state_verdicts(state_rel: list[float], ref_rows: list[dict], state_tol: float) -> list[bool]:
@@ -513,97 +481,7 @@ def format_report(r: dict) -> str:
                  f"(tolerance {r['state_tolerance']:g})")
     if r["same_batches"] is not None:
         lines.append(f"tuned data loader gives identical batches: {r['same_batches']}")
-    if r["aug"] is not None:
-        a = r["aug"]
-        lines.append(f"gpu_aug batches after the preprocessor: labels identical "
-                     f"{a['labels_identical']}, meta keys identical {a['meta_identical']}, image "
-                     f"max abs diff {a['max_abs']} levels, pixels off by >1 {a['share_gt1']:.2e} "
-                     f"(within tolerance: {a['ok']})")
     lines.append("EQUIVALENT" if r["ok"] else "NOT EQUIVALENT")
-    return "\n".join(lines)
-
-
-def _plan_summary(plans) -> dict:
-    """How many samples exercised each operation (so a check is known to have covered them)."""
-    ops = [name for p in plans for name, _ in p["photometric"]]
-    return {"flipped": sum(p["flip"] is not None for p in plans),
-            **{name: ops.count(name) for name in ("brightness", "contrast", "saturation", "hue")}}
-
-
-def aug_equivalence(model: str, *, n: int = 8, crop=None, data_root=None, seed: int = 0,
-                    batch_size: int = 2, mutate=None, tolerance: dict | None = None) -> dict:
-    """Stock pipeline vs the gpu_aug path on the same decoded images and numpy seeds.
-
-    Both configs come from the harness (stock; ``gpu_aug`` on). Each of n samples (the data set's
-    images in order, repeating) is loaded once (LoadImageFromFile, LoadAnnotations: the transforms
-    the two pipelines share); then numpy's global RNG is seeded with ``seed + i`` and the stock
-    pipeline's remaining transforms run, seeded again and the gpu_aug pipeline's. Batches of
-    ``batch_size`` go through each side's data preprocessor (training mode; the gpu_aug one on
-    this host's device) and :func:`compare_outputs` compares them. ``mutate`` (test-only) edits
-    each gpu_aug plan before the preprocessor: a deliberately wrong plan the check must catch."""
-    import numpy as np
-    import torch
-    from mmengine.dataset import pseudo_collate
-    from mmseg.registry import DATASETS, MODELS
-    from mmseg.utils import register_all_modules
-
-    from segbench import env
-    register_all_modules()
-    tuned.register()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    data_root = str(data_root or env.DEFAULT_DATA)
-    sides = []
-    for switches in ((), ("gpu_aug",)):
-        cfg = tuned.build(configs.TrainSettings(
-            model, batch_size, 1, 1, crop=tuple(crop) if crop else None, data_root=data_root,
-            device=device, tuned=switches))
-        sides.append((DATASETS.build(cfg.train_dataloader.dataset),
-                      MODELS.build(cfg.model.data_preprocessor).to(device)))
-    (stock_ds, stock_pre), (aug_ds, aug_pre) = sides
-    stock_tf, aug_tf = stock_ds.pipeline.transforms, aug_ds.pipeline.transforms
-    shared = next(i for i, (a, b) in enumerate(zip(stock_tf, aug_tf)) if type(a) is not type(b))
-    packed: tuple[list, list] = ([], [])
-    for i in range(n):
-        loaded = stock_ds.get_data_info(i % len(stock_ds))
-        for t in stock_tf[:shared]:
-            loaded = t(loaded)
-        for side, transforms in zip(packed, (stock_tf, aug_tf)):
-            np.random.seed(seed + i)
-            results = copy.deepcopy(loaded)
-            for t in transforms[shared:]:
-                results = t(results)
-            side.append(results)
-    plans = [s["data_samples"].metainfo[gpu_aug.PLAN_KEY] for s in packed[1]]
-    if mutate is not None:
-        for plan in plans:
-            mutate(plan)
-    counts: dict = {}
-    std = stock_pre.std.view(-1)
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            a = stock_pre(pseudo_collate(packed[0][start:start + batch_size]), True)
-            b = aug_pre(pseudo_collate(packed[1][start:start + batch_size]), True)
-            counts = gpu_aug.add_counts(counts, gpu_aug.compare_outputs(a, b, std))
-    return {"model": model, "device": device, "n": n, "seed": seed, "batch_size": batch_size,
-            "crop": list(crop) if crop else list(configs.MODELS[model]),
-            "data_root": data_root, "mutated": mutate is not None,
-            "plans": _plan_summary(plans), **gpu_aug.verdict(counts, tolerance)}
-
-
-def format_aug_report(r: dict) -> str:
-    p, t = r["plans"], r["tolerance"]
-    lines = [f"aug-equivalence: {r['model']} stock pipeline vs gpu_aug on {r['device']}, "
-             f"{r['samples']} samples (seeds {r['seed']}..{r['seed'] + r['n'] - 1}), crop "
-             f"{r['crop']}" + (", plans deliberately altered (test-only)" if r["mutated"] else ""),
-             f"plans: {p['flipped']} flipped; brightness {p['brightness']}, contrast "
-             f"{p['contrast']}, saturation {p['saturation']}, hue {p['hue']}",
-             f"labels identical: {r['labels_identical']}; meta keys identical: "
-             f"{r['meta_identical']}",
-             f"image difference (uint8 levels): max abs {r['max_abs']} (tolerance "
-             f"{t['max_abs']}), mean abs {r['mean_abs']:.2e} ({t['mean_abs']:g}), pixels off "
-             f"by >1 {r['share_gt1']:.2e} ({t['share_gt1']:g}), by >2 {r['share_gt2']:.2e} "
-             f"({t['share_gt2']:g})",
-             "EQUIVALENT" if r["ok"] else "NOT EQUIVALENT"]
     return "\n".join(lines)
 
 
@@ -638,25 +516,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--exact-fp32", action="store_true",
                    help="TF32 off on every side (a diagnosis: is a difference TF32's rounding?)")
     e.add_argument("--lr-scale", type=float, default=1.0, help=argparse.SUPPRESS)  # test-only
-    a = sub.add_parser("aug-equivalence",
-                       help="gpu_aug: stock pipeline vs deferred augmentation, same images/seeds")
-    a.add_argument("model")
-    a.add_argument("--n", type=int, default=8, help="samples (default 8)")
-    a.add_argument("--seed", type=int, default=0, help="numpy seed of sample i: SEED + i")
-    a.add_argument("--crop", type=_crop, help="HxW (default: the model's own)")
-    a.add_argument("--batch-size", type=int, default=2)
-    a.add_argument("--data-root")
-    a.add_argument("--json", help="also write the result to this file")
     return p
-
-
-def _aug_main(args) -> int:
-    if args.n < 1 or args.batch_size < 1:
-        print("segbench.tuned: error: --n and --batch-size must be >= 1", file=sys.stderr)
-        return 2
-    r = aug_equivalence(args.model, n=args.n, crop=args.crop, data_root=args.data_root,
-                                seed=args.seed, batch_size=args.batch_size)
-    return _finish(r, format_aug_report(r), args.json)
 
 
 def _finish(r: dict, report: str, json_path: str | None) -> int:
@@ -669,8 +529,6 @@ def _finish(r: dict, report: str, json_path: str | None) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.cmd == "aug-equivalence":
-        return _aug_main(args)
     try:
         switches = parse_switches(args.switches)
         if args.iters < 1:

@@ -62,7 +62,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segbench import configs, env, tuned
+from segbench import configs, env, legacy, tuned
 from segbench.train import ERROR_TAG
 
 USAGE = ("usage: CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh MODEL RUN_MODE FP_ITEM BS MAX_ITER "
@@ -113,6 +113,7 @@ class Case:
     compile_scope: str = "modules"
     command: str = ""
     env_info: dict = field(default_factory=dict)
+    stack: str = "mmseg1"                # STACK: mmseg1 (default) or mmseg0 (segbench.legacy)
 
     @property
     def gpu_num(self) -> int:
@@ -156,7 +157,8 @@ class Case:
     @property
     def name(self) -> str:
         stock = f"{self.label}_{self.run_mode}_bs{self.batch_size}_{self.fp_item}_{self.gpu_num}"
-        return "_".join([stock, *self.tokens])
+        mmseg0 = [legacy.NAME_TOKEN.lstrip("_")] if self.stack == legacy.LEGACY else []   # last
+        return "_".join([stock, *self.tokens, *mmseg0])
 
     @property
     def compile_resolved(self) -> str:
@@ -295,7 +297,11 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         raise BadInput(f"TUNED_COMPILE_SCOPE must be one of {', '.join(tuned.COMPILE_SCOPES)}, "
                        f"not {compile_scope!r}")
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd()).resolve()
-    return Case(
+    try:
+        stack = legacy.stack(environ)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    case = Case(
         model=model, run_mode=run_mode, fp_item=fp_item, batch_size=bs, max_iter=max_iter,
         num_workers=workers, log_dir=log_dir, log_interval=interval, crop=crop,
         data_root=Path(environ["DATA_ROOT"]).resolve() if environ.get("DATA_ROOT") else None,
@@ -305,8 +311,11 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         cudnn_benchmark=_env_bool(environ, "CUDNN_BENCHMARK", True),
         cpu_affinity=_cpu_list(environ, "CPU_AFFINITY"),
         tuned=switches, compile_mode=compile_mode,
-        compile_scope=compile_scope,
+        compile_scope=compile_scope, stack=stack,
         **_nodes(environ))
+    if stack == legacy.LEGACY and (why := legacy.unsupported(case)):
+        raise BadInput(why)
+    return case
 
 
 def first_host(nodelist: str) -> str:
@@ -400,6 +409,8 @@ def resolve_port(case: Case, environ=os.environ) -> None:
 # Running
 
 def train_command(case: Case, log_stem: Path) -> list[str]:
+    if case.stack == legacy.LEGACY:
+        return legacy.train_command(case, log_stem)
     py = sys.executable
     args = ["-m", "segbench.train", "--model", case.model, "--batch-size", str(case.batch_size),
             "--max-iters", str(case.max_iter), "--num-workers", str(case.num_workers),
@@ -590,7 +601,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "tuned": list(case.tuned),
         "compile_mode": case.compile_resolved if "compile" in case.tuned else None,
         "compile_scope": case.compile_scope if "compile" in case.tuned else None,
-        "command": case.command, "train_command": shlex.join(cmd),
+        "command": case.command, "train_command": shlex.join(cmd), "stack": case.stack,
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "env": case.env_info,
         "host": env.host_probe(gpu=case.profile == "gpu"),
@@ -667,7 +678,8 @@ def bad_input_name(argv: list[str], environ) -> str:
     except Exception:   # BadInput, or a config that does not load: no tokens to name
         tokens = []
     digest = hashlib.sha256(json.dumps([list(argv), _given(environ)], sort_keys=True).encode()).hexdigest()
-    return "_".join([raw_case_name(argv), *tokens, f"bad{digest[:8]}"])
+    mmseg0 = [legacy.LEGACY] if environ.get("STACK") == legacy.LEGACY else []
+    return "_".join([raw_case_name(argv), *tokens, *mmseg0, f"bad{digest[:8]}"])
 
 
 def _write_bad_input(argv: list[str], message: str, environ) -> int:
@@ -721,10 +733,11 @@ def _install_handlers(stop: dict) -> dict:
 def _check_ready(case: Case, environ) -> None:
     """Everything that must hold before a case runs (else BadInput): the stack, the devices, the
     port, the data, the log dir."""
-    problems = env.stack_problems()
+    mmseg0 = case.stack == legacy.LEGACY
+    problems = legacy.stack_problems(environ) if mmseg0 else env.stack_problems()
     if problems:
         raise BadInput(f"the stack is not ready ({'; '.join(problems)}); set it up with "
-                       f"{env.SETUP_HINT}")
+                       f"{legacy.SETUP_HINT if mmseg0 else env.SETUP_HINT}")
     need = configs.missing_needs(case.model)
     if need:
         raise BadInput(need)
@@ -814,7 +827,7 @@ def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
         # the launcher's own affinity: every process it starts (torchrun, ranks, loader workers)
         # inherits it; nothing here is multi-threaded yet, and no fork needs a preexec hook
         os.sched_setaffinity(0, case.cpu_affinity)
-    case.env_info = env.collect()
+    case.env_info = legacy.collect(environ) if case.stack == legacy.LEGACY else env.collect()
     verbose = environ.get("SEGBENCH_VERBOSE", "") in ("1", "true")
     try:
         with CaseLock(case.path(".lock")):

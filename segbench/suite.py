@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_BENCHMARK = REPO / "run_benchmark.sh"  # what each case runs (a test points it at a stand-in)
 INTERRUPTED = 130  # run_benchmark.sh's exit status for a case ended by SIGINT/SIGTERM/SIGHUP
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+HOST_CHECK_S = 3.0   # seconds of segbench doctor's host probe before the cases
 SEED_MODELS = ["fastscnn", "ocrnet_hrnetw48", "segformer_b0"]
 # --models all: every built-in model; --models zoo: mmseg's Cityscapes/ADE20K configs, one per
 # network and crop (segbench.configs.zoo). Both run sp only (the suite's other settings apply).
@@ -155,6 +156,18 @@ class _Stop:
             _, err = self.child.communicate()
         rc, self.child = self.child.returncode, None
         return rc, err
+
+
+def host_check(log_dir: Path, seconds: float = HOST_CHECK_S) -> dict:
+    """segbench doctor's host probe before the cases: its one-line verdict printed, the probe and
+    the verdict stored with the results (``<log_dir>/suite_host.json``)."""
+    from segbench import doctor
+    host = doctor.host_steadiness(seconds)
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host,
+              "verdict": doctor.verdict(host)}
+    print(f"run_PyTorch.sh: host: {record['verdict']}", flush=True)
+    (log_dir / "suite_host.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return record
 
 
 def _cpu_crop(model: str) -> str:
@@ -316,6 +329,7 @@ def main(argv: list[str]) -> int:
             print(f"  [{i}/{len(cases)}] bash run_benchmark.sh {' '.join(c.argv)}{crop}")
         return 0
     a.log_dir.mkdir(parents=True, exist_ok=True)
+    host_check(a.log_dir.resolve())
     rows, interrupted = run(cases, profile, a.log_dir.resolve(), a.resume)
     print()
     print(table(rows, profile, len(cases) - len(rows)))

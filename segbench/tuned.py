@@ -2,7 +2,7 @@
 
 A tuned case trains the same model, batch, crop, data and optimizer as the stock case, with any of
 these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=channels_last,foreach``
-= just those; ``TUNED=all,gpu_aug`` = all and that one):
+= just those; ``TUNED=all,train_once`` = all and that one):
 
 ``channels_last``  the model (a hook, before_train) and the input batch (a data preprocessor,
                    :class:`SegbenchDataPreProcessor`, a subclass of mmseg's SegDataPreProcessor
@@ -19,15 +19,6 @@ these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=
                    than NUM_WORKERS (:func:`loader_workers`). The same data and augmentations;
                    which random crop each sample gets depends on mmengine's per-worker seeds, so
                    the draws differ from the stock run's (their distribution does not).
-``gpu_aug``        the train pipeline's image augmentations (RandomResize, RandomCrop, RandomFlip,
-                   PhotoMetricDistortion) move from the loader's workers to the device: the
-                   workers draw the same random numbers and transform the labels as stock, leave
-                   the decoded image whole and record a plan that the data preprocessor
-                   (:class:`SegbenchDataPreProcessor`, ``gpu_aug=True``) applies on the device,
-                   reproducing cv2's and mmseg's arithmetic (segbench.gpu_aug says how). Labels
-                   are bit-identical to stock's, images too on this host's cv2 (else within
-                   segbench.gpu_aug.AUG_TOLERANCE):
-                   ``python -m segbench.equivalence aug-equivalence MODEL`` is its proof.
 ``non_blocking``   asynchronous host-to-device copies of the batch (mmengine's
                    BaseDataPreprocessor ``non_blocking``; mmseg's SegDataPreProcessor does not take
                    the parameter, so this switch also selects :class:`SegbenchDataPreProcessor`).
@@ -57,21 +48,19 @@ torch (segbench.launch parses ``TUNED`` before torch is imported); :func:`regist
 registers the data preprocessor and the hook.
 
 ``python -m segbench.equivalence equivalence MODEL ...`` is the proof; see :func:`equivalence`
-(``aug-equivalence MODEL`` the ``gpu_aug`` switch's, in detail).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 
-from segbench import configs, gpu_aug
+from segbench import configs
 
-SWITCHES = ("channels_last", "foreach", "loader", "workers", "gpu_aug", "non_blocking", "tf32",
-            "train_once", "compile")
-# Switches that TUNED=all leaves out -- train_once: measured on the H200, no gain; gpu_aug: its
-# images bit-identical there, its speed not measured yet (name them to use them,
-# e.g. TUNED=all,gpu_aug): the figures recorded for TUNED=all stay the figures of what it runs.
-OPT_IN = ("gpu_aug", "train_once")
+SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf32", "train_once",
+            "compile")
+# Switches that TUNED=all leaves out -- train_once: measured on the H200, no gain (name it to use
+# it, TUNED=all,train_once): the figures recorded for TUNED=all stay the figures of what it runs.
+OPT_IN = ("train_once",)
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
 EXACT_FP32_WITH_TF32 = ("--exact-fp32 turns TF32 off on every side; leave out the tf32 switch "
@@ -98,7 +87,7 @@ def parse_switches(text: str | None) -> tuple[str, ...]:
     if text.lower() in ALL_VALUES:
         return DEFAULT_SWITCHES
     names = [t.strip() for t in text.split(",") if t.strip()]
-    if "all" in names:                     # all,gpu_aug: the default set plus opt-in switches
+    if "all" in names:                     # all,train_once: the default set plus opt-in switches
         names += DEFAULT_SWITCHES
     bad = [n for n in names if n not in SWITCHES and n != "all"]
     if bad or not names:
@@ -242,7 +231,7 @@ def _switch_options(cfg, s) -> dict:
     options."""
     on = set(s.tuned)
     opts: dict = {}
-    if on & {"channels_last", "non_blocking", "gpu_aug"}:
+    if on & {"channels_last", "non_blocking"}:
         # mmseg's SegDataPreProcessor takes none of these parameters: segbench's subclass does.
         opts["model.data_preprocessor.type"] = PREPROCESSOR
     if "channels_last" in on:
@@ -262,9 +251,6 @@ def _switch_options(cfg, s) -> dict:
     if "workers" in on:
         opts["train_dataloader.num_workers"] = loader_workers(
             s.num_workers, s.cpus or len(os.sched_getaffinity(0)), s.local_procs)
-    if "gpu_aug" in on:
-        opts["model.data_preprocessor.gpu_aug"] = True
-        opts.update(gpu_aug.pipeline_options(cfg))
     if "compile" in on and s.compile_scope == "train_step":
         # mmengine's Runner compiles train_step
         opts["compile.mode"] = resolve_compile_mode(s.compile_mode, s.device)
@@ -307,38 +293,18 @@ def register() -> None:
     from mmseg.models.data_preprocessor import SegDataPreProcessor
     from mmseg.registry import MODELS
 
-    gpu_aug.register()
-
     @MODELS.register_module(name=PREPROCESSOR)
     class SegbenchDataPreProcessor(SegDataPreProcessor):
-        """mmseg's SegDataPreProcessor, plus: the batch in channels_last, mmengine's
-        ``non_blocking`` host-to-device copy (which mmseg's ``__init__`` does not pass on), and
-        with ``gpu_aug`` the deferred augmentation plans applied on the device before the stock
-        path (BGR->RGB, normalise, pad, stack)."""
+        """mmseg's SegDataPreProcessor, plus: the batch in channels_last, and mmengine's
+        ``non_blocking`` host-to-device copy (which mmseg's ``__init__`` does not pass on)."""
 
-        def __init__(self, *args, channels_last: bool = False, non_blocking: bool = False,
-                     gpu_aug: bool = False, **kwargs):
+        def __init__(self, *args, channels_last: bool = False, non_blocking: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self._non_blocking = bool(non_blocking)
             self.channels_last = bool(channels_last)
-            self.gpu_aug = bool(gpu_aug)
-
-        def augment(self, data: dict) -> dict:
-            """The batch with its samples' augmentation plans applied on the device; a batch
-            without plans (not from a gpu_aug pipeline) as it is. Plans reaching a preprocessor
-            without ``gpu_aug`` are an error: it would train on whole, unaugmented images."""
-            samples = data.get("data_samples") or []
-            plans = [s.metainfo.get(gpu_aug.PLAN_KEY) for s in samples]
-            if all(p is None for p in plans):
-                return data
-            if not self.gpu_aug or any(p is None for p in plans):
-                raise RuntimeError("a batch with deferred augmentation plans needs "
-                                   f"{PREPROCESSOR}(gpu_aug=True) and a plan in every sample")
-            data = self.cast_data(data)
-            return dict(data, inputs=gpu_aug.apply_plans(data["inputs"], plans))
 
         def forward(self, data: dict, training: bool = False) -> dict:
-            out = super().forward(self.augment(data), training)
+            out = super().forward(data, training)
             inputs = out["inputs"]
             if self.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
                 out["inputs"] = inputs.contiguous(memory_format=torch.channels_last)

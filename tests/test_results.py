@@ -145,8 +145,8 @@ def test_recorded_tokens_follow_names_md():
     assert tok({"tuned": every, "compile_mode": "reduce-overhead", "device": "cpu",
                 "compile_scope": "train_step"}, "fastscnn")["tuned"] == \
         "tuned-cmreduce-overhead-cstrain_step"
-    assert tok({"tuned": every + ["gpu_aug"]}, "x")["tuned"] == "tuned-" + "+".join(
-        s for s in tuned.SWITCHES if s in every + ["gpu_aug"])
+    assert tok({"tuned": every + ["train_once"]}, "x")["tuned"] == "tuned-" + "+".join(
+        s for s in tuned.SWITCHES if s in every + ["train_once"])
     assert tok({"crop": [64, 128], "log_interval": 10}, "fastscnn") == {"crop": "crop64x128",
                                                                         "li": ""}
     assert tok({"crop": [1024, 1024]}, "segformer_b0") == {"crop": ""}

@@ -65,27 +65,29 @@ def test_small_real_suite_then_resume_report_and_compare(cpu_env, tmp_path):
     r = suite(env, "--profile", "cpu", "--cases", str(f), "--log-dir", str(log_dir))
     assert r.returncode == 1, r.stdout + r.stderr  # one case failed, the rest ran
     out = r.stdout
-    assert "[1/5] fastscnn_sp_bs2_fp32_1: " in out and "ETA" in out
-    assert "[3/5] fastscnn_sp_bs1_fp32_1: FAILED: " in out
-    assert "[5/5] segformer_b0_mp_bs2_fp32_2: " in out
+    assert "[1/5] fastscnn_sp_bs2_fp32_1_crop64x128_li2: " in out and "ETA" in out
+    assert "[3/5] fastscnn_sp_bs1_fp32_1_crop64x128_li2: FAILED: " in out
+    assert "[5/5] segformer_b0_mp_bs2_fp32_2_crop64x128_li2: " in out
     assert "CPU PROFILE" in out
     for case in ("fastscnn_sp_bs2_fp32_1", "fastscnn_mp_bs2_fp32_2", "segformer_b0_sp_bs2_fp32_1",
                  "segformer_b0_mp_bs2_fp32_2"):
-        assert json.loads((log_dir / f"{case}_speed").read_text())["JOB_FAIL_FLAG"] == 0
-    assert json.loads((log_dir / "fastscnn_sp_bs1_fp32_1_speed").read_text())["JOB_FAIL_FLAG"] == 1
+        speed = log_dir / f"{case}_crop64x128_li2_speed"
+        assert json.loads(speed.read_text())["JOB_FAIL_FLAG"] == 0
+    failed = log_dir / "fastscnn_sp_bs1_fp32_1_crop64x128_li2_speed"
+    assert json.loads(failed.read_text())["JOB_FAIL_FLAG"] == 1
 
     again = suite(env, "--profile", "cpu", "--cases", str(f), "--log-dir", str(log_dir), "--resume",
                   timeout=300)
     assert again.stdout.count("kept from an earlier run") == 4
-    assert "[3/5] fastscnn_sp_bs1_fp32_1: FAILED" in again.stdout  # failed cases are re-run
+    assert "[3/5] fastscnn_sp_bs1_fp32_1_crop64x128_li2: FAILED" in again.stdout  # failed cases are re-run
 
     rep = report("report", str(log_dir), "--out", str(tmp_path / "rep"))
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "rep" / "summary.md").read_text()
     assert "## fastscnn" in md and "## segformer_b0" in md and "CPU profile" in md
     rows = list(csv.DictReader(open(tmp_path / "rep" / "summary.csv")))
-    mp = next(r for r in rows if r["case"] == "fastscnn_mp_bs2_fp32_2")
-    sp = next(r for r in rows if r["case"] == "fastscnn_sp_bs2_fp32_1")
+    mp = next(r for r in rows if r["case"] == "fastscnn_mp_bs2_fp32_2_crop64x128_li2")
+    sp = next(r for r in rows if r["case"] == "fastscnn_sp_bs2_fp32_1_crop64x128_li2")
     expect = float(mp["images_per_s"]) / (2 * float(sp["images_per_s"]))
     assert float(mp["scaling_efficiency"]) == pytest.approx(expect, rel=1e-3)
     assert (tmp_path / "rep" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -95,7 +97,7 @@ def test_small_real_suite_then_resume_report_and_compare(cpu_env, tmp_path):
     # A hand-made baseline in the 10-key format, one case 20% faster than what we measured.
     base = tmp_path / "baseline"
     base.mkdir()
-    for case in ("fastscnn_sp_bs2_fp32_1", "segformer_b0_sp_bs2_fp32_1"):
+    for case in ("fastscnn_sp_bs2_fp32_1_crop64x128_li2", "segformer_b0_sp_bs2_fp32_1_crop64x128_li2"):
         d = json.loads((log_dir / f"{case}_speed").read_text())
         if case.startswith("fastscnn"):
             d["FINAL_RESULT"] = round(d["FINAL_RESULT"] * 1.2, 3)
@@ -103,7 +105,7 @@ def test_small_real_suite_then_resume_report_and_compare(cpu_env, tmp_path):
     cmp_ = report("compare", str(base), str(log_dir), "--threshold", "5%",
                   "--baseline-label", "Paddle", "--current-label", "PyTorch")
     assert cmp_.returncode == 1
-    line = next(ln for ln in cmp_.stdout.splitlines() if "fastscnn_sp_bs2_fp32_1" in ln)
+    line = next(ln for ln in cmp_.stdout.splitlines() if "fastscnn_sp_bs2_fp32_1_crop64x128_li2" in ln)
     assert "regressed" in line
     assert "Paddle" in cmp_.stdout and "PyTorch" in cmp_.stdout
 
@@ -307,3 +309,13 @@ def test_the_cpu_profile_finds_a_case_s_files_by_launch_s_name(fake):
     assert r.returncode == 0, r.stdout + r.stderr
     name = calls(log_dir)[0]
     assert f"[1/1] {name}: 12.5 images/s" in r.stdout
+
+
+def test_the_suite_states_the_hosts_steadiness_first_and_keeps_it(tmp_path, capsys):
+    from segbench import suite as suite_module
+    record = suite_module.host_check(tmp_path, seconds=0.2)
+    out = capsys.readouterr().out
+    assert out.startswith("run_PyTorch.sh: host: ") and record["verdict"] in out
+    assert record["verdict"].startswith(("steady enough for", "expect +-"))
+    stored = json.loads((tmp_path / "suite_host.json").read_text())
+    assert stored["verdict"] == record["verdict"] and stored["host"]["rounds"] >= 3

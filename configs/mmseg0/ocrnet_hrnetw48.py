@@ -1,0 +1,21 @@
+# segbench, the mmseg 0.30 / mmcv 1.x stack (STACK=mmseg0): OCRNet + HRNetV2-W48 on Cityscapes.
+# mmseg 0.30's own config (shipped in the mmsegmentation wheel under mmseg/.mim/configs), set
+# up to measure training speed.
+# Crop, batch size, workers, iterations, precision and data root are set by the harness
+# (segbench.legacy.run) as --cfg-options. Plain tools/train.py runs this file unchanged with the
+# checkout on PYTHONPATH (custom_imports: the fixes of docs/LEGACY.md and the timing hook).
+import importlib.util as _util
+import os.path as _osp
+
+_base_ = _osp.join(_osp.dirname(_util.find_spec('mmseg').origin), '.mim', 'configs',
+                   'ocrnet', 'ocrnet_hr48_512x1024_40k_cityscapes.py')
+
+model = dict(pretrained=None)  # random init: no ImageNet download
+custom_imports = dict(imports=['segbench.legacy.compat', 'segbench.legacy.hooks'],
+                      allow_failed_imports=False)
+# the per-iteration file (docs/FORMATS.md): written when the harness sets out_prefix
+custom_hooks = [dict(type='SegbenchIterHook0', out_prefix=None, priority='LOWEST')]
+runner = dict(type='IterBasedRunner', max_iters=500)
+checkpoint_config = dict(by_epoch=False, interval=10**9, save_last=False)
+log_config = dict(interval=10)
+cudnn_benchmark = True
