@@ -29,7 +29,7 @@ SKIP_WINDOWS = 4
 KNOBS = ("TRAIN_LOG_DIR", "CUDA_VISIBLE_DEVICES", "DEVICE", "MP_PROCS", "NNODES", "NODE_RANK",
          "MASTER_ADDR", "MASTER_PORT", "BENCH_TIMEOUT", "LOG_INTERVAL", "CROP", "DATA_ROOT", "REPEAT",
          "PROFILING", "PROFILE_ITERS", "FLOPS", "CUDNN_BENCHMARK", "CPU_AFFINITY", "TUNED",
-         "TUNED_COMPILE_MODE", "TUNED_COMPILE_SCOPE")   # the environment knobs (docstring)
+         "TUNED_COMPILE_MODE", "TUNED_COMPILE_SCOPE", "STACK")   # the environment knobs (docstring)
 
 
 class BadInput(ValueError):

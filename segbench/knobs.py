@@ -51,6 +51,8 @@ KNOBS: tuple[Knob, ...] = (
          "with the compile switch: auto, default, max-autotune or reduce-overhead", metavar="MODE"),
     Knob("TUNED_COMPILE_SCOPE", "--compile-scope", "with the compile switch: modules or train_step",
          metavar="SCOPE"),
+    Knob("STACK", "--stack", "mmseg1 (default) or mmseg0: mmseg 0.30 + mmcv 1.7.2 (docs/LEGACY.md)",
+         metavar="mmseg1|mmseg0"),
 )
 
 

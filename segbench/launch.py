@@ -20,7 +20,8 @@ SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
 reduce-overhead on a GPU, default on the CPU),
-TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch).
+TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch),
+STACK (mmseg1|mmseg0: mmseg 0.30 + mmcv 1.7.2, segbench.legacy; default mmseg1).
 
 The case's name (Case.name; its log, ``<name>_speed``, ``<name>_stats.json``) is the seed's
 ``MODEL_RUN_MODE_bsBS_FP_ITEM_NGPU`` for the seed's settings; each setting that changes the figure

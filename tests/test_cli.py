@@ -47,7 +47,8 @@ def _read_env_names(source: str) -> set[str]:
 
 
 def test_every_variable_launch_reads_is_a_knob_with_a_flag():
-    read = _read_env_names((REPO / "segbench" / "launch.py").read_text())
+    read = set().union(*(_read_env_names((REPO / "segbench" / f).read_text())
+                         for f in ("case.py", "launch.py")))
     assert {"CROP", "TUNED", "LOG_INTERVAL"} <= read      # the scan itself finds knobs
     not_knobs = {"CUDA_VISIBLE_DEVICES",                  # the device list is the platform's
                  "SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "SLURM_JOB_ID"}   # Slurm's

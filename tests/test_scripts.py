@@ -23,7 +23,7 @@ NOT_KNOBS = {"PYTHONPATH", "SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST",
 def knobs_the_code_reads() -> set[str]:
     """The environment variables run_benchmark.sh's launcher, the suite and the set-up read."""
     found = set()
-    for name in ("launch.py", "suite.py", "env.py"):
+    for name in ("case.py", "launch.py", "suite.py", "env.py"):
         text = (REPO / "segbench" / name).read_text()
         found |= set(re.findall(r'environ\b[^"\n]{0,12}"([A-Z][A-Z0-9_]+)"', text))
     found |= {var for _, real, root, _ in env.DATA_SETS for var in (real, root)}   # read by name
