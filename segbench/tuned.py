@@ -33,7 +33,7 @@ these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=
                    already in a no-op (:class:`TrainOnce`); ``eval()`` or a change of mode still
                    walks. Nothing in a training step changes a module's mode. Opt-in (OPT_IN):
                    on the H200 it took ~1.1 ms off fastscnn's gap between iterations but made no
-                   measurable difference to the figure (benchmarks/RESULTS.md, fourth session).
+                   measurable difference to the figure (benchmarks/RESULTS.md, run set h200_2026-11-29_1230).
 ``compile``        ``torch.compile``, mode from TUNED_COMPILE_MODE, of what TUNED_COMPILE_SCOPE
                    names: ``modules`` (the default) compiles the forward of each of the model's
                    network parts -- backbone, neck, decode head(s), auxiliary head(s) -- by a hook
@@ -148,7 +148,7 @@ def resolve_compile_mode(mode: str, device: str) -> str:
     """``auto`` (the default) -> ``reduce-overhead`` (inductor plus CUDA graphs) on a GPU, where
     it was measured fastest -- on an H200 at batch 2 these models are bound by launching kernels,
     and plain ``default`` compile was slower than no compile for fastscnn (benchmarks/RESULTS.md,
-    third session) -- and ``default`` elsewhere (CUDA graphs need CUDA). Other modes pass."""
+    run set h200_2026-11-29_1029) -- and ``default`` elsewhere (CUDA graphs need CUDA). Other modes pass."""
     if mode != "auto":
         return mode
     return "reduce-overhead" if device == "cuda" else "default"
