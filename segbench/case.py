@@ -121,6 +121,30 @@ class Case:
     def profile(self) -> str:
         return "gpu" if self.device == "cuda" else "cpu"
 
+    def train_args(self, log_stem: Path) -> list[str]:
+        """A training process's arguments that both stacks' trainers take (segbench.train,
+        segbench.legacy.run): the case's settings and where its files go."""
+        args = ["--model", self.model, "--batch-size", str(self.batch_size),
+                "--max-iters", str(self.max_iter), "--num-workers", str(self.num_workers),
+                "--precision", self.fp_item, "--data-root", str(self.data_root),
+                "--work-dir", f"{log_stem}_work", "--log-interval", str(self.log_interval),
+                "--iters-prefix", f"{log_stem}_iters"]
+        if self.crop:
+            args += ["--crop", str(self.crop[0]), str(self.crop[1])]
+        if not self.count_flops:
+            args.append("--no-flops")
+        if not self.cudnn_benchmark:
+            args.append("--no-cudnn-benchmark")
+        return args
+
+    def process(self, py: str, args: list[str]) -> list[str]:
+        """The command that runs ``py args``: itself for sp, torchrun for mp."""
+        if self.run_mode == "sp":
+            return [py, *args]
+        return [py, "-m", "torch.distributed.run", f"--nproc_per_node={self.nproc}",
+                f"--nnodes={self.nnodes}", f"--node_rank={self.node_rank}",
+                f"--master_addr={self.master_addr}", f"--master_port={self.master_port}", *args]
+
     def path(self, suffix: str = "") -> Path:
         """The case's files; on a multi-node run's node R > 0, ``<case>.node<R>...``: only node 0
         writes the case's log, speed file and sidecar (its gpu_num counts every node's processes)."""

@@ -126,28 +126,13 @@ def resolve_port(case: Case, environ=os.environ) -> None:
 def train_command(case: Case, log_stem: Path) -> list[str]:
     if case.stack == legacy.LEGACY:
         return legacy.train_command(case, log_stem)
-    py = sys.executable
-    args = ["-m", "segbench.train", "--model", case.model, "--batch-size", str(case.batch_size),
-            "--max-iters", str(case.max_iter), "--num-workers", str(case.num_workers),
-            "--precision", case.fp_item, "--data-root", str(case.data_root),
-            "--work-dir", str(Path(f"{log_stem}_work")), "--log-interval", str(case.log_interval),
-            "--iters-prefix", str(Path(f"{log_stem}_iters"))]
-    if case.crop:
-        args += ["--crop", str(case.crop[0]), str(case.crop[1])]
-    if not case.count_flops:
-        args.append("--no-flops")
-    if not case.cudnn_benchmark:
-        args.append("--no-cudnn-benchmark")
+    args = ["-m", "segbench.train", *case.train_args(log_stem)]
     if case.profile_window:
         args += ["--profile-window", str(case.profile_window[0]), str(case.profile_window[1])]
     if case.tuned:
         args += ["--tuned", ",".join(case.tuned), "--compile-mode", case.compile_resolved,
                  "--compile-scope", case.compile_scope]
-    if case.run_mode == "sp":
-        return [py, *args]
-    return [py, "-m", "torch.distributed.run", f"--nproc_per_node={case.nproc}",
-            f"--nnodes={case.nnodes}", f"--node_rank={case.node_rank}",
-            f"--master_addr={case.master_addr}", f"--master_port={case.master_port}", *args]
+    return case.process(sys.executable, args)
 
 
 def _record(fh, kind: str, obj: dict) -> None:

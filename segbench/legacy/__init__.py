@@ -114,20 +114,5 @@ def collect(environ=os.environ) -> dict:
 def train_command(case, log_stem: Path, environ=os.environ) -> list[str]:
     """The legacy training process for a segbench.launch Case (what launch runs instead of
     segbench.train): segbench.legacy.run with the legacy python, through torchrun for mp."""
-    py = python(environ) or sys.executable
-    args = ["-m", "segbench.legacy.run", "--model", case.model, "--batch-size", str(case.batch_size),
-            "--max-iters", str(case.max_iter), "--num-workers", str(case.num_workers),
-            "--precision", case.fp_item, "--data-root", str(case.data_root),
-            "--work-dir", f"{log_stem}_work", "--log-interval", str(case.log_interval),
-            "--iters-prefix", f"{log_stem}_iters"]
-    if case.crop:
-        args += ["--crop", str(case.crop[0]), str(case.crop[1])]
-    if not case.count_flops:
-        args.append("--no-flops")
-    if not case.cudnn_benchmark:
-        args.append("--no-cudnn-benchmark")
-    if case.run_mode == "sp":
-        return [py, *args]
-    return [py, "-m", "torch.distributed.run", f"--nproc_per_node={case.nproc}",
-            f"--nnodes={case.nnodes}", f"--node_rank={case.node_rank}",
-            f"--master_addr={case.master_addr}", f"--master_port={case.master_port}", *args]
+    return case.process(python(environ) or sys.executable,
+                        ["-m", "segbench.legacy.run", *case.train_args(log_stem)])
