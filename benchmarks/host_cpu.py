@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
         p.error("--rounds, --loop and --best-of must be positive")
     cpus = None
     if a.cpus:
-        from segbench.launch import _cpu_list
+        from segbench.case import _cpu_list
         cpus = sorted(_cpu_list({"CPUS": a.cpus}, "CPUS"))
     print(json.dumps(measure(a.rounds, a.loop, a.best_of, cpus)))
     return 0
