@@ -444,6 +444,7 @@ def _sidecar(log_path: str, model_name: str, run: Run, s: _Settings, window: dic
             "energy": energy.summarize([(r.stamps, r.energies) for r in ranks], warmup, s.images,
                                        meta.get("energy_reason") or (None if ranks else
                                                                      "no per-iteration files")),
+            "gpu_busy": energy.summarize_busy([r.busy for r in ranks], warmup),
             "last_loss": _last_loss(ranks, run), "env": case.get("env"), "host": host,
             "command": case.get("command"), "log_file": log_name}
 

@@ -5,17 +5,27 @@ and says why (the CPU profile, no nvidia-ml-py, a GPU without the counter: befor
 timing hook reads it at log-window boundaries; segbench.analysis turns the readings into joules per
 iteration, images per joule and mean watts. On the H200 the counter moves about every 60 ms, so a
 span shorter than :data:`MIN_SPAN_S` (a few updates) is not reported.
+
+The same NVML handle gives the GPU's utilization: the share of its last sample period (1/6 s to
+1 s, by product) in which a kernel ran. Read at each log window's end, its mean over the measured
+windows (:func:`summarize_busy`) says whether the GPU or the host bounds the training step: a GPU
+busy nearly all the time waits for nothing; one idle a third of the time waits for the host
+(Python, kernel launches, the data loader). A sampled figure: it tells the two apart, it does not
+time kernels (a profiler trace does: ``PROFILING=true``, benchmarks/trace_summary.py).
 """
 from __future__ import annotations
 
 MIN_SPAN_S = 0.5   # seconds: at least ~8 updates of a counter that moves every ~60 ms
+GPU_BOUND = 0.90   # busy share from which the GPU bounds the step
+HOST_BOUND = 0.70  # busy share below which the host does
 
 
 class Meter:
-    """``read()`` -> cumulative mJ of one GPU, or None; ``reason`` says why there is none."""
+    """``read()`` -> cumulative mJ of one GPU, or None; ``reason`` says why there is none.
+    ``read_busy()`` -> the GPU's utilization in percent (its last sample period), or None."""
 
-    def __init__(self, read=None, source: str | None = None, reason: str | None = None):
-        self._read, self.source, self.reason = read, source, reason
+    def __init__(self, read=None, source: str | None = None, reason: str | None = None, busy=None):
+        self._read, self.source, self.reason, self._busy = read, source, reason, busy
 
     def read(self) -> float | None:
         if self._read is None:
@@ -24,6 +34,15 @@ class Meter:
             return float(self._read())
         except Exception as exc:   # a counter that fails mid-run gives no figure, never a crash
             self.reason, self._read = f"NVML read failed: {type(exc).__name__}: {exc}"[:200], None
+            return None
+
+    def read_busy(self) -> float | None:
+        if self._busy is None:
+            return None
+        try:
+            return float(self._busy())
+        except Exception:   # utilization is evidence: a failed read gives none from then on
+            self._busy = None
             return None
 
 
@@ -52,7 +71,8 @@ def open_meter(device: str, device_index: int | None = None) -> Meter:
         pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)   # NVML_ERROR_NOT_SUPPORTED: pre-Volta
     except Exception as exc:
         return Meter(reason=f"no NVML energy counter: {type(exc).__name__}: {exc}"[:200])
-    return Meter(lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle), source="nvml")
+    return Meter(lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle), source="nvml",
+                 busy=lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
 
 
 def _rank_span(stamps, energies, warmup: int):
@@ -96,3 +116,18 @@ def summarize(ranks, warmup: int, images_per_iter: int | None, reason: str | Non
                mean_w_per_gpu=round(sum(j / s for j, s, _ in spans) / len(spans), 1),
                window_w=window_w)
     return out
+
+
+def summarize_busy(ranks, warmup: int) -> dict:
+    """The sidecar's ``gpu_busy`` block. ``ranks``: per rank the per-iteration utilization readings
+    (percent; None where not read). Over the measured iterations (after ``warmup``): the mean busy
+    share of all readings, how many there were, and ``bound``: "gpu" (share >= GPU_BOUND), "host"
+    (< HOST_BOUND) or "between"; nulls with a reason where there are no readings."""
+    reads = [b for rank in ranks for i, b in enumerate(rank) if i >= warmup and b is not None]
+    if not reads:
+        return {"share": None, "readings": 0, "bound": None, "source": None,
+                "reason": "no GPU utilization readings in the measured iterations"}
+    share = sum(reads) / len(reads) / 100
+    bound = "gpu" if share >= GPU_BOUND else "host" if share < HOST_BOUND else "between"
+    return {"share": round(share, 3), "readings": len(reads), "bound": bound,
+            "source": "nvml utilization (sampled)", "reason": None}

@@ -58,6 +58,7 @@ class RankFile:
     cpu_times: list[float | None] = field(default_factory=list)
     stamps: list[float | None] = field(default_factory=list)   # wall clock at each iteration's end
     energies: list[float | None] = field(default_factory=list)   # the GPU's counter, mJ (some rows)
+    busy: list[float | None] = field(default_factory=list)       # the GPU's utilization, % (some rows)
 
 
 def _json_objects(path: str, constant: Any = None) -> list[dict] | None:
@@ -103,6 +104,7 @@ def _read_rank_file(path: str, rank: int) -> RankFile | None:
         data.cpu_times.append(finite(obj.get("cpu_time")))
         data.stamps.append(finite(obj.get("t")))
         data.energies.append(finite(obj.get("energy_mj")))
+        data.busy.append(finite(obj.get("gpu_busy_pct")))
     return data
 
 

@@ -219,6 +219,7 @@ class SegbenchTimerHook(Hook):
                "gc_full": self._gc_full, "cpu_time": cpu - self._cpu_prev}
         if it % self.energy_every == 0:   # at the log windows' ends (the device was synchronised)
             row["energy_mj"] = self._meter.read()
+            row["gpu_busy_pct"] = self._meter.read_busy()
         self._write(row)
         self._gc_s, self._gc_full = 0.0, 0
         self._cpu_prev = cpu

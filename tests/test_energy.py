@@ -21,8 +21,9 @@ def test_a_failing_counter_gives_none_and_a_reason():
 
 
 def test_the_hook_reads_the_counter_at_every_log_window_end(tmp_path, monkeypatch):
-    reads = iter(range(1000, 100000, 250))
-    monkeypatch.setattr(energy, "open_meter", lambda device: energy.Meter(lambda: next(reads), "fake"))
+    reads, busy = iter(range(1000, 100000, 250)), iter([55.0, 97.0, 100.0])
+    monkeypatch.setattr(energy, "open_meter",
+                        lambda device: energy.Meter(lambda: next(reads), "fake", busy=lambda: next(busy)))
     loop = SimpleNamespace(dataloader_iterator=iter([{"inputs": [torch.zeros(3, 8, 8)]}] * 6))
     runner = SimpleNamespace(model=torch.nn.Linear(1, 1), train_loop=loop, iter=0)
     hook = timing.SegbenchTimerHook(str(tmp_path / "c_iters"), count_flops=False, energy_every=2)
@@ -37,6 +38,7 @@ def test_the_hook_reads_the_counter_at_every_log_window_end(tmp_path, monkeypatc
     assert meta["energy_source"] == "fake" and meta["energy_every"] == 2
     assert [r.get("energy_mj") for r in rows] == [None, 1000, None, 1250, None, 1500]
     assert ["energy_mj" in r for r in rows] == [False, True] * 3
+    assert [r.get("gpu_busy_pct") for r in rows] == [None, 55.0, None, 97.0, None, 100.0]
 
 
 def _ranks(watts, n=12, dt=0.25, every=2, gpus=2):
@@ -71,12 +73,25 @@ def test_no_readings_give_nulls_with_the_reason():
     assert energy.summarize([], 4, 2, None)["reason"] == "no energy readings cover the measured iterations"
 
 
+def test_busy_share_says_which_side_bounds_the_step():
+    warm = [99.0] * 4                      # the warm-up's readings never count
+    host = energy.summarize_busy([warm + [60.0, None, 64.0], warm + [62.0]], warmup=4)
+    assert host["share"] == pytest.approx(0.62) and host["readings"] == 3 and host["bound"] == "host"
+    assert energy.summarize_busy([[0.0] * 4 + [95.0, 93.0]], 4)["bound"] == "gpu"
+    assert energy.summarize_busy([[0.0] * 4 + [80.0]], 4)["bound"] == "between"
+    none = energy.summarize_busy([[None] * 8], 4)
+    assert none["share"] is None and none["bound"] is None and "no GPU utilization" in none["reason"]
+    m = energy.Meter(busy=lambda: 1 / 0)
+    assert m.read_busy() is None and m.read_busy() is None   # a failed read: none from then on
+
+
 def _write_rank(path, rank, watts, n=100, dt=0.1, every=10):
     rows = [{"kind": "meta", "rank": rank, "energy_source": "nvml", "energy_reason": None}]
     for i in range(n):
         row = {"kind": "iter", "iter": i + 1, "rank": rank, "time": dt, "t": 1000 + dt * (i + 1)}
         if (i + 1) % every == 0:
             row["energy_mj"] = 5e6 + watts * 1000 * dt * (i + 1)
+            row["gpu_busy_pct"] = 50.0 + rank * 10
         rows.append(row)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -94,6 +109,7 @@ def test_sidecar_and_paddle_record_from_a_logged_case(tmp_path):
     e = res.stats["energy"]
     assert e["j_per_iter"] == pytest.approx(60.0) and e["images_per_j"] == pytest.approx(8 / 60, abs=1e-4)
     assert e["mean_w_per_gpu"] == pytest.approx(300.0) and e["gpus_measured"] == 2
+    assert res.stats["gpu_busy"]["share"] == pytest.approx(0.55) and res.stats["gpu_busy"]["bound"] == "host"
     analysis.write_outputs(res, tmp_path / f"{log.name}_speed")
     rec = json.loads((tmp_path / f"{log.name}{paddle.SUFFIX}").read_text())
     assert tuple(rec) == paddle.KEYS and rec["ips"] == res.speed["FINAL_RESULT"]
