@@ -33,7 +33,10 @@ def case_stats(bs, mem, images=None, gpus=1, **extra):
     return {**s, **extra}
 
 
-def make_sweep(d, oom_kind="gpu_oom"):
+OOM_REASON = "crashed: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+
+
+def make_sweep(d, oom_kind="gpu_oom", oom_reason=OOM_REASON):
     """The SWEEP cases, 32 flagged, 256 out of memory (failure_kind, or only the reason text); plus
     an unrelated case that is no sweep."""
     d = Path(d)
@@ -42,8 +45,7 @@ def make_sweep(d, oom_kind="gpu_oom"):
         write_case(d, f"fastscnn_sp_bs{bs}_fp32_1", images, **case_stats(bs, mem, images, **extra))
     kind = {"failure_kind": oom_kind} if oom_kind else {}
     write_speed(d, "fastscnn_sp_bs256_fp32_1", 0, fail=True)
-    write_stats(d, "fastscnn_sp_bs256_fp32_1", **case_stats(256, 80000.0, reason=(
-        "crashed: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."), **kind))
+    write_stats(d, "fastscnn_sp_bs256_fp32_1", **case_stats(256, 80000.0, reason=oom_reason, **kind))
     write_case(d, "ocrnet_hrnetw48_sp_bs2_fp32_1", 5.0, **case_stats(2, 9000.0, 5.0))
     return d
 
@@ -59,9 +61,14 @@ def test_gain_per_doubling_reads_uneven_steps_on_one_scale():
         (266 / 260) ** (1 / math.log2(200 / 128)) - 1)
 
 
-@pytest.mark.parametrize("oom_kind", ["gpu_oom", None])
-def test_sweep_gain_saturation_and_out_of_memory(tmp_path, oom_kind):
-    rows = results.load_cases(make_sweep(tmp_path / "res", oom_kind))
+@pytest.mark.parametrize("oom_kind, oom_reason", [
+    ("gpu_oom", "crashed: RuntimeError: CUDA error: an illegal memory access"),  # the kind decides
+    (None, OOM_REASON),                                                   # else the reason's text
+    (None, "oom: out of memory at batch size 256 per process"),
+    (None, "oom"),
+])
+def test_sweep_gain_saturation_and_out_of_memory(tmp_path, oom_kind, oom_reason):
+    rows = results.load_cases(make_sweep(tmp_path / "res", oom_kind, oom_reason))
     [sw] = saturation.sweeps(rows)
     assert sw["title"] == "fastscnn · sp · fp32 · 1 GPU · NVIDIA H200"
     pts = {p["bs"]: p for p in sw["points"]}
