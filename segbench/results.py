@@ -438,12 +438,12 @@ def _energy(stats):
 
 
 def _device_name(stats):
-    """The GPU's name (the sidecar's env.gpu_names), "CPU" on the CPU, else the device or None."""
+    """The GPU's name (the sidecar's env.gpu_names), "CPU" on the CPU, else None."""
     names = _get(stats, "env.gpu_names")
     device = _str_or_none(first(stats.get("device"), _get(stats, "case.device")))
-    if isinstance(names, list) and names and device != "cpu":
-        return ", ".join(str(n) for n in names)
-    return "CPU" if device == "cpu" else device
+    if device == "cpu":
+        return "CPU"
+    return ", ".join(str(n) for n in names) if isinstance(names, list) and names else None
 
 
 def _build_row(path, speed, stats):

@@ -63,7 +63,8 @@ def title(row):
     gpus = f"{g} {unit(row, g != 1)}" if g is not None else f"? {unit(row, True)}"
     cpu = " (CPU profile)" if is_cpu_profile(row) else ""
     return " · ".join([case_label(row) + cpu, row.get("run_mode") or "?", row.get("fp") or "?", gpus,
-                       row.get("device_name") or "device unknown"])
+                       row.get("device_name") or ("GPU (name not recorded)" if row.get("device") == "cuda"
+                                                  else "device not recorded")])
 
 
 def _status(row, oom_at):

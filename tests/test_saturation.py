@@ -220,3 +220,14 @@ def test_cli_threshold_and_the_files_it_wrote(tmp_path):
     assert "adds less than 3%" in p.stdout and "No saturation: every step adds 3% or more" in p.stdout
     bad = run_cli("report", d, "--saturation-threshold", "5")
     assert bad.returncode == 2 and "segbench.report: error:" in bad.stderr
+
+
+def test_title_names_the_device(tmp_path):
+    d = tmp_path / "res"
+    for bs, images in ((2, 1.0), (4, 1.5)):
+        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1_crop64x128_li2", images,
+                   **sidecar(bs=bs, device="cpu", profile="cpu"))
+        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1", 10.0 * images, **sidecar(bs=bs))   # no env
+    titles = [sw["title"] for sw in saturation.sweeps(results.load_cases(d))]
+    assert titles == ["fastscnn · sp · fp32 · 1 GPU · GPU (name not recorded)",
+                      "fastscnn [crop64x128_li2] (CPU profile) · sp · fp32 · 1 process · CPU"]
