@@ -101,7 +101,7 @@ def _energy_note(cases):
                       if c.get("ok") and c.get("images_per_j") is None)
     if not reasons:
         return []
-    return ["", "> **No energy figure** (images/J, W/GPU `-`): " + "; ".join(
+    return ["", f"> **No energy figure** (images/J, W/{units(cases, plural=False)} `-`): " + "; ".join(
         f"{md_cell(r)} ({n} case{'s' if n > 1 else ''})" for r, n in reasons.items()) + "."]
 
 

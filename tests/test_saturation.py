@@ -198,6 +198,7 @@ def test_energy_columns_and_their_null_reason(tmp_path):
                        "ok (CPU profile)"])
     notes = [ln for ln in md.splitlines() if "No energy figure" in ln]
     assert len(notes) == 1   # once, each reason once
+    assert notes[0].startswith("> **No energy figure** (images/J, W/GPU/process `-`): ")
     assert "no GPU: the CPU profile has no energy counter (1 case)" in notes[0]
     assert "no energy block (no sidecar, or one written before the block) (1 case)" in notes[0]
     with open(paths["csv"], newline="") as fh:
