@@ -206,6 +206,10 @@ def _sat_lines(ax, sw):
         ax.plot([p["bs"] for p in flagged], [p["row"]["images_per_s"] for p in flagged], "o",
                 markersize=12, markerfacecolor="none", markeredgecolor=FLAG_COLOUR,
                 markeredgewidth=2, linestyle="none", label="FLAGGED (busy or noisy host)")
+    failed = [p["bs"] for p in sw["points"] if not p["row"].get("ok") and p["status"] != OOM_TEXT]
+    if failed:
+        ax.plot(failed, [0] * len(failed), "X", color=OOM_COLOUR, markersize=9, linestyle="none",
+                clip_on=False, label="failed (not out of memory)")
     mem = [p for p in ok if p["row"].get("peak_mem_mb") is not None]
     if not mem:
         return []

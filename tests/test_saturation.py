@@ -98,6 +98,13 @@ def test_a_failure_that_is_not_out_of_memory_does_not_end_the_curve(tmp_path):
     pts = {p["bs"]: p for p in sw["points"]}
     assert pts[16]["status"] == "FAILED: timeout" and sw["oom"] is None and sw["max"] is None
     assert pts[32]["gain"] == pytest.approx(gain(8, 50, 32, 100))   # against the last passed size
+    fig = chart.build_saturation_chart([sw], 0.05)
+    try:
+        [mark] = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "failed (not out of memory)"]
+        assert list(mark.get_xdata()) == [16]
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
 
 
 def test_cases_differing_in_more_than_batch_size_are_no_sweep(tmp_path):
