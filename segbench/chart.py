@@ -1,12 +1,15 @@
-"""summary.png: a horizontal bar per case, coloured by model (segbench.report writes it).
+"""summary.png: a horizontal bar per case, coloured by model; saturation.png: a panel per batch
+sweep (segbench.report writes both).
 
 build_chart(cases, note)        -> the summary.png matplotlib Figure (for inspection)
 write_chart(path, cases, note)  -> path
+build_saturation_chart(sweeps, threshold, note) -> the saturation.png Figure
 """
 
 from __future__ import annotations
 
 from segbench.results import case_label, is_cpu_profile
+from segbench.saturation import OOM_TEXT
 from segbench.tables import (failed_text, fmt_rate, model_key, scaling, scaling_note, sort_key, unit,
                              units)
 
@@ -175,6 +178,107 @@ def write_chart(path, cases, title_note=None):
     import matplotlib.pyplot as plt
 
     fig = build_chart(cases, title_note)
+    try:
+        fig.savefig(path, dpi=CHART_DPI)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- saturation.png
+
+SAT_COLOUR, OOM_COLOUR, MEM_COLOUR = "#27ae60", "#c0392b", "#7f8c8d"
+_LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5}
+
+
+def _sat_lines(ax, sw):
+    """images/s (and per GPU with several) against batch per GPU; flagged sizes ringed orange."""
+    ok = [p for p in sw["points"] if p["row"].get("ok")]
+    xs = [p["bs"] for p in ok]
+    one = unit(sw["row"])
+    ax.plot(xs, [p["row"]["images_per_s"] for p in ok], "o-", color="#1f77b4",
+            label=f"images/s (all {unit(sw['row'], True)})" if sw["multi"] else "images/s")
+    if sw["multi"]:
+        ax.plot(xs, [p["row"]["images_per_s_per_gpu"] for p in ok], "s-", color="#9467bd",
+                label=f"images/s per {one}")
+    flagged = [p for p in ok if p["row"].get("flagged")]
+    if flagged:
+        ax.plot([p["bs"] for p in flagged], [p["row"]["images_per_s"] for p in flagged], "o",
+                markersize=12, markerfacecolor="none", markeredgecolor=FLAG_COLOUR,
+                markeredgewidth=2, linestyle="none", label="FLAGGED (busy or noisy host)")
+    failed = [p["bs"] for p in sw["points"] if not p["row"].get("ok") and p["status"] != OOM_TEXT]
+    if failed:
+        ax.plot(failed, [0] * len(failed), "X", color=OOM_COLOUR, markersize=9, linestyle="none",
+                clip_on=False, label="failed (not out of memory)")
+    mem = [p for p in ok if p["row"].get("peak_mem_mb") is not None]
+    if not mem:
+        return []
+    ax2 = ax.twinx()
+    ax2.plot([p["bs"] for p in mem], [p["row"]["peak_mem_mb"] for p in mem], "^--", color=MEM_COLOUR,
+             label=f"peak MB per {one}")
+    ax2.set_ylabel(f"peak memory per {one} (MB)", fontsize=9, color=MEM_COLOUR)
+    ax2.set_ylim(bottom=0)
+    ax.set_zorder(ax2.get_zorder() + 1)   # the marks' labels and the legend over the memory line
+    ax.patch.set_visible(False)
+    return ax2.get_lines()
+
+
+def _sat_marks(ax, sw, threshold):
+    """The saturation batch and the out-of-memory size: a vertical line each, labelled along it."""
+    foot = ax.get_xaxis_transform()
+    if sw["saturation"] is not None:
+        ax.axvline(sw["saturation"], color=SAT_COLOUR, linestyle=":", linewidth=1.6,
+                   label=f"saturation: batch {sw['saturation']}")
+        ax.text(sw["saturation"], 0.03, f" doubling adds <{100 * threshold:g}%", transform=foot,
+                color=SAT_COLOUR, fontsize=9, rotation=90, ha="left", va="bottom", fontweight="bold",
+                bbox=_LABEL_BOX)
+    if sw["oom"] is not None:
+        ax.axvline(sw["oom"], color=OOM_COLOUR, linewidth=1.6, label=f"{OOM_TEXT}: batch {sw['oom']}")
+        ax.text(sw["oom"], 0.03, f" {OOM_TEXT}", transform=foot, color=OOM_COLOUR, fontsize=9,
+                rotation=90, ha="right", va="bottom", fontweight="bold", bbox=_LABEL_BOX)
+
+
+def _sat_panel(ax, sw, threshold):
+    sizes = [p["bs"] for p in sw["points"]]
+    extra = _sat_lines(ax, sw)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes], fontsize=9)
+    ax.minorticks_off()
+    ax.set_xlim(min(sizes) / 1.25, max(sizes) * 1.25)
+    ax.set_ylim(bottom=0)
+    _sat_marks(ax, sw, threshold)
+    ax.set_xlabel(f"batch per {unit(sw['row'])} (log2 scale)", fontsize=9)
+    ax.set_ylabel("training images/s", fontsize=9)
+    ax.set_title(sw["title"], fontsize=10, fontweight="bold", loc="left")
+    ax.grid(color="#dddddd", linewidth=0.8)
+    ax.legend(handles=ax.get_lines() + extra, loc="upper left", fontsize=8, frameon=False)
+
+
+def build_saturation_chart(sweeps, threshold, title_note=None):
+    """The saturation.png Figure (Agg): a panel per batch sweep (segbench.saturation.sweeps):
+    images/s against batch per GPU on a log2 axis, per GPU too with several GPUs, peak memory on a
+    twin axis (dashed), the saturation batch and the out-of-memory size marked. Caller closes it."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n = max(len(sweeps), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(10, min(3.8 * n + 0.8, 300.0)), dpi=CHART_DPI,
+                             layout="constrained", squeeze=False)
+    for ax, sw in zip(axes[:, 0], sweeps):
+        _sat_panel(ax, sw, threshold)
+    rule = (f"saturation: the first batch from which the doubling to the next measured size adds "
+            f"<{100 * threshold:g}%; out of memory ends the curve")
+    fig.suptitle("segbench: training throughput against batch size\n" + "\n".join(
+        filter(None, [title_note, rule])), fontsize=10, x=0.01, ha="left", linespacing=1.4)
+    return fig
+
+
+def write_saturation_chart(path, sweeps, threshold, title_note=None):
+    """Save build_saturation_chart(...) as a PNG at path."""
+    import matplotlib.pyplot as plt
+
+    fig = build_saturation_chart(sweeps, threshold, title_note)
     try:
         fig.savefig(path, dpi=CHART_DPI)
     finally:

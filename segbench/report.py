@@ -1,6 +1,6 @@
 """The summary of a result directory (summary.md, summary.csv, summary.png) and the CLI.
 
-    python -m segbench.report report DIR [--out OUTDIR]
+    python -m segbench.report report DIR [--out OUTDIR] [--saturation-threshold 5%]
     python -m segbench.report compare BASELINE_DIR CURRENT_DIR [--threshold 5%]
         [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
     python -m segbench.report compare --db FILE_OR_DIR --baseline torch=2.10 --current torch=2.11
@@ -15,8 +15,9 @@ own JSON files with those keys); see segbench.results.
 
 The parts: segbench.results reads result directories into rows (which files are results, what
 each case is: the case-name grammar, a case's identity); segbench.tables holds what the tables,
-the chart and compare share (scaling efficiency, units, formats); segbench.chart draws
-summary.png; segbench.compare matches two sets of rows and tells which regressed.
+the chart and compare share (scaling efficiency, units, formats); segbench.saturation finds the
+batch sweeps (cases differing only in batch size) and where they saturate; segbench.chart draws
+summary.png and saturation.png; segbench.compare matches two sets of rows and tells which regressed.
 
 Python API
 ----------
@@ -24,7 +25,8 @@ results.load_cases(dir)         -> list of flat dicts, one per speed file
 results.parse_case_name(name)   -> model/run_mode/batch_size/fp/gpu_num/tuned/variant of a name
 results.identity(row)           -> the tuple rows are matched and scaled by
 tables.scaling(cases)           -> list (same order) of mp scaling efficiency or None
-report.write_report(in, out)    -> {"md": path, "csv": path, "png": path}
+report.write_report(in, out, t) -> {"md": path, "csv": path, "png": path} (+ saturation_csv/_png)
+saturation.sweeps(cases, t)     -> the batch sweeps: gain per doubling, saturation, max, out of memory
 chart.build_chart(cases, note)  -> the summary.png matplotlib Figure (for inspection)
 compare.compare(base, cur, t)   -> (rows, ok)
 compare.compare_history(db, ..) -> (rows, ok, note) of two selections of the results history
@@ -40,8 +42,10 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 
-from segbench.chart import write_chart
+from segbench import saturation
+from segbench.chart import write_chart, write_saturation_chart
 from segbench.compare import compare, compare_history, compare_markdown, split_filters
 from segbench.results import CASE_KEYS, ReportError, is_cpu_profile, load_nonempty
 from segbench.tables import (SCALING_CREDIBLE_MAX, fmt, fmt_rate, md_cell, md_table, model_key, scaling,
@@ -69,6 +73,8 @@ def _md_model_table(cases, idx, eff):
             fmt(None if c.get("cv") is None else 100 * c["cv"], ".1f"),
             fmt(c.get("peak_mem_mb"), ",.0f"),
             fmt(c.get("tflops"), ".2f"),
+            fmt(c.get("images_per_j"), ".3g") if ok else "-",
+            fmt(c.get("mean_w_per_gpu"), ".0f") if ok else "-",
             status_text(c),
             "**FLAGGED**" if c.get("flagged") else "-",
         ])
@@ -89,7 +95,18 @@ def _md_notes(rows, effs):
     return out
 
 
-def summary_markdown(cases, source_dir=None, generated=None):
+def _energy_note(cases):
+    """Once per summary: why images/J and W are missing for passed cases, each reason once."""
+    reasons = Counter(c.get("energy_reason") or "no reason given" for c in cases
+                      if c.get("ok") and c.get("images_per_j") is None)
+    if not reasons:
+        return []
+    return ["", f"> **No energy figure** (images/J, W/{units(cases, plural=False)} `-`): " + "; ".join(
+        f"{md_cell(r)} ({n} case{'s' if n > 1 else ''})" for r, n in reasons.items()) + "."]
+
+
+def summary_markdown(cases, source_dir=None, generated=None,
+                     saturation_threshold=saturation.DEFAULT_THRESHOLD):
     """The summary.md text for cases (a list from load_cases)."""
     generated = generated or _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     eff = scaling(cases)
@@ -106,21 +123,26 @@ def summary_markdown(cases, source_dir=None, generated=None):
                  f"scaling eff. = mp images/s / ({every} x sp images/s), above "
                  f"{SCALING_CREDIBLE_MAX:g} not credible; "
                  "CV % = per-iteration coefficient of variation; "
-                 f"flag = FLAGGED when {FLAG_TEXT}.")
+                 f"images/J = images per joule and W/{units(cases, plural=False)} = mean watts per "
+                 f"{units(cases, plural=False)} over the measured iterations (the GPU's energy "
+                 f"counter); flag = FLAGGED when {FLAG_TEXT}.")
+    lines += _energy_note(cases)
     models = list(dict.fromkeys(model_key(cases[i]) for i in order))
-    align = "lrlrrrrrrrll"
+    align = "lrlrrrrrrrrrll"
     for model in models:
         idx = [i for i in order if model_key(cases[i]) == model]
         rows = [cases[i] for i in idx]
         headers = ["mode", "bs", "precision", units(rows), "images/s",
                    f"images/s/{units(rows, plural=False)}", "scaling eff.", "CV %",
-                   "peak mem MB", "TFLOP/s", "status", "flag"]
+                   "peak mem MB", "TFLOP/s", "images/J", f"W/{units(rows, plural=False)}", "status",
+                   "flag"]
         lines += ["", f"## {model}", "", md_table(headers, _md_model_table(cases, idx, eff), align)]
         lines += _md_notes(rows, [eff[i] for i in idx])
         if any(is_cpu_profile(c) for c in rows):
             lines += ["", "> **CPU profile:** rows marked *(CPU profile)* ran with "
                           "`profile = cpu` on the CPU, one CPU process where a GPU would be. "
                           "They are not GPU throughput; do not compare them with GPU rows."]
+    lines += saturation.markdown(saturation.sweeps(cases, saturation_threshold), saturation_threshold)
     return "\n".join(lines) + "\n"
 
 
@@ -146,12 +168,13 @@ def _write_csv(path, cases, eff):
 
 # --------------------------------------------------------------------------- report
 
-def write_report(dir_in, dir_out=None):
-    """Write summary.md, summary.csv and summary.png for the results in dir_in.
+def write_report(dir_in, dir_out=None, saturation_threshold=saturation.DEFAULT_THRESHOLD):
+    """Write summary.md, summary.csv and summary.png for the results in dir_in, and where it holds
+    batch sweeps saturation.csv and saturation.png (segbench.saturation).
 
     dir_out defaults to dir_in and is created when missing.  Returns
-    {"md": path, "csv": path, "png": path}.  Raises ReportError when dir_in
-    is missing or holds no results.
+    {"md": path, "csv": path, "png": path} (+ "saturation_csv", "saturation_png" with sweeps).
+    Raises ReportError when dir_in is missing or holds no results.
     """
     dir_in = os.fspath(dir_in)
     cases = load_nonempty(dir_in)
@@ -165,11 +188,18 @@ def write_report(dir_in, dir_out=None):
     cases = [cases[i] for i in order]
     paths = {k: os.path.join(dir_out, "summary." + k) for k in ("md", "csv", "png")}
     with open(paths["md"], "w", encoding="utf-8") as fh:
-        fh.write(summary_markdown(cases, source_dir=dir_in, generated=generated))
+        fh.write(summary_markdown(cases, source_dir=dir_in, generated=generated,
+                                  saturation_threshold=saturation_threshold))
     _write_csv(paths["csv"], cases, scaling(cases))
     shown = dir_in if len(dir_in) <= 60 else "..." + dir_in[-57:]
     note = f"generated {generated} from {shown}; {len(cases)} case(s)"
     write_chart(paths["png"], cases, title_note=note)
+    sweeps = saturation.sweeps(cases, saturation_threshold)
+    if sweeps:
+        paths.update({f"saturation_{k}": os.path.join(dir_out, "saturation." + k) for k in ("csv", "png")})
+        saturation.write_csv(paths["saturation_csv"], sweeps, saturation_threshold)
+        write_saturation_chart(paths["saturation_png"], sweeps, saturation_threshold,
+                               title_note=f"generated {generated} from {shown}")
     return paths
 
 
@@ -201,6 +231,9 @@ def _parser():
     r.add_argument("dir", help="directory holding *_speed files (and *_stats.json) and/or "
                    "14-key records (*_paddle.json)")
     r.add_argument("--out", default=None, help="output directory (default: DIR)")
+    r.add_argument("--saturation-threshold", default="5%", metavar="GAIN",
+                   help="a batch sweep saturates where a doubling adds less than this: 5%% or 0.05 "
+                        "(default 5%%)")
     c = sub.add_parser("compare", help="compare two result directories, or two selections of the "
                        "results history (--db); exit 1 on regression")
     c.add_argument("baseline_dir", nargs="?")
@@ -223,9 +256,9 @@ def _parser():
 
 
 def _report(args):
-    paths = write_report(args.dir, args.out)
-    for kind in ("md", "csv", "png"):
-        print(f"wrote {paths[kind]}")
+    paths = write_report(args.dir, args.out, parse_threshold(args.saturation_threshold))
+    for path in paths.values():
+        print(f"wrote {path}")
     print()
     with open(paths["md"], encoding="utf-8") as fh:
         sys.stdout.write(fh.read())

@@ -40,9 +40,9 @@ SPEED_KEYS = frozenset({
 # write_report right after images_per_s_per_gpu).
 CASE_KEYS = (
     "case", "model", "variant", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
-    "images_per_s_per_gpu", "ok", "reason", "flagged", "warnings", "cv", "peak_mem_mb", "tflops",
-    "repeats",
-    "device", "profile", "source",
+    "images_per_s_per_gpu", "ok", "reason", "failure_kind", "flagged", "warnings", "cv", "peak_mem_mb",
+    "tflops", "images_per_j", "mean_w_per_gpu", "j_per_iter", "energy_reason", "repeats",
+    "device", "device_name", "profile", "source",
 )
 
 _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skipped unread
@@ -424,6 +424,28 @@ def _repeat_runs(stats):
     return [v for v in (_num(x) for x in reps) if v is not None] or None
 
 
+def _energy(stats):
+    """images/J, mean W per GPU, J per iteration and why they are null (the sidecar's energy block,
+    segbench.energy.summarize; a sidecar without one: older than the block)."""
+    block = stats.get("energy")
+    if not isinstance(block, dict):
+        return {"images_per_j": None, "mean_w_per_gpu": None, "j_per_iter": None,
+                "energy_reason": "no energy block (no sidecar, or one written before the block)"}
+    out = {k: _num(block.get(k)) for k in ("images_per_j", "mean_w_per_gpu", "j_per_iter")}
+    reason = _str_or_none(block.get("reason"))
+    return {**out, "energy_reason": reason or (None if out["images_per_j"] is not None
+                                               else "no energy figure in the sidecar")}
+
+
+def _device_name(stats):
+    """The GPU's name (the sidecar's env.gpu_names), "CPU" on the CPU, else None."""
+    names = _get(stats, "env.gpu_names")
+    device = _str_or_none(first(stats.get("device"), _get(stats, "case.device")))
+    if device == "cpu":
+        return "CPU"
+    return ", ".join(str(n) for n in names) if isinstance(names, list) and names else None
+
+
 def _build_row(path, speed, stats):
     """One report row (CASE_KEYS) from a speed record and its sidecar dict ({} when none)."""
     fields = _identity_fields(path, speed, stats)
@@ -439,14 +461,17 @@ def _build_row(path, speed, stats):
         "images_per_s_per_gpu": images / gpu_num if images is not None and gpu_num else None,
         "ok": ok,
         "reason": reason,
+        "failure_kind": _str_or_none(first(stats.get("failure_kind"), _get(stats, "result.failure_kind"))),
         # the analysis's signs of a busy or noisy host (older sidecars: no ``flagged`` key)
         "flagged": flagged if isinstance(flagged, bool) else bool(warnings),
         "warnings": warnings,
         "cv": _num(_get(stats, "per_iter.cv")),
         "peak_mem_mb": _peak_mb(stats),
         "tflops": _num(_get(stats, "flops.tflops_achieved")),
+        **_energy(stats),
         "repeats": _repeat_runs(stats),
         "device": _str_or_none(first(stats.get("device"), _get(stats, "case.device"))),
+        "device_name": _device_name(stats),
         "profile": _str_or_none(first(stats.get("profile"), _get(stats, "case.profile"))),
         "source": path,
     }

@@ -19,7 +19,7 @@ def test_markdown_escapes_pipes_in_reason(tmp_path):
     md = Path(report.write_report(d)["md"]).read_text()
     row = next(line for line in md.splitlines() if line.startswith("| sp"))
     assert "FAILED: bad input: a\\|b" in row
-    assert len(re.findall(r"(?<!\\)\|", row)) == 13  # 12 columns -> 13 unescaped bars
+    assert len(re.findall(r"(?<!\\)\|", row)) == 15  # 14 columns -> 15 unescaped bars
 
 
 def test_tables_and_chart_tell_variants_apart(tmp_path):
@@ -52,15 +52,16 @@ def test_write_report_markdown(tmp_path):
     assert re.search(r"Generated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", md)
     assert "## fastscnn" in md and "## ocrnet_hrnetw48" in md and "## pspnet_r50" in md
     assert "images/s/GPU" in md and "scaling eff." in md and "peak mem MB" in md
-    # mode, bs, precision, GPUs, images/s, per GPU, scaling, CV %, peak MB, TFLOP/s, status
+    # mode, bs, precision, GPUs, images/s, per GPU, scaling, CV %, peak MB, TFLOP/s, images/J, W,
+    # status
     assert md_row(md, ["sp", "2", "fp32", "1", "10.00", "10.00", "-", "1.2", "1,500",
-                        "1.23", "ok"])
+                        "1.23", "-", "-", "ok"])
     assert md_row(md, ["mp", "2", "fp32", "2", "18.00", "9.00", "0.90", "2.0", "1,701",
-                        "-", "ok"])
-    assert md_row(md, ["mp", "2", "fp32", "4", "16.00", "4.00", "0.80", "-", "-", "-", "ok"])
-    assert md_row(md, ["mp", "2", "fp32", "8", "-", "-", "-", "-", "-", "-",
+                        "-", "-", "-", "ok"])
+    assert md_row(md, ["mp", "2", "fp32", "4", "16.00", "4.00", "0.80", "-", "-", "-", "-", "-", "ok"])
+    assert md_row(md, ["mp", "2", "fp32", "8", "-", "-", "-", "-", "-", "-", "-", "-",
                         "FAILED: oom"])
-    assert md_row(md, ["sp", "1", "fp32", "1", "0.421", "0.421", "-", "10.0", "-", "-",
+    assert md_row(md, ["sp", "1", "fp32", "1", "0.421", "0.421", "-", "10.0", "-", "-", "-", "-",
                         "ok (CPU profile)"])
     assert "CPU profile:" in md
     # sp row listed before mp rows within a model
@@ -80,9 +81,10 @@ def test_flagged_cases_are_marked_where_a_user_looks(tmp_path):
     paths = report.write_report(d, tmp_path / "out")
     md = Path(paths["md"]).read_text()
     assert "4 case(s), 0 failed, 2 flagged." in md
-    assert md_row(md, ["sp", "2", "fp32", "1", "1.50", "1.50", "-", "-", "-", "-", "ok",
+    assert md_row(md, ["sp", "2", "fp32", "1", "1.50", "1.50", "-", "-", "-", "-", "-", "-", "ok",
                         "**FLAGGED**"])
-    assert md_row(md, ["mp", "2", "fp32", "2", "2.90", "1.45", "0.97", "-", "-", "-", "ok", "-"])
+    assert md_row(md, ["mp", "2", "fp32", "2", "2.90", "1.45", "0.97", "-", "-", "-", "-", "-", "ok",
+                       "-"])
     fast = md[md.index("## fastscnn"):md.index("## ocrnet")]
     assert "> - `fastscnn_sp_bs2_fp32_1`: host load: load average 5.1 on 2 CPUs" in fast
     assert "`fastscnn_sp_bs2_fp32_1`: steal: 14% of the CPU time went to other virtual " \

@@ -1,0 +1,177 @@
+"""Batch-size sweeps in a result directory: where more batch per GPU stops buying throughput.
+
+Cases with the same identity but the batch size per GPU (model, run mode, precision, GPUs, variant,
+side of the CPU profile) form a sweep. Along it, the gain per doubling between measured sizes
+b1 < b2 with figures r1, r2 is (r2 / r1) ** (1 / log2(b2 / b1)) - 1, so a step that is not a
+doubling (a bisected max of 200 after 128) reads on the same scale. The saturation batch is the
+first size from which the doubling to the next measured size adds less than the threshold (5%).
+A size that ran out of memory ends the curve; the largest size below it that fitted is the max.
+
+sweeps(cases, threshold)        -> list of sweep dicts (title, points, saturation, max, oom, ...)
+markdown(sweeps, threshold)     -> the lines of summary.md's "Batch size" section ([] without one)
+write_csv(path, sweeps, t)      -> saturation.csv, one row per (sweep, size)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+from segbench.results import case_label, identity, is_cpu_profile
+from segbench.tables import failed_text, fmt, fmt_rate, md_table, sort_key, unit
+
+DEFAULT_THRESHOLD = 0.05
+OOM_TEXT = "out of memory"
+CSV_COLUMNS = ("sweep", "model", "variant", "run_mode", "fp", "gpu_num", "device_name", "profile",
+               "batch_size", "images_per_s", "images_per_s_per_gpu", "peak_mem_mb", "images_per_j",
+               "gain_per_doubling", "status", "saturation", "max", "flagged", "threshold", "case")
+
+
+def is_oom(row):
+    """A failed case that ran out of memory: its sidecar's failure kind (``gpu_oom``, ...) where it
+    has one, else its reason (``oom: ...``, ``... out of memory ...``)."""
+    if row.get("ok"):
+        return False
+    kind = (row.get("failure_kind") or "").lower()
+    if kind:
+        return "oom" in kind
+    reason = (row.get("reason") or "").lower()
+    return OOM_TEXT in reason or reason == "oom" or reason.startswith("oom:")
+
+
+def gain_per_doubling(b1, r1, b2, r2):
+    """(r2 / r1) ** (1 / log2(b2 / b1)) - 1: the throughput a doubling adds between b1 < b2."""
+    return (r2 / r1) ** (1 / math.log2(b2 / b1)) - 1
+
+
+def _groups(cases):
+    """Rows by sweep identity, one row per batch size (an ok one over a failed one)."""
+    groups = {}
+    for row in sorted(cases, key=sort_key):
+        model, mode, bs, fp, gpus, variant = identity(row)
+        if model is None or not bs:
+            continue
+        by_bs = groups.setdefault((model, mode, fp, gpus, variant, is_cpu_profile(row)), {})
+        if bs not in by_bs or (row.get("ok") and not by_bs[bs].get("ok")):
+            by_bs[bs] = row
+    return [[g[b] for b in sorted(g)] for g in groups.values() if len(g) > 1]
+
+
+def title(row):
+    """model [variant] · mode · precision · N GPUs · device (GPU name or CPU)."""
+    g = row.get("gpu_num")
+    gpus = f"{g} {unit(row, g != 1)}" if g is not None else f"? {unit(row, True)}"
+    cpu = " (CPU profile)" if is_cpu_profile(row) else ""
+    return " · ".join([case_label(row) + cpu, row.get("run_mode") or "?", row.get("fp") or "?", gpus,
+                       row.get("device_name") or ("GPU (name not recorded)" if row.get("device") == "cuda"
+                                                  else "device not recorded")])
+
+
+def _status(row, oom_at):
+    if is_oom(row):
+        return OOM_TEXT
+    if not row.get("ok"):
+        return failed_text(row)
+    return "ok" if oom_at is None or row["batch_size"] < oom_at else "ok, above an out-of-memory size"
+
+
+def _sweep(rows, threshold):
+    """One sweep's points and its saturation, max and first out-of-memory size."""
+    oom_at = min((r["batch_size"] for r in rows if is_oom(r)), default=None)
+    points = [{"row": r, "bs": r["batch_size"], "gain": None, "status": _status(r, oom_at)}
+              for r in rows]
+    on = [p for p in points if p["status"] == "ok"]
+    for a, b in zip(on, on[1:]):
+        b["gain"] = gain_per_doubling(a["bs"], a["row"]["images_per_s"], b["bs"],
+                                      b["row"]["images_per_s"])
+    sat = next((a["bs"] for a, b in zip(on, on[1:]) if b["gain"] < threshold), None)
+    fitted = on[-1]["bs"] if on and oom_at is not None else None
+    for p in points:
+        p["saturation"], p["max"] = p["bs"] == sat, p["bs"] == fitted
+    return {"title": title(rows[0]), "row": rows[0], "points": points, "saturation": sat,
+            "max": fitted, "oom": oom_at, "multi": any((r.get("gpu_num") or 1) > 1 for r in rows)}
+
+
+def sweeps(cases, threshold=DEFAULT_THRESHOLD):
+    """The batch sweeps among cases (at least two batch sizes each), in the report's order."""
+    return [_sweep(rows, threshold) for rows in _groups(cases)]
+
+
+def _pct(threshold):
+    return f"{100 * threshold:g}%"
+
+
+def _marks(p):
+    marks = [] if p["status"] == "ok" else [p["status"]]
+    marks += ["saturation"] * p["saturation"] + ["max"] * p["max"]
+    return marks + ["**FLAGGED**"] * bool(p["row"].get("flagged"))
+
+
+def _table(sw):
+    rows = []
+    for p in sw["points"]:
+        c, ok = p["row"], p["row"].get("ok")
+        rows.append([fmt(p["bs"], "d"), fmt_rate(c.get("images_per_s")) if ok else "-",
+                     fmt_rate(c.get("images_per_s_per_gpu")) if ok else "-",
+                     fmt(c.get("peak_mem_mb"), ",.0f"),
+                     "-" if p["gain"] is None else f"{100 * p['gain']:+.1f}%",
+                     ", ".join(_marks(p)) or "-"])
+    one = unit(sw["row"])
+    return md_table([f"batch per {one}", "images/s", f"images/s per {one}", f"peak MB per {one}",
+                     "gain per doubling", "mark"], rows, "rrrrrl")
+
+
+def _verdict(sw, threshold):
+    """The line under a sweep's table: where it saturates and where memory ends it."""
+    on = [p for p in sw["points"] if p["status"] == "ok"]
+    if sw["saturation"] is not None:
+        nxt = next(p for p in on if p["bs"] > sw["saturation"])
+        out = (f"Saturation at batch {sw['saturation']}: going to {nxt['bs']} adds "
+               f"{100 * nxt['gain']:.1f}% per doubling (< {_pct(threshold)}).")
+    elif len(on) > 1:
+        out = f"No saturation: every step adds {_pct(threshold)} or more per doubling."
+    else:
+        out = "Fewer than two sizes passed: no gain to compute."
+    if sw["oom"] is not None:
+        fitted = f"the max is {sw['max']}" if sw["max"] is not None else "no smaller size fitted"
+        out += f" Batch {sw['oom']} ran out of memory: {fitted}."
+    return out
+
+
+def markdown(sws, threshold=DEFAULT_THRESHOLD):
+    """summary.md's "Batch size" section: a table per sweep, the rule stated under each."""
+    if not sws:
+        return []
+    lines = ["", "## Batch size", "",
+             "Cases that differ only in batch size per GPU. gain per doubling = "
+             "(r2 / r1) ^ (1 / log2(b2 / b1)) - 1 against the previous measured size b1 (so a step "
+             f"that is not a doubling compares); **saturation** = the first size from which the "
+             f"doubling to the next measured size adds less than {_pct(threshold)}; out of memory "
+             "ends the curve and the largest size that fitted is the **max**."]
+    for sw in sws:
+        lines += ["", f"### {sw['title']}", "", _table(sw), "", f"> {_verdict(sw, threshold)}"]
+    return lines
+
+
+def _csv_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
+
+
+def write_csv(path, sws, threshold=DEFAULT_THRESHOLD):
+    """saturation.csv: one row per (sweep, size), columns CSV_COLUMNS."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for sw in sws:
+            for p in sw["points"]:
+                rec = dict(p["row"], sweep=sw["title"], gain_per_doubling=p["gain"],
+                           status=p["status"], saturation=p["saturation"], max=p["max"],
+                           threshold=threshold, flagged=bool(p["row"].get("flagged")))
+                if not rec.get("ok"):
+                    rec.update(images_per_s=None, images_per_s_per_gpu=None, images_per_j=None)
+                w.writerow([_csv_value(rec.get(k)) for k in CSV_COLUMNS])
+    return path
