@@ -406,19 +406,16 @@ def stacks_note(base, cur, base_label="baseline", current_label="current"):
 
 def _stack_row(one, zero, notes):
     """A row of compare_stacks: the 1.x and the 0.x report rows (either None when unpaired)."""
+    sides = list(zip((one, zero), STACK_SHORT.values()))
     figures = [r["images_per_s"] if r is not None and r.get("ok") else None for r in (one, zero)]
-    flags = [f"FLAGGED {STACK_SHORT[s]}" for r, s in ((one, legacy.STACKS[0]), (zero, legacy.LEGACY))
-             if r is not None and r.get("flagged")]
-    for r, s in ((one, legacy.STACKS[0]), (zero, legacy.LEGACY)):
-        if r is None:
-            flags.append(f"unpaired: no {STACK_SHORT[s]} run")
-        elif not r.get("ok"):
-            flags.append(f"{STACK_SHORT[s]} {failed_text(r).lower()}")
-    if one is not None and zero is not None and is_cpu_profile(one) != is_cpu_profile(zero):
-        flags.append("CPU profile on one side only")
-    return {"case": (one or zero)["case"], "one": one, "zero": zero,
-            "images_per_s": figures, "peak_mem_mb": [None if r is None else r.get("peak_mem_mb")
-                                                     for r in (one, zero)],
+    flags = [f"FLAGGED {short}" for r, short in sides if r is not None and r.get("flagged")]
+    flags += [f"unpaired: no {short} run" if r is None else f"{short} {failed_text(r).lower()}"
+              for r, short in sides if r is None or not r.get("ok")]
+    cpu = {is_cpu_profile(r) for r in (one, zero) if r is not None}
+    if True in cpu:   # CPU processes where GPUs would be: no GPU throughput
+        flags.append("CPU profile" if cpu == {True} else "CPU profile on one side only")
+    return {"case": (one or zero)["case"], "one": one, "zero": zero, "images_per_s": figures,
+            "peak_mem_mb": [None if r is None else r.get("peak_mem_mb") for r in (one, zero)],
             "mmcv": [None if r is None else mmcv_build(_env(r)) for r in (one, zero)],
             "ratio": figures[1] / figures[0] if None not in figures else None,
             "flags": flags + notes}
@@ -436,8 +433,8 @@ def compare_stacks(dirs):
     pairs, ub, uc, dups = _match(stackless(one), stackless(zero))
 
     def noted(key):
-        return [f"{dups[key]} duplicate {STACK_SHORT[legacy.STACKS[0] if key[0] == 'b' else legacy.LEGACY]} "
-                "file(s) ignored"] if key in dups else []
+        short = STACK_SHORT[legacy.STACKS[0] if key[0] == "b" else legacy.LEGACY]
+        return [f"{dups[key]} duplicate {short} file(s) ignored"] if key in dups else []
 
     out = [_stack_row(None if bi is None else one[bi], None if ci is None else zero[ci],
                       noted(("b", bi)) + noted(("c", ci)))
@@ -454,7 +451,7 @@ def stacks_markdown(rows, note=None):
                "peak MB per GPU 0.x", "mmcv 1.x", "mmcv 0.x", "flags"]
     table = []
     for r in rows:
-        case = r["one"]["case"] if r["one"] else r["zero"]["case"]
+        case = r["case"]
         if r["one"] and r["zero"] and r["zero"]["case"] != r["one"]["case"] + legacy.NAME_TOKEN:
             case += f" (= {r['zero']['case']})"
         table.append([case, *map(fmt_rate, r["images_per_s"]), fmt(r["ratio"], ".3f"),

@@ -111,6 +111,7 @@ def test_real_cpu_records_side_by_side(tmp_path, capsys):
                  for s, c in (("mmseg1", r["case"]), ("mmseg0", r["zero"]["case"]))]
         assert r["images_per_s"] == speed and r["ratio"] == speed[1] / speed[0]
         assert r["mmcv"] == ["lite 2.1.0", "lite 1.7.2"] and r["peak_mem_mb"] == [None, None]  # the CPU
+        assert r["flags"][-1] == "CPU profile"
     assert "1.x = `mmseg1`: mmseg 1.2.2 + mmcv 2.1.0 (lite), torch 2.13.0" in note
     assert "0.x = `mmseg0`: mmseg 0.30.0 + mmcv 1.7.2 (lite), torch 2.14.1" in note
     assert note in text and "2 case(s) on both stacks, 0 unpaired" in text
