@@ -5,13 +5,22 @@
     python -m segbench.report compare --db FILE_OR_DIR --baseline torch=2.10 --current torch=2.11
         [--where device_name=...] [--threshold 5%] ...
 
+    python -m segbench.report compare BASELINE_DIR CURRENT_DIR --across-stacks ...
+    python -m segbench.report compare --stacks DIR [DIR ...] [--markdown FILE]
+
 Two directories, or two selections of the results history (segbench.history): rows either way
 come from segbench.results' one row builder, so the matching and the threshold are the same.
+The stack (``mmseg0`` in a variant: mmseg 0.30 + mmcv 1.7, segbench.legacy) is part of a case's
+identity; ``--across-stacks`` leaves it out of the matching (a baseline of 0.x runs against a
+current of 1.x runs), and ``--stacks`` puts each 0.x case beside its 1.x twin (compare_stacks).
 
 compare(base_dir, cur_dir, t)   -> (rows, ok)
+compare_across_stacks(b, c, t)  -> (rows, ok, note), the stack left out of the matching
 compare_rows(base, cur, t)      -> (rows, ok) of two lists of report rows
 compare_history(db, b, c, w, t) -> (rows, ok, note) of two selections of the history
 compare_markdown(rows, ...)     -> Markdown text of a compare result
+compare_stacks(dirs)            -> (rows, note): each 0.x case beside its 1.x twin
+stacks_markdown(rows, note)     -> Markdown text of compare_stacks' result
 """
 
 from __future__ import annotations
@@ -20,10 +29,10 @@ import os
 import re
 import sqlite3
 
-from segbench import history
-from segbench.results import (ReportError, first, history_rows, identity, is_cpu_profile, load_nonempty,
-                              norm_mode)
-from segbench.tables import failed_text, fmt, fmt_rate, md_table, units
+from segbench import history, legacy
+from segbench.results import (ReportError, _read_sidecar, first, history_rows, identity, is_cpu_profile,
+                              join_variant, load_nonempty, norm_mode, variant_tokens)
+from segbench.tables import failed_text, fmt, fmt_rate, md_table, sort_key, units
 
 STATUSES = ("ok", "regressed", "improved", "missing", "new")
 
@@ -193,6 +202,17 @@ def compare(baseline_dir, current_dir, threshold=0.05):
                         threshold)
 
 
+def compare_across_stacks(baseline_dir, current_dir, threshold=0.05):
+    """compare() with a case's stack left out of its identity (stackless): a baseline of mmseg 0.x
+    runs against a current of 1.x runs, or the other way. Returns (rows, ok, note): the note
+    names each side's stacks as the records describe them (stacks_note)."""
+    _check_threshold(threshold)
+    base, cur = (load_nonempty(os.fspath(d)) for d in (baseline_dir, current_dir))
+    return (*compare_rows(stackless(base), stackless(cur), threshold),
+            "Matched across the stacks (a case's stack is not part of its identity):\n\n"
+            + stacks_note(base, cur))
+
+
 def compare_rows(base, cur, threshold=0.05, notes=None):
     """Match two lists of report rows (segbench.results) and compare images/s.
 
@@ -304,7 +324,7 @@ def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
         case = r["case"]
         if r["baseline_case"] and r["current_case"] and r["baseline_case"] != r["current_case"]:
             case = f"{r['current_case']} (= {r['baseline_case']})"
-        if r["variant"] and not str(r["case"]).endswith("_" + r["variant"]):
+        if r["variant"] and not str(r["case"]).removesuffix(legacy.NAME_TOKEN).endswith("_" + r["variant"]):
             case += f" [{r['variant']}]"  # a variant the sidecar records and the name does not
         status = r["status"] + (f" ({r['note']})" if r.get("note") else "")
         if r["status"] in ("regressed", "missing"):
@@ -322,3 +342,123 @@ def compare_markdown(rows, ok, threshold=0.05, baseline_label="baseline",
     return (f"## {current_label} vs {baseline_label}: training throughput\n\n"
             f"{verdict}: {len(rows)} case(s): {summary}; threshold ±{100 * threshold:g}%\n\n"
             + (f"{note}\n\n" if note else "") + md_table(headers, table, "llrlrrrrrl") + "\n")
+
+
+# --------------------------------------------------------------------------- the two stacks
+
+STACK_SHORT = {legacy.STACKS[0]: "1.x", legacy.LEGACY: "0.x"}   # mmseg 1.x (default), mmseg 0.x
+
+
+def stack_of(row):
+    """The stack a row ran on: its variant's stack token, else the default stack (mmseg1)."""
+    return variant_tokens(row.get("variant")).get("stack") or legacy.STACKS[0]
+
+
+def stackless(rows):
+    """Copies of the rows whose variant has no stack token: matched across the stacks."""
+    out = []
+    for r in rows:
+        tokens = variant_tokens(r.get("variant"))
+        tokens.pop("stack", None)
+        out.append(dict(r, variant=join_variant(tokens)))
+    return out
+
+
+def _env(row):
+    """The environment the row's sidecar records (its case record's ``env``); {} where none."""
+    source = str(row.get("source") or "")
+    env = _read_sidecar(source, row.get("case")).get("env") if os.path.isfile(source) else None
+    return env if isinstance(env, dict) else {}
+
+
+def _mmcv(env):
+    """(build, version) of the mmcv a record names: build 'full' (compiled ops) or 'lite'."""
+    flavour = env.get("mmcv_flavour")
+    return (None if not flavour else "full" if flavour == "full" else "lite",
+            first(env.get("mmcv"), env.get("mmcv-lite"), env.get("mmcv_full")))
+
+
+def mmcv_build(env):
+    """'lite 2.1.0', 'full 1.7.2': mmcv's build and version as recorded; None where neither is."""
+    return " ".join(str(x) for x in _mmcv(env) if x) or None
+
+
+def _stack_text(envs):
+    """What the records say a stack is, e.g. 'mmseg 0.30.0 + mmcv 1.7.2 (lite), torch 2.14.1',
+    one text per set of versions seen."""
+    seen = []
+    for e in filter(None, envs):
+        build, version = _mmcv(e)
+        seen.append(f"mmseg {e.get('mmsegmentation') or '?'} + mmcv {version or '?'}"
+                    + (f" ({build})" if build else "") + f", torch {e.get('torch') or '?'}")
+    return "; ".join(dict.fromkeys(seen)) or "not recorded"
+
+
+def stacks_note(base, cur, base_label="baseline", current_label="current"):
+    """A Markdown line per side naming the stacks its rows ran on, from their records."""
+    lines = []
+    for label, rows in ((base_label, base), (current_label, cur)):
+        parts = [f"`{s}` = {_stack_text([_env(r) for r in rows if stack_of(r) == s])}"
+                 for s in dict.fromkeys(stack_of(r) for r in rows)]
+        lines.append(f"- {label}: {'; '.join(parts)}")
+    return "\n".join(lines)
+
+
+def _stack_row(one, zero, notes):
+    """A row of compare_stacks: the 1.x and the 0.x report rows (either None when unpaired)."""
+    sides = list(zip((one, zero), STACK_SHORT.values()))
+    figures = [r["images_per_s"] if r is not None and r.get("ok") else None for r in (one, zero)]
+    flags = [f"FLAGGED {short}" for r, short in sides if r is not None and r.get("flagged")]
+    flags += [f"unpaired: no {short} run" if r is None else f"{short} {failed_text(r).lower()}"
+              for r, short in sides if r is None or not r.get("ok")]
+    cpu = {is_cpu_profile(r) for r in (one, zero) if r is not None}
+    if True in cpu:   # CPU processes where GPUs would be: no GPU throughput
+        flags.append("CPU profile" if cpu == {True} else "CPU profile on one side only")
+    return {"case": (one or zero)["case"], "one": one, "zero": zero, "images_per_s": figures,
+            "peak_mem_mb": [None if r is None else r.get("peak_mem_mb") for r in (one, zero)],
+            "mmcv": [None if r is None else mmcv_build(_env(r)) for r in (one, zero)],
+            "ratio": figures[1] / figures[0] if None not in figures else None,
+            "flags": flags + notes}
+
+
+def compare_stacks(dirs):
+    """Each mmseg 0.x case of the directories beside the mmseg 1.x case of the same identity but
+    the stack (model, mode, bs, precision, GPUs and every other token), matched as compare_rows
+    matches. Returns (rows, note): rows (case, one, zero: the 1.x and 0.x report rows or None,
+    images_per_s, peak_mem_mb, mmcv: [1.x, 0.x], ratio: 0.x / 1.x images/s, flags) and a Markdown
+    paragraph naming each stack as its records describe it."""
+    rows = [r for d in dirs for r in load_nonempty(os.fspath(d))]
+    one = [r for r in rows if stack_of(r) == legacy.STACKS[0]]
+    zero = [r for r in rows if stack_of(r) == legacy.LEGACY]
+    pairs, ub, uc, dups = _match(stackless(one), stackless(zero))
+
+    def noted(key):
+        short = STACK_SHORT[legacy.STACKS[0] if key[0] == "b" else legacy.LEGACY]
+        return [f"{dups[key]} duplicate {short} file(s) ignored"] if key in dups else []
+
+    out = [_stack_row(None if bi is None else one[bi], None if ci is None else zero[ci],
+                      noted(("b", bi)) + noted(("c", ci)))
+           for bi, ci in pairs + [(bi, None) for bi in ub] + [(None, ci) for ci in uc]]
+    out.sort(key=lambda r: (sort_key(stackless([r["one"] or r["zero"]])[0]), r["one"] is None))
+    note = "\n".join(f"- {STACK_SHORT[s]} = `{s}`: {_stack_text([_env(r) for r in side])} "
+                     f"({len(side)} case(s))" for s, side in ((legacy.STACKS[0], one), (legacy.LEGACY, zero)))
+    return out, note
+
+
+def stacks_markdown(rows, note=None):
+    """A Markdown report of compare_stacks' result."""
+    headers = ["case", "images/s 1.x", "images/s 0.x", "0.x / 1.x", "peak MB per GPU 1.x",
+               "peak MB per GPU 0.x", "mmcv 1.x", "mmcv 0.x", "flags"]
+    table = []
+    for r in rows:
+        case = r["case"]
+        if r["one"] and r["zero"] and r["zero"]["case"] != r["one"]["case"] + legacy.NAME_TOKEN:
+            case += f" (= {r['zero']['case']})"
+        table.append([case, *map(fmt_rate, r["images_per_s"]), fmt(r["ratio"], ".3f"),
+                      *(fmt(m, ",.0f") for m in r["peak_mem_mb"]), *(m or "-" for m in r["mmcv"]),
+                      "; ".join(f"**{f}**" if f.startswith("FLAGGED") else f for f in r["flags"]) or "-"])
+    paired = sum(1 for r in rows if r["one"] and r["zero"])
+    return ("## mmseg 0.x vs mmseg 1.x: training throughput per case\n\n"
+            f"{paired} case(s) on both stacks, {len(rows) - paired} unpaired; 0.x / 1.x = images/s "
+            "on mmseg 0.x over images/s on mmseg 1.x; peak MB per GPU: the highest rank's peak\n\n"
+            + (f"{note}\n\n" if note else "") + md_table(headers, table, "lrrrrrlll") + "\n")

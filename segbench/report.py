@@ -5,6 +5,8 @@
         [--baseline-label Paddle] [--current-label PyTorch] [--markdown FILE]
     python -m segbench.report compare --db FILE_OR_DIR --baseline torch=2.10 --current torch=2.11
         [--where device_name=...] [--threshold 5%] [--markdown FILE]
+    python -m segbench.report compare BASELINE_DIR CURRENT_DIR --across-stacks ...
+    python -m segbench.report compare --stacks DIR [DIR ...] [--markdown FILE]
 
 Exit codes: 0 fine, 1 compare found a regressed or missing case,
 2 bad arguments / unreadable input / no results (one line on stderr).
@@ -46,7 +48,8 @@ from collections import Counter
 
 from segbench import saturation
 from segbench.chart import write_chart, write_saturation_chart
-from segbench.compare import compare, compare_history, compare_markdown, split_filters
+from segbench.compare import (compare, compare_across_stacks, compare_history, compare_markdown,
+                              compare_stacks, split_filters, stacks_markdown)
 from segbench.results import CASE_KEYS, ReportError, is_cpu_profile, load_nonempty
 from segbench.tables import (SCALING_CREDIBLE_MAX, fmt, fmt_rate, md_cell, md_table, model_key, scaling,
                              scaling_note, sort_key, status_text, units)
@@ -251,6 +254,11 @@ def _parser():
                    help="default: baseline, or the --baseline selection")
     c.add_argument("--current-label", default=None,
                    help="default: current, or the --current selection")
+    c.add_argument("--across-stacks", action="store_true",
+                   help="match a case of one stack (mmseg 0.x / 1.x) with the other's: the stack is "
+                        "left out of a case's identity")
+    c.add_argument("--stacks", nargs="+", metavar="DIR",
+                   help="instead: each mmseg 0.x case of these directories beside its mmseg 1.x twin")
     c.add_argument("--markdown", default=None, metavar="FILE", help="also write the table here")
     return p
 
@@ -277,7 +285,12 @@ def _compared(args, threshold):
         for d in dirs:
             if not os.path.isdir(d):
                 raise ReportError(f"not a directory: {d}")
+        if args.across_stacks:
+            rows, ok, note = compare_across_stacks(*dirs, threshold)
+            return rows, ok, "baseline", "current", note
         return (*compare(*dirs, threshold), "baseline", "current", None)
+    if args.across_stacks:
+        raise ReportError("--across-stacks compares two directories, not --db selections")
     if dirs:
         raise ReportError("compare takes two directories or --db, not both")
     if not (args.baseline and args.current):
@@ -287,11 +300,25 @@ def _compared(args, threshold):
     return rows, ok, *labels, note
 
 
+def _stacks_text(args):
+    """compare --stacks DIR [DIR ...]: the two stacks side by side per case (always exit 0)."""
+    if args.baseline_dir or args.db or args.across_stacks:
+        raise ReportError("--stacks takes its own directories, without BASELINE_DIR CURRENT_DIR, --db "
+                          "or --across-stacks")
+    for d in args.stacks:
+        if not os.path.isdir(d):
+            raise ReportError(f"not a directory: {d}")
+    return stacks_markdown(*compare_stacks(args.stacks)), True
+
+
 def _compare(args):
     threshold = parse_threshold(args.threshold)
-    rows, ok, base_label, cur_label, note = _compared(args, threshold)
-    text = compare_markdown(rows, ok, threshold, args.baseline_label or base_label,
-                            args.current_label or cur_label, note)
+    if args.stacks:
+        text, ok = _stacks_text(args)
+    else:
+        rows, ok, base_label, cur_label, note = _compared(args, threshold)
+        text = compare_markdown(rows, ok, threshold, args.baseline_label or base_label,
+                                args.current_label or cur_label, note)
     if args.markdown:
         try:
             with open(args.markdown, "w", encoding="utf-8") as fh:

@@ -29,7 +29,7 @@ import math
 import os
 import re
 
-from segbench import configs, env, paddle, tuned
+from segbench import configs, env, legacy, paddle, tuned
 
 SPEED_KEYS = frozenset({
     "log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
@@ -55,7 +55,7 @@ _SEGBENCH_NAME = re.compile(
 # The variant tokens of docs/names.md, in the order a name carries them: a setting that changes
 # the figure and is not the default. A case's variant is the "_"-joined tokens ("" for the seed's
 # settings); a variant is never matched, compared or scaled against another.
-VARIANT_KINDS = ("tuned", "crop", "li", "nobench", "cpus", "prof")
+VARIANT_KINDS = ("tuned", "crop", "li", "nobench", "cpus", "prof", "stack")
 DEFAULT_LOG_INTERVAL = 10
 
 
@@ -72,6 +72,7 @@ _TOKEN_PATTERNS = {
     "nobench": r"nobench",
     "cpus": r"cpus\d+(?:-\d+)?(?:\.\d+(?:-\d+)?)*",
     "prof": r"prof\d+-\d+",
+    "stack": re.escape(legacy.LEGACY),   # last: STACK=mmseg0 (segbench.legacy)
 }
 _VARIANT_TAIL = re.compile("".join(f"(?:_(?P<{k}>{_TOKEN_PATTERNS[k]}))?" for k in VARIANT_KINDS))
 _FP_TOKEN = re.compile(r"^(fp\d+|bf16|tf32|amp\w*|int8|o[0-3]|pure_?fp16|mixed)$", re.I)
@@ -226,6 +227,9 @@ def recorded_tokens(stats, model):
     if window is None or (isinstance(window, list) and len(window) == 2
                           and all(_int(x) for x in window)):
         out["prof"] = f"prof{window[0]}-{window[1]}" if window else ""
+    stack = _get(stats, "env.stack")   # the legacy stack's env says so; older and 1.x envs do not
+    if stack in legacy.STACKS:
+        out["stack"] = "" if stack == legacy.STACKS[0] else stack
     return out
 
 

@@ -8,6 +8,7 @@ machine's disk, mmcv built from its source) when it is missing; SEGBENCH_NO_MMSE
 that need it, and so does a disk with too little room for it (each says so).
 """
 import json
+import math
 import os
 import re
 import shutil
@@ -130,6 +131,27 @@ def test_stack_not_ready_names_the_legacy_setup_command(cpu_env, tmp_path):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "the stack is not ready" in r.stderr and "STACK=mmseg0 bash PrepareEnv.sh" in r.stderr
+
+
+def test_repeat_times_make_the_run_one_pass(tmp_path):
+    """RepeatDataset times = ceil(max_iter x bs x world size / images): mmseg 0.30's images (the
+    img_suffix under leftImg8bit/train, any depth) and at least 1; the launcher passes it on."""
+    city = tmp_path / "leftImg8bit" / "train" / "aachen"
+    city.mkdir(parents=True)
+    for i in range(30):
+        (city / f"aachen_{i:06d}_000019_leftImg8bit.png").touch()
+    (city / "aachen_notes.txt").touch()
+    assert legacy.train_images(tmp_path) == 30
+    env = {"TRAIN_LOG_DIR": "/tmp/x", "STACK": "mmseg0", "DATA_ROOT": str(tmp_path), "LOG_INTERVAL": "2"}
+    for argv, times in ((ARGS, 34), (["fastscnn", "sp", "fp32", "2", "15", "1"], 1),
+                        (["fastscnn", "mp", "fp32", "2", "16", "1"], 3)):
+        case = launch.parse_case(argv, env)
+        case.data_root, case.nproc = tmp_path, 2 if argv[1] == "mp" else 1   # as launch resolves them
+        assert legacy.repeat_times(case) == times, argv
+        cmd = launch.train_command(case, Path("/l/c"))
+        assert cmd[cmd.index("--repeat-times") + 1] == str(times)
+    case.data_root = tmp_path / "empty"
+    assert legacy.repeat_times(case) == 1
 
 
 def test_torchvision_release_matches_torch():
@@ -267,6 +289,7 @@ def test_configs_and_options_for_every_model(mmseg0):
             build_segmentor(cfg.model).init_weights()   # random init: nothing to download
             cfg.merge_from_dict(run.options(cfg, run.parse_args(base), "cpu", True))
             out[model] = dict(gpu=gpu, cpu=cpu, pretrained=cfg.model.get("pretrained"),
+                              train=cfg.data.train.type,
                               init_cfg=cfg.model.backbone.get("init_cfg"),
                               sync_bn="SyncBN" in cfg.pretty_text,
                               hook=cfg.custom_hooks, imports=cfg.custom_imports["imports"])
@@ -280,23 +303,24 @@ def test_configs_and_options_for_every_model(mmseg0):
         assert gpu[2:10] == ["--work-dir", "/w", "--no-validate", "--seed", "0", "--launcher", "pytorch",
                              "--cfg-options"]
         opts = gpu[10:]
-        assert opts[:4] == ["log_config.interval=10", "runner.max_iters=20", "data.samples_per_gpu=2",
-                            "data.workers_per_gpu=3"]
-        assert {"data.train.pipeline.3.crop_size=(64,128)", "data.train.pipeline.7.size=(64,128)",
+        assert opts[:6] == ["log_config.interval=10", "runner.max_iters=20", "data.samples_per_gpu=2",
+                            "data.workers_per_gpu=3", "data.train.times=1", "data.train.dataset.data_root=/d"]
+        assert {"data.train.dataset.pipeline.3.crop_size=(64,128)",
+                "data.train.dataset.pipeline.7.size=(64,128)",
                 "optimizer_config.type=Fp16OptimizerHook", "optimizer_config.loss_scale=512.0",
                 "custom_hooks.0.out_prefix=/p", "custom_hooks.0.precision=fp16"} <= set(opts)
         assert not any("=BN" in x or "gloo" in x for x in opts)
         assert "dist_params.backend=gloo" in cpu and any(x.endswith("norm_cfg.type=BN") for x in cpu)
         assert not o["sync_bn"] and not any("Fp16" in x for x in cpu)
-        assert o["pretrained"] is None and o["init_cfg"] is None
+        assert o["pretrained"] is None and o["init_cfg"] is None and o["train"] == "RepeatDataset"
         assert o["hook"] == [{"type": "SegbenchIterHook0", "out_prefix": None, "priority": "LOWEST"}]
         assert o["imports"] == ["segbench.legacy.compat", "segbench.legacy.hooks"]
 
 
 @pytest.fixture
 def mmseg0_env(mmseg0, cpu_env, tmp_path_factory):
-    """cpu_env on the mmseg0 stack, with 16 images (mmcv 1.x's loader sleeps 2 s at each epoch's
-    end: 4 images would make every second iteration such an end)."""
+    """cpu_env on the mmseg0 stack, with 16 images: fewer than a run's 12 x 2 x world size samples,
+    so without the RepeatDataset mmcv 1.x's loader would sleep 2 s at each pass's end."""
     from segbench import data
     root = tmp_path_factory.mktemp("cityscapes16")
     data.generate(root, n_images=16, seed=0, size=(256, 512))
@@ -332,6 +356,12 @@ def _check_case(env, case, gpus):
         assert meta["input_shape"] == [2, 3, 64, 128] and meta["flops_per_iter"] > 0
         assert [x["iter"] for x in iters] == list(range(1, 13))
         assert all(x["time"] > 0 and x["loss"] > 0 for x in iters)
+        # mmcv's IterLoader sleeps 2 s at a pass's end, in the gap before an iteration (its
+        # data_time); the whole run is one pass over the 16 images, so no gap holds that pause
+        assert max(x["data_time"] for x in iters) < 1.5, [round(x["data_time"], 2) for x in iters]
+        times = math.ceil(12 * 2 * gpus / 16)
+        assert (meta["train_images"], meta["repeat_times"]) == (16, times)
+        assert f"--repeat-times {times}" in record["train_command"] and f"data.train.times={times}" in text
     return text, stats
 
 

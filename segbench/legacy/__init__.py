@@ -14,6 +14,7 @@ runs in the legacy environment only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,6 +29,8 @@ SETUP_HINT = "STACK=mmseg0 bash PrepareEnv.sh"
 # (distribution, version) the legacy environment must have for a case to run
 PINS = (("mmcv", "1.7.2"), ("mmsegmentation", "0.30.0"))
 PRECISIONS = ("fp32", "fp16")    # mmcv 1.x's Fp16OptimizerHook; no bf16
+# the train set of configs/mmseg0/ (mmseg 0.30's Cityscapes config): img_dir and img_suffix
+TRAIN_IMAGES = (Path("leftImg8bit") / "train", "_leftImg8bit.png")
 
 
 def stack(environ=os.environ) -> str:
@@ -111,8 +114,26 @@ def collect(environ=os.environ) -> dict:
     return info
 
 
+def train_images(data_root) -> int:
+    """The images of the train set mmseg 0.30's CityscapesDataset finds under data_root: files
+    ending in its img_suffix anywhere under its img_dir (mmcv.scandir, recursive, links followed)."""
+    img_dir, suffix = TRAIN_IMAGES
+    return sum(f.endswith(suffix) for _, _, files in os.walk(Path(data_root) / img_dir, followlinks=True)
+               for f in files)
+
+
+def repeat_times(case) -> int:
+    """The RepeatDataset times that make the whole run one pass over the train set:
+    ceil(max_iter x batch size x world size / images), at least 1 (1 when no image is found).
+    mmcv 1.x's IterLoader sleeps 2 s whenever a pass ends (docs/LEGACY.md)."""
+    images = train_images(case.data_root) if case.data_root else 0
+    return max(1, math.ceil(case.max_iter * case.batch_size * case.gpu_num / images)) if images else 1
+
+
 def train_command(case, log_stem: Path, environ=os.environ) -> list[str]:
     """The legacy training process for a segbench.launch Case (what launch runs instead of
-    segbench.train): segbench.legacy.run with the legacy python, through torchrun for mp."""
+    segbench.train): segbench.legacy.run with the legacy python, through torchrun for mp; the
+    train set's RepeatDataset times is in it (and so in the case record's train_command)."""
     return case.process(python(environ) or sys.executable,
-                        ["-m", "segbench.legacy.run", *case.train_args(log_stem)])
+                        ["-m", "segbench.legacy.run", *case.train_args(log_stem),
+                         "--repeat-times", str(repeat_times(case))])

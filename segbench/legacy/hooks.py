@@ -11,7 +11,8 @@ Differences from the mmengine hook, all visible in the file: ``data_time`` is th
 two iterations (``data_time_source: "gap"``: mmcv 1.x's runner calls ``next()`` on a loader this hook
 cannot reach before the first batch, plus ``model.train()`` each iteration); ``mem_mb`` is the
 running peak since training started (mmcv 1.x's logger never resets the peak counter); ``loss`` is
-the logged (rank-averaged) loss; the meta line has ``stack: "mmseg0"``.
+the logged (rank-averaged) loss; the meta line has ``stack: "mmseg0"`` and the train set's size
+(``train_images``, ``repeat_times``: its RepeatDataset's times).
 """
 from __future__ import annotations
 
@@ -47,6 +48,16 @@ def _loss_sum(losses: dict) -> torch.Tensor:
         if "loss" in name:
             total = total + (sum(v.mean() for v in value) if isinstance(value, list) else value.mean())
     return total
+
+
+def train_set(runner) -> dict:
+    """The train set's size as the runner's loader has it: the images of the data set and the
+    RepeatDataset's times (1 without that wrapper; None where the loader is not mmcv's)."""
+    dataset = getattr(getattr(runner.data_loader, "_dataloader", None), "dataset", None)
+    if dataset is None:
+        return {"train_images": None, "repeat_times": None}
+    inner = getattr(dataset, "dataset", dataset)
+    return {"train_images": len(inner), "repeat_times": getattr(dataset, "times", 1)}
 
 
 def count_step_flops(model: torch.nn.Module, data_batch: dict, device: str) -> tuple[float, list[int]]:
@@ -159,7 +170,7 @@ class SegbenchIterHook0(Hook):
                      "cpus": env.cpu_ranges(os.sched_getaffinity(0)),
                      "batch_size": shape[0] if shape else None, "input_shape": shape,
                      "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
-                     "data_time_source": "gap",
+                     "data_time_source": "gap", **train_set(runner),
                      "pre_train_peak_mb": _peak_mb() if cuda else None,
                      "pre_train_reserved_mb": round(torch.cuda.memory_reserved() / 2**20, 1) if cuda
                      else None}, flush=True)

@@ -42,6 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--iters-prefix", help="write per-iteration records to PREFIX.rank<R>.jsonl")
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--no-cudnn-benchmark", action="store_true")
+    p.add_argument("--repeat-times", type=int, default=1,
+                   help="the train set's RepeatDataset times (segbench.legacy.repeat_times)")
     return p.parse_args(argv)
 
 
@@ -64,14 +66,15 @@ def _index(pipeline: list, kind: str) -> int:
 
 def options(cfg, args: argparse.Namespace, device: str, distributed: bool) -> dict:
     """The cfg-options (dotted key -> value) that turn configs/mmseg0/<model>.py into this case:
-    the seed's four first, in the seed's order."""
+    the seed's four first, in the seed's order; then the RepeatDataset's times (one pass per run,
+    docs/LEGACY.md) and the wrapped train set's data root."""
     opts: dict = {"log_config.interval": args.log_interval, "runner.max_iters": args.max_iters,
                   "data.samples_per_gpu": args.batch_size, "data.workers_per_gpu": args.num_workers,
-                  "data.train.data_root": args.data_root}
+                  "data.train.times": args.repeat_times, "data.train.dataset.data_root": args.data_root}
     if args.crop:
-        pipeline = cfg.data.train.pipeline
-        opts[f"data.train.pipeline.{_index(pipeline, 'RandomCrop')}.crop_size"] = tuple(args.crop)
-        opts[f"data.train.pipeline.{_index(pipeline, 'Pad')}.size"] = tuple(args.crop)
+        pipeline = cfg.data.train.dataset.pipeline
+        for kind, key in (("RandomCrop", "crop_size"), ("Pad", "size")):
+            opts[f"data.train.dataset.pipeline.{_index(pipeline, kind)}.{key}"] = tuple(args.crop)
     if args.iters_prefix:
         opts.update({"custom_hooks.0.out_prefix": args.iters_prefix,
                      "custom_hooks.0.precision": args.precision,
