@@ -258,14 +258,13 @@ def _keep(fig: dict) -> dict:
 def _kept(log_dir: Path, name: str, bs: int) -> dict | None:
     """--resume: the row of a case an earlier run settled -- it passed, or ran out of GPU memory
     (its sidecar says gpu_oom; a host OOM may have been the host's state, it runs again)."""
-    speed = log_dir / f"{name}_speed"
-    fig = figures(log_dir, name)
+    speed, fig = log_dir / f"{name}_speed", figures(log_dir, name)
     if _speed_ok(speed):
         d = json.loads(speed.read_text(encoding="utf-8"))
         return {"case": name, "bs": bs, "status": "skipped (resume)", "images_per_s": d["FINAL_RESULT"],
                 **_keep(fig), "flags": flags(log_dir, name)}
     if fig["failure_kind"] == failure.GPU_OOM and speed.is_file():
-        return {"case": name, "bs": bs, "status": "oom (resume)", "images_per_s": 0.0,
+        return {"case": name, "bs": bs, "status": "oom (resume)", "images_per_s": 0,
                 "reason": fig["reason"], **_keep(fig), "flags": []}
     return None
 
@@ -409,8 +408,8 @@ def table(rows: list[dict], profile: str, not_run: int = 0) -> str:
              f"{'-' * w}  {'-' * 10}  {'-' * 8}  {'-' * 7}  ------"]
     for r in rows:
         reason = r.get("reason") if r["status"] != "interrupted" else None
-        kind = f" ({r['failure_kind']})" if r["status"].startswith("oom") else ""
-        status = (r["status"] + kind + (" (max)" if r.get("is_max") else "")
+        status = r["status"].replace("oom", f"oom ({r.get('failure_kind')})", 1)
+        status = (status + (" (max)" if r.get("is_max") else "")
                   + (f": {reason}" if reason else "") + _flag_text(r.get("flags") or []))
         lines.append(f"{r['case']:<{w}}  {r['images_per_s']:>10}  {_cell(r.get('peak_mb')):>8}  "
                      f"{_cell(r.get('images_per_j')):>7}  {status}")
