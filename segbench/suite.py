@@ -440,7 +440,7 @@ def _dry_run(groups: list[Group], cpu: bool) -> None:
                     f"  LOG_INTERVAL={CPU_PROFILE['log_interval']}" if cpu else "")
             print(f"  [{i}/{n}] bash run_benchmark.sh {' '.join(c.argv)}{crop}")
         if g.plan.to_max:
-            print(f"        then grow/bisect to max: {g.label}: {g.plan.describe()}")
+            print(f"        {g.plan.search()}")
 
 
 def main(argv: list[str]) -> int:

@@ -39,11 +39,14 @@ class Plan:
         if self.cap < 1 or not 0 <= self.within < 1:
             raise ValueError(f"cap must be >= 1 and within in [0, 1): {self.cap}, {self.within}")
 
+    def search(self) -> str:
+        """The max search in words, e.g. ``then grow/bisect to max (cap 4096, within 12.5%)``."""
+        within = f"within {self.within:.1%}" if self.within else "exact"
+        return f"then grow/bisect to max (cap {self.cap}, {within})" if self.to_max else ""
+
     def describe(self) -> str:
         """The plan in words, e.g. ``2, 4, then grow/bisect to max (cap 4096, within 12.5%)``."""
-        sizes = ", ".join(map(str, self.listed))
-        return sizes + (f", then grow/bisect to max (cap {self.cap}, within {self.within:.1%})"
-                        if self.to_max else "")
+        return ", ".join([*map(str, self.listed), *([self.search()] if self.to_max else [])])
 
 
 def parse_bs(text: str) -> tuple[tuple[int, ...], bool]:

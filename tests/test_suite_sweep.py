@@ -102,3 +102,15 @@ def test_a_crash_mid_sweep_ends_the_group_and_fails_the_suite(fake):  # noqa: F8
     assert line("segformer_b0_sp_bs32_fp32_1").startswith(
         "segformer_b0_sp_bs32_fp32_1 0 139000 \u2014 oom (gpu_oom): out of GPU memory at batch 32")
     assert line("fastscnn_sp_bs8_fp32_1").startswith("fastscnn_sp_bs8_fp32_1 0 \u2014 \u2014 failed: crash")
+
+
+def test_dry_run_shows_the_listed_sizes_then_the_search(cpu_env):
+    r = suite(cpu_env, "--bs", "4,2,max", "--bs-cap", "64", "--max-within", "0", "--dry-run", timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "2 cases then 1 max search(es), CPU PROFILE" in lines[0]
+    assert [ln.split("run_benchmark.sh ")[1].split("  ")[0] for ln in lines[1:3]] == [
+        "fastscnn sp fp32 2 12 1", "fastscnn sp fp32 4 12 1"]
+    assert lines[3].strip() == "then grow/bisect to max (cap 64, exact)"
+    bad = suite(cpu_env, "--bs", "max", "--dry-run", timeout=120)
+    assert bad.returncode == 2 and "give at least one batch size" in bad.stderr

@@ -97,7 +97,8 @@ def test_bs_grammar_errors(text, says):
 
 def test_plan_describes_itself_and_rejects_bad_settings():
     assert Plan((2, 4), True).describe() == "2, 4, then grow/bisect to max (cap 4096, within 12.5%)"
-    assert Plan((2,)).describe() == "2"
+    assert Plan((2,)).describe() == "2" and Plan((2,)).search() == ""
+    assert Plan((8,), True, cap=64, within=0).search() == "then grow/bisect to max (cap 64, exact)"
     for bad in (dict(listed=()), dict(listed=(4, 2)), dict(listed=(2,), within=1.0),
                 dict(listed=(2,), cap=0)):
         with pytest.raises(ValueError):
