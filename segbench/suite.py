@@ -1,7 +1,8 @@
 """A matrix of cases, run one after another through run_benchmark.sh (what run_PyTorch.sh runs).
 
-    python -m segbench.suite [--cases FILE | --models A,B --modes sp,mp --bs 2 --fp fp32]
-                             [--iters N] [--workers N] [--profile auto|gpu|cpu] [--dry-run] [--resume]
+    python -m segbench.suite [--cases FILE | --models A,B --modes sp,mp --bs 2[,4...][,max] --fp fp32]
+                             [--bs-cap N] [--max-within F] [--iters N] [--workers N]
+                             [--profile auto|gpu|cpu] [--dry-run] [--resume]
 
 Default: the seed's six cases (3 models x sp/mp, fp32, bs 2, 500 iterations, 5 workers). With no GPU
 the CPU profile applies (small crops, few iterations, mp = 2 CPU processes), labelled as such.
@@ -10,6 +11,11 @@ One failed case never stops the rest; the exit status is 0 only if every case pa
 case (run_benchmark.sh's exit 130), or SIGINT/SIGTERM/SIGHUP to the suite, stops it: the table shows
 what ran, and it exits 130. A case the analysis flagged (signs of a busy or noisy host in its
 <case>_stats.json) is marked FLAGGED on its line and in the table; passed/failed are unchanged.
+Cases that differ only in the batch form a group; ``--bs ...,max`` searches each group for the
+largest batch per GPU that fits (segbench.sweep: grow, then bisect). A case that ran out of memory
+is status ``oom`` with its failure kind (segbench.failure); one found while searching for a max is
+expected, one at a size listed without max fails the suite. Each group's sizes tried and max go to
+``<log_dir>/suite_sweep.json`` (docs/FORMATS.md).
 """
 from __future__ import annotations
 
