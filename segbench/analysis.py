@@ -69,7 +69,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from segbench import energy, paddle
+from segbench import energy, failure, paddle
 from segbench.iterfiles import (RankFile, flops_block, measured_host_use, peak_memory,
                                 per_iter_block, rank_files, warmup_block)
 from segbench.logparse import (Run, config_batch_size, launch_ends, log_gpu_num, measured_run,
@@ -431,7 +431,8 @@ def _sidecar(log_path: str, model_name: str, run: Run, s: _Settings, window: dic
             "run_seconds": finite((run.result or {}).get("elapsed_s")),
             "FINAL_RESULT": speed["FINAL_RESULT"], "JOB_FAIL_FLAG": speed["JOB_FAIL_FLAG"],
             "images_per_s_median": round(median, 3) if median is not None else None,
-            "reason": reason, "partial_images_per_s": final if reason is not None else None,
+            "reason": reason, "failure_kind": failure.kind_of(run.result, reason),
+            "partial_images_per_s": final if reason is not None else None,
             "flagged": bool(warnings), "warnings": warnings,
             "tuned": _tuned_switches(case), "compile_mode": case.get("compile_mode"),
             "compile_scope": case.get("compile_scope"),

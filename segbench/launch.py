@@ -60,7 +60,7 @@ import threading
 import time
 from pathlib import Path
 
-from segbench import configs, env, legacy
+from segbench import configs, env, failure, legacy
 from segbench.case import (KNOBS, RUN_MODES, SKIP_WINDOWS, USAGE, BadInput, Case,  # noqa: F401
                            _env_int, _given, _safe_name, _visible_requested, bad_input_name, first_host,
                            parse_case, raw_case_name)
@@ -147,6 +147,7 @@ class _Run:
         self.cmd, self.log_fh, self.verbose = cmd, log_fh, verbose
         self.errors: list[dict] = []
         self.tail: list[str] = []
+        self.evidence = failure.Evidence()   # signs of running out of memory (segbench.failure)
         self.stop_reason: str | None = None
         self.proc: subprocess.Popen | None = None
         self._ending = threading.Lock()
@@ -161,6 +162,7 @@ class _Run:
                     self.errors.append(json.loads(line[len(ERROR_TAG):]))
                 except json.JSONDecodeError:
                     pass
+            self.evidence.feed(line)
             if line.strip():
                 self.tail = (self.tail + [line.rstrip()])[-20:]
             if self.verbose or "Iter(train)" in line:
@@ -257,21 +259,26 @@ def _short(line: str) -> str:
     return f"  iter {m.group(1)}/{m.group(2)}  time {m.group(3)} s\n" if m else ""
 
 
-def _reason(run: _Run, rc: int, case: Case) -> str | None:
+def _reason(run: _Run, rc: int, case: Case) -> tuple[str | None, str | None]:
+    """(why the run failed, its failure kind: segbench.failure's KINDS); (None, None) if it passed.
+    An out-of-memory reason says which memory, at which batch; the line that shows it in brackets."""
     if run.stop_reason:
-        return run.stop_reason
+        return run.stop_reason, failure.OTHER
     if rc == 0:
-        return None
-    kinds = {e.get("kind") for e in run.errors}
-    if "oom" in kinds:
-        return (f"oom: out of memory at batch size {case.batch_size} per process "
-                f"({case.device})")
+        return None, None
+    kind, detail = run.evidence.verdict(rc)
+    oom = next((e for e in run.errors if e.get("kind") == "oom"), None)
+    if kind == failure.OTHER and oom:   # train's own verdict, with no line that names the memory
+        kind = failure.GPU_OOM if case.device == "cuda" else failure.HOST_OOM
+    if kind != failure.OTHER:
+        per = "GPU" if case.device == "cuda" else "process"
+        return failure.oom_reason(kind, case.batch_size, per, detail), kind
     crash = next((e for e in run.errors if e.get("kind") == "crash"), None)
     if crash:
         where = f" on rank {crash.get('rank')}" if case.run_mode == "mp" else ""
-        return f"crash{where}: {crash.get('message')}"
+        return f"crash{where}: {crash.get('message')}", failure.OTHER
     last = next((t for t in reversed(run.tail) if t.strip()), "")
-    return f"crash: exit code {rc}: {last[:200]}"
+    return f"crash: exit code {rc}: {last[:200]}", failure.OTHER
 
 
 def _child_env(case: Case) -> dict:
@@ -321,7 +328,8 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
                 run.end_group(interrupted(stop["signal"]), stop["signal"])
             rc = run.wait(case.timeout_s)
             stop["run"] = None
-        result = {"exit_code": rc, "reason": _reason(run, rc, case),
+        reason, kind = _reason(run, rc, case)
+        result = {"exit_code": rc, "reason": reason, "failure_kind": kind,
                   "elapsed_s": round(time.monotonic() - t0, 2),
                   "host": env.host_probe(gpu=case.profile == "gpu")}
         _record(fh, "result", result)
@@ -383,7 +391,7 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
         with open(log, "w", encoding="utf-8") as fh:
             _record(fh, "case", record)
             _record(fh, "result", {"exit_code": 2, "reason": f"bad input: {message}",
-                                   "elapsed_s": 0.0})
+                                   "failure_kind": failure.OTHER, "elapsed_s": 0.0})
         res = analysis.analyze(log, model)
         analysis.write_outputs(res, log_dir / f"{name}_speed")
     except OSError as exc:

@@ -1,7 +1,8 @@
 """A matrix of cases, run one after another through run_benchmark.sh (what run_PyTorch.sh runs).
 
-    python -m segbench.suite [--cases FILE | --models A,B --modes sp,mp --bs 2 --fp fp32]
-                             [--iters N] [--workers N] [--profile auto|gpu|cpu] [--dry-run] [--resume]
+    python -m segbench.suite [--cases FILE | --models A,B --modes sp,mp --bs 2[,4...][,max] --fp fp32]
+                             [--bs-cap N] [--max-within F] [--iters N] [--workers N]
+                             [--profile auto|gpu|cpu] [--dry-run] [--resume]
 
 Default: the seed's six cases (3 models x sp/mp, fp32, bs 2, 500 iterations, 5 workers). With no GPU
 the CPU profile applies (small crops, few iterations, mp = 2 CPU processes), labelled as such.
@@ -10,10 +11,16 @@ One failed case never stops the rest; the exit status is 0 only if every case pa
 case (run_benchmark.sh's exit 130), or SIGINT/SIGTERM/SIGHUP to the suite, stops it: the table shows
 what ran, and it exits 130. A case the analysis flagged (signs of a busy or noisy host in its
 <case>_stats.json) is marked FLAGGED on its line and in the table; passed/failed are unchanged.
+Cases that differ only in the batch form a group; ``--bs ...,max`` searches each group for the
+largest batch per GPU that fits (segbench.sweep: grow, then bisect). A case that ran out of memory
+is status ``oom`` with its failure kind (segbench.failure); one found while searching for a max is
+expected, one at a size listed without max fails the suite. Each group's sizes tried and max go to
+``<log_dir>/suite_sweep.json`` (docs/FORMATS.md).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -23,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from segbench import configs, launch
+from segbench import configs, failure, launch, sweep
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_BENCHMARK = REPO / "run_benchmark.sh"  # what each case runs (a test points it at a stand-in)
@@ -63,9 +70,26 @@ def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def parse_case_file(path: Path, environ: dict) -> list[SuiteCase]:
-    """Every invalid line is reported (by number) before anything runs."""
-    cases, errors = [], []
+@dataclass
+class Group:
+    """Cases that differ only in the batch size: ``case`` holds the settings (its bs the first
+    listed size), ``plan`` the sizes to run (segbench.sweep)."""
+    case: SuiteCase
+    plan: sweep.Plan
+
+    def at(self, bs: int) -> SuiteCase:
+        return dataclasses.replace(self.case, bs=bs)
+
+    @property
+    def label(self) -> str:
+        c = self.case
+        return f"{c.model} {c.run_mode} {c.fp_item}"
+
+
+def parse_case_file(path: Path, environ: dict) -> list[Group]:
+    """Every invalid line is reported (by number) before anything runs; each case is a group of
+    its one batch size."""
+    groups, errors = [], []
     for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -75,19 +99,20 @@ def parse_case_file(path: Path, environ: dict) -> list[SuiteCase]:
         except launch.BadInput as exc:
             errors.append(f"{path}:{n}: {exc}")
             continue
-        cases.append(SuiteCase(c.model, c.run_mode, c.fp_item, c.batch_size, c.max_iter,
-                               c.num_workers, n))
+        groups.append(Group(SuiteCase(c.model, c.run_mode, c.fp_item, c.batch_size, c.max_iter,
+                                      c.num_workers, n), sweep.Plan((c.batch_size,))))
     if errors:
         raise launch.BadInput("invalid case file:\n  " + "\n  ".join(errors))
-    return cases
+    return groups
 
 
-def matrix(models, modes, bss, fps, iters, workers, environ: dict) -> list[SuiteCase]:
-    cases = [SuiteCase(m, mode, fp, int(bs), iters, workers)
-             for m in models for mode in modes for fp in fps for bs in bss]
-    for c in cases:  # same validation as run_benchmark.sh, before anything runs
-        launch.parse_case(c.argv, environ)
-    return cases
+def matrix(models, modes, plan: sweep.Plan, fps, iters, workers, environ: dict) -> list[Group]:
+    groups = [Group(SuiteCase(m, mode, fp, plan.listed[0], iters, workers), plan)
+              for m in models for mode in modes for fp in fps]
+    for g in groups:  # same validation as run_benchmark.sh, before anything runs
+        for bs in plan.listed + ((plan.cap,) if plan.to_max else ()):
+            launch.parse_case(g.at(bs).argv, environ)
+    return groups
 
 
 def _has_gpu() -> bool:
@@ -108,19 +133,36 @@ def _fmt_s(s: float) -> str:
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def _sidecar(log_dir: Path, name: str) -> dict:
+    """The case's ``<case>_stats.json``; {} where missing or unreadable."""
+    try:
+        d = json.loads((log_dir / f"{name}_stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def flags(log_dir: Path, name: str) -> list[str]:
     """The warnings of a case the analysis flagged (signs of a busy or noisy host), from its
     sidecar; [] when not flagged or without a readable sidecar. Older sidecars have no
     ``flagged``: any warning flags them."""
-    try:
-        d = json.loads((log_dir / f"{name}_stats.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if not isinstance(d, dict):
+    d = _sidecar(log_dir, name)
+    if not d:
         return []
     warnings = [str(w) for w in d["warnings"] if w] if isinstance(d.get("warnings"), list) else []
     flagged = d["flagged"] if isinstance(d.get("flagged"), bool) else bool(warnings)
     return (warnings or ["flagged (the sidecar lists no warning)"]) if flagged else []
+
+
+def figures(log_dir: Path, name: str) -> dict:
+    """From the sidecar: ``peak_mb`` (the largest rank's peak memory, MB per GPU), ``images_per_j``
+    (the energy block's), ``failure_kind`` and ``reason``; None where the sidecar has none."""
+    d = _sidecar(log_dir, name)
+    memory = d.get("memory") if isinstance(d.get("memory"), dict) else {}
+    peaks = [p for p in memory.get("peak_mb_per_rank") or [] if isinstance(p, (int, float))]
+    energy = d.get("energy") if isinstance(d.get("energy"), dict) else {}
+    return {"peak_mb": round(max(peaks)) if peaks else None, "images_per_j": energy.get("images_per_j"),
+            "failure_kind": d.get("failure_kind"), "reason": d.get("reason")}
 
 
 class _Stop:
@@ -196,7 +238,8 @@ def _flag_text(warnings: list[str]) -> str:
 
 
 def _run_case(stop: _Stop, c: SuiteCase, case_env: dict, log_dir: Path, name: str) -> dict:
-    """Run one case through run_benchmark.sh; its row (status passed, failed or interrupted)."""
+    """Run one case through run_benchmark.sh; its row (status passed, failed, oom -- the sidecar's
+    failure_kind gpu_oom or host_oom -- or interrupted)."""
     t0 = time.monotonic()
     rc, stderr = stop.run(["bash", str(RUN_BENCHMARK), *c.argv], case_env)
     result = 0.0
@@ -204,70 +247,178 @@ def _run_case(stop: _Stop, c: SuiteCase, case_env: dict, log_dir: Path, name: st
         result = json.loads((log_dir / f"{name}_speed").read_text(encoding="utf-8"))["FINAL_RESULT"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    reason = _reason(rc, stderr)
+    reason, fig = _reason(rc, stderr), figures(log_dir, name)
     status = ("passed" if reason is None else
-              "interrupted" if reason == "interrupted" or stop.signal is not None else "failed")
-    return {"case": name, "status": status, "images_per_s": result, "reason": reason,
-            "seconds": round(time.monotonic() - t0, 1), "flags": flags(log_dir, name)}
+              "interrupted" if reason == "interrupted" or stop.signal is not None else
+              "oom" if fig["failure_kind"] in failure.OOM_KINDS else "failed")
+    if status in ("oom", "failed") and fig["reason"]:
+        reason = fig["reason"]   # launch's own words, from the sidecar
+    return {"case": name, "bs": c.bs, "status": status, "images_per_s": result, "reason": reason,
+            **_keep(fig), "seconds": round(time.monotonic() - t0, 1), "flags": flags(log_dir, name)}
 
 
-def run(cases: list[SuiteCase], profile: str, log_dir: Path, resume: bool) -> tuple[list[dict], bool]:
-    """Run cases in order; returns (rows of what ran, whether the suite was interrupted: a case
-    exited 130 or the suite got SIGINT/SIGTERM/SIGHUP; the cases after it did not run)."""
+def _keep(fig: dict) -> dict:
+    return {k: fig[k] for k in ("peak_mb", "images_per_j", "failure_kind")}
+
+
+def _kept(log_dir: Path, name: str, bs: int) -> dict | None:
+    """--resume: the row of a case an earlier run settled -- it passed, or ran out of GPU memory
+    (its sidecar says gpu_oom; a host OOM may have been the host's state, it runs again)."""
+    speed, fig = log_dir / f"{name}_speed", figures(log_dir, name)
+    if _speed_ok(speed):
+        d = json.loads(speed.read_text(encoding="utf-8"))
+        return {"case": name, "bs": bs, "status": "skipped (resume)", "images_per_s": d["FINAL_RESULT"],
+                **_keep(fig), "flags": flags(log_dir, name)}
+    if fig["failure_kind"] == failure.GPU_OOM and speed.is_file():
+        return {"case": name, "bs": bs, "status": "oom (resume)", "images_per_s": 0,
+                "reason": fig["reason"], **_keep(fig), "flags": []}
+    return None
+
+
+def _said(row: dict) -> str:
+    if row["status"] == "skipped (resume)":
+        return f"kept from an earlier run: {row['images_per_s']} images/s"
+    if row["status"] == "oom (resume)":
+        return f"kept from an earlier run: OOM ({row['failure_kind']}): {row['reason']}"
+    return {"passed": f"{row['images_per_s']} images/s", "interrupted": "INTERRUPTED",
+            "oom": f"OOM ({row['failure_kind']}): {row['reason']}"}.get(row["status"],
+                                                                       f"FAILED: {row['reason']}")
+
+
+def sweep_status(row: dict) -> str:
+    """A row's status as segbench.sweep reads it: passed, oom, or the failure."""
+    return {"skipped (resume)": sweep.PASSED, "oom (resume)": sweep.OOM}.get(row["status"], row["status"])
+
+
+def _sweep_record(g: Group, rows: list[dict], stopped: tuple[str, str] | None) -> dict:
+    """suite_sweep.json's entry of a group (docs/FORMATS.md)."""
+    c, tried = g.case, [(r["bs"], sweep_status(r)) for r in rows]
+    return {"model": c.model, "run_mode": c.run_mode, "fp_item": c.fp_item, "max_iter": c.max_iter,
+            "num_workers": c.workers, "listed": list(g.plan.listed), "to_max": g.plan.to_max,
+            "cap": g.plan.cap, "max_within": g.plan.within,
+            "tried": [{k: r.get(k) for k in ("bs", "case", "status", "failure_kind", "images_per_s",
+                                             "peak_mb", "images_per_j", "reason")} for r in rows],
+            "max_bs": sweep.found_max(g.plan, tried),
+            "stopped": stopped[0] if stopped else None, "why": stopped[1] if stopped else None}
+
+
+def _write_sweeps(log_dir: Path, profile: str, records: list[dict]) -> None:
+    doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profile": profile, "groups": records}
+    (log_dir / "suite_sweep.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+
+
+def _suite_env(profile: str, log_dir: Path) -> tuple[dict, int]:
+    """The environment every case starts from, and mp's process count."""
     env = dict(os.environ, TRAIN_LOG_DIR=str(log_dir))
     if profile == "cpu":
         env.update(DEVICE="cpu", LOG_INTERVAL=str(CPU_PROFILE["log_interval"]),
                    MP_PROCS=str(CPU_PROFILE["mp_procs"]))
-        ngpu_mp = CPU_PROFILE["mp_procs"]
-    else:
-        import torch
-        ngpu_mp = torch.cuda.device_count()
-    rows, done_times, t_suite = [], [], time.monotonic()
+        return env, CPU_PROFILE["mp_procs"]
+    import torch
+    return env, torch.cuda.device_count()
+
+
+class _Progress:
+    """The ``[i/N] case: ...`` lines: N the listed cases (``+`` when max searches add more)."""
+
+    def __init__(self, groups: list[Group]):
+        self.total = sum(len(g.plan.listed) for g in groups)
+        self.more = "+" if any(g.plan.to_max for g in groups) else ""
+        self.i, self.times, self.t0 = 0, [], time.monotonic()
+
+    def head(self, name: str) -> str:
+        self.i += 1
+        return f"[{self.i}/{self.total}{self.more}] {name}"
+
+    def tail(self, row: dict) -> str:
+        self.times.append(row["seconds"])
+        left = max(self.total - self.i, 0)
+        eta = (f", ETA {_fmt_s(left * sum(self.times) / len(self.times))}{self.more}"
+               if left and row["status"] != "interrupted" else "")
+        return f" ({_fmt_s(row['seconds'])}, elapsed {_fmt_s(time.monotonic() - self.t0)}{eta})"
+
+
+def run(groups: list[Group], profile: str, log_dir: Path, resume: bool) -> tuple[list[dict], bool]:
+    """Run each group's sizes in order (segbench.sweep decides the next); returns (rows of what
+    ran, whether the suite was interrupted: a case exited 130 or the suite got SIGINT/SIGTERM/
+    SIGHUP; nothing after it ran). Each group's sizes and max go to ``<log_dir>/suite_sweep.json``."""
+    env, ngpu_mp = _suite_env(profile, log_dir)
+    rows, records, progress = [], [], _Progress(groups)
     with _Stop() as stop:
-        for i, c in enumerate(cases, 1):
+        for gi, g in enumerate(groups):
             if stop.signal is not None:
                 break
-            case_env = _case_env(c, env, profile)
-            # The name launch will give the case (its files are found by it): launch's own
-            # Case.name, from the environment the case runs with.
-            planned = launch.parse_case(c.argv, case_env)
-            planned.nproc = 1 if c.run_mode == "sp" else ngpu_mp
-            name = planned.name
-            speed = log_dir / f"{name}_speed"
-            head = f"[{i}/{len(cases)}] {name}"
-            if resume and _speed_ok(speed):
-                d = json.loads(speed.read_text(encoding="utf-8"))
-                rows.append({"case": name, "status": "skipped (resume)",
-                             "images_per_s": d["FINAL_RESULT"], "flags": flags(log_dir, name)})
-                print(f"{head}: kept from an earlier run: {d['FINAL_RESULT']} images/s"
-                      f"{_flag_text(rows[-1]['flags'])}", flush=True)
-                continue
-            row = _run_case(stop, c, case_env, log_dir, name)
-            rows.append(row)
-            done_times.append(row["seconds"])
-            left = len(cases) - i
-            eta = (f", ETA {_fmt_s(left * sum(done_times) / len(done_times))}"
-                   if left and row["status"] != "interrupted" else "")
-            said = {"passed": f"{row['images_per_s']} images/s", "interrupted": "INTERRUPTED"}.get(
-                row["status"], f"FAILED: {row['reason']}")
-            print(f"{head}: {said}{_flag_text(row['flags'])} ({_fmt_s(row['seconds'])}, elapsed "
-                  f"{_fmt_s(time.monotonic() - t_suite)}{eta})", flush=True)
-            if row["status"] == "interrupted":
+            mine, stopped = [], None
+            records.append(_sweep_record(g, mine, None))
+            while stopped is None:
+                bs, stopped = sweep.next_size(g.plan, [(r["bs"], sweep_status(r)) for r in mine])
+                if bs is None:
+                    break
+                row = _one(stop, g, bs, env, ngpu_mp, profile, log_dir, resume, progress)
+                row.update(group=gi, probing=g.plan.to_max)
+                mine.append(row)
+                rows.append(row)
+                records[-1] = _sweep_record(g, mine, None)
+                _write_sweeps(log_dir, profile, records)
+                if row["status"] == "interrupted" or stop.signal is not None:
+                    stopped = ("interrupted", "the suite was interrupted")
+            records[-1] = _sweep_record(g, mine, stopped)
+            _write_sweeps(log_dir, profile, records)
+            _mark_max(g, mine, records[-1])
+            if stopped[0] == "interrupted":
                 break
     return rows, stop.signal is not None or any(r["status"] == "interrupted" for r in rows)
 
 
+def _mark_max(g: Group, mine: list[dict], record: dict) -> None:
+    if not g.plan.to_max:
+        return
+    for r in mine:
+        r["is_max"] = r["bs"] == record["max_bs"] and sweep_status(r) == sweep.PASSED
+    print(f"  max batch per GPU, {g.label}: {record['max_bs'] or 'none'} ({record['why']})", flush=True)
+
+
+def _one(stop: _Stop, g: Group, bs: int, env: dict, ngpu_mp: int, profile: str, log_dir: Path,
+         resume: bool, progress: _Progress) -> dict:
+    """One case of a group at batch ``bs``: kept from an earlier run (--resume) or run; printed."""
+    c = g.at(bs)
+    case_env = _case_env(c, env, profile)
+    # The name launch will give the case (its files are found by it): launch's own Case.name,
+    # from the environment the case runs with.
+    planned = launch.parse_case(c.argv, case_env)
+    planned.nproc = 1 if c.run_mode == "sp" else ngpu_mp
+    name = planned.name
+    head = progress.head(name)
+    row = _kept(log_dir, name, bs) if resume else None
+    if row is not None:
+        print(f"{head}: {_said(row)}{_flag_text(row['flags'])}", flush=True)
+        return row
+    row = _run_case(stop, c, case_env, log_dir, name)
+    print(f"{head}: {_said(row)}{_flag_text(row['flags'])}{progress.tail(row)}", flush=True)
+    return row
+
+
+def _cell(x) -> str:
+    return "\u2014" if x is None else f"{x:g}" if isinstance(x, float) else str(x)
+
+
 def table(rows: list[dict], profile: str, not_run: int = 0) -> str:
-    """The final table: each case's figure and status, FLAGGED where the analysis saw signs of a
-    busy or noisy host, and what an interruption left unrun."""
+    """The final table: each case's figure, peak memory per GPU (MB), images per joule and status
+    (``(max)`` on a max search's answer), FLAGGED where the analysis saw signs of a busy or noisy
+    host, and what an interruption left unrun."""
     title = ("segbench results: CPU PROFILE (no GPU; small crops, few iterations; the figures "
              "describe this CPU, not a GPU)" if profile == "cpu" else "segbench results (GPU)")
     w = max([len(r["case"]) for r in rows] + [4])
-    lines = [title, f"{'case':<{w}}  {'images/s':>10}  status", f"{'-' * w}  {'-' * 10}  ------"]
+    lines = [title, f"{'case':<{w}}  {'images/s':>10}  {'peak MB':>8}  {'img/J':>7}  status",
+             f"{'-' * w}  {'-' * 10}  {'-' * 8}  {'-' * 7}  ------"]
     for r in rows:
         reason = r.get("reason") if r["status"] != "interrupted" else None
-        status = r["status"] + (f": {reason}" if reason else "") + _flag_text(r.get("flags") or [])
-        lines.append(f"{r['case']:<{w}}  {r['images_per_s']:>10}  {status}")
+        status = r["status"].replace("oom", f"oom ({r.get('failure_kind')})", 1)
+        status = (status + (" (max)" if r.get("is_max") else "")
+                  + (f": {reason}" if reason else "") + _flag_text(r.get("flags") or []))
+        lines.append(f"{r['case']:<{w}}  {r['images_per_s']:>10}  {_cell(r.get('peak_mb')):>8}  "
+                     f"{_cell(r.get('images_per_j')):>7}  {status}")
     flagged = sum(1 for r in rows if r.get("flags"))
     if flagged:
         lines.append(f"{flagged} of {len(rows)} case(s) FLAGGED: the analysis saw signs of a busy or "
@@ -276,6 +427,26 @@ def table(rows: list[dict], profile: str, not_run: int = 0) -> str:
     if not_run or any(r["status"] == "interrupted" for r in rows):
         lines.append(f"INTERRUPTED: the suite stopped; {not_run} case(s) not run")
     return "\n".join(lines)
+
+
+def failed(groups: list[Group], rows: list[dict]) -> bool:
+    """A case failed, or ran out of memory at a size asked for (no max search in its group): an OOM
+    found while searching for a max is expected."""
+    return any(r["status"] == "failed"
+               or (r["status"].startswith("oom") and not groups[r["group"]].plan.to_max) for r in rows)
+
+
+def _dry_run(groups: list[Group], cpu: bool) -> None:
+    n, i = sum(len(g.plan.listed) for g in groups), 0
+    for g in groups:
+        for bs in g.plan.listed:
+            i += 1
+            c = g.at(bs)
+            crop = (f"  CROP={os.environ.get('CROP') or _cpu_crop(c.model)}"
+                    f"  LOG_INTERVAL={CPU_PROFILE['log_interval']}" if cpu else "")
+            print(f"  [{i}/{n}] bash run_benchmark.sh {' '.join(c.argv)}{crop}")
+        if g.plan.to_max:
+            print(f"        {g.plan.search()}")
 
 
 def main(argv: list[str]) -> int:
@@ -287,14 +458,23 @@ def main(argv: list[str]) -> int:
                         "or all (every built-in model) or zoo (mmseg's Cityscapes/ADE20K configs, one "
                         "per network and crop); all and zoo run sp only")
     p.add_argument("--modes", default="sp,mp")
-    p.add_argument("--bs", default="2")
+    p.add_argument("--bs", default="2", help="comma list of batch sizes per GPU, optionally ending "
+                   "in max: then grow/bisect to the largest that fits in memory (e.g. 2,4,8,max)")
+    p.add_argument("--bs-cap", type=int, default=sweep.DEFAULT_CAP,
+                   help=f"with max: the largest batch tried (default {sweep.DEFAULT_CAP})")
+    p.add_argument("--max-within", type=float, default=sweep.DEFAULT_WITHIN,
+                   help="with max: stop bisecting when the gap between the last fit and the first "
+                        f"OOM is at most this share of the fit, or 1 (default {sweep.DEFAULT_WITHIN}; "
+                        "0: exact)")
     p.add_argument("--fp", default="fp32")
     p.add_argument("--iters", type=int, help="MAX_ITER (default 500; CPU profile 12)")
     p.add_argument("--workers", type=int, help="NUM_WORKERS (default 5; CPU profile 1)")
     p.add_argument("--profile", choices=("auto", "gpu", "cpu"), default="auto")
     p.add_argument("--log-dir", type=Path, default=Path(os.environ.get("TRAIN_LOG_DIR") or "logs"))
     p.add_argument("--dry-run", action="store_true", help="print the cases and stop")
-    p.add_argument("--resume", action="store_true", help="skip cases whose speed file passed")
+    p.add_argument("--resume", action="store_true",
+                   help="skip cases whose speed file passed (and, in a max search, those whose sidecar "
+                        "says gpu_oom)")
     a = p.parse_args(argv)
     profile = a.profile
     if profile == "auto":
@@ -307,35 +487,39 @@ def main(argv: list[str]) -> int:
         if a.cases:
             if not a.cases.is_file():
                 raise launch.BadInput(f"case file {a.cases} does not exist")
-            cases = parse_case_file(a.cases, venv)
+            groups = parse_case_file(a.cases, venv)
         else:
             models, modes = _csv(a.models), _csv(a.modes)
             if a.models in MODEL_SETS:
                 models, modes = MODEL_SETS[a.models](), ["sp"]
-            cases = matrix(models, modes, _csv(a.bs), _csv(a.fp), iters, workers, venv)
+            try:
+                listed, to_max = sweep.parse_bs(a.bs)
+                plan = sweep.Plan(listed, to_max, a.bs_cap, a.max_within)
+            except ValueError as exc:
+                raise launch.BadInput(str(exc)) from None
+            groups = matrix(models, modes, plan, _csv(a.fp), iters, workers, venv)
     except launch.BadInput as exc:
         print(f"run_PyTorch.sh: error: {exc}", file=sys.stderr)
         return 2
-    if not cases:
+    if not groups:
         print("run_PyTorch.sh: error: no cases to run", file=sys.stderr)
         return 2
     label = ("CPU PROFILE: no GPU here; small crops, few iterations, mp = "
              f"{CPU_PROFILE['mp_procs']} CPU processes (gloo, BN)" if cpu else "GPU")
-    print(f"run_PyTorch.sh: {len(cases)} cases, {label}; logs in {a.log_dir.resolve()}", flush=True)
+    n, searches = sum(len(g.plan.listed) for g in groups), sum(g.plan.to_max for g in groups)
+    more = f" then {searches} max search(es)" if searches else ""
+    print(f"run_PyTorch.sh: {n} cases{more}, {label}; logs in {a.log_dir.resolve()}", flush=True)
     if a.dry_run:
-        for i, c in enumerate(cases, 1):
-            crop = (f"  CROP={os.environ.get('CROP') or _cpu_crop(c.model)}"
-                    f"  LOG_INTERVAL={CPU_PROFILE['log_interval']}" if cpu else "")
-            print(f"  [{i}/{len(cases)}] bash run_benchmark.sh {' '.join(c.argv)}{crop}")
+        _dry_run(groups, cpu)
         return 0
     a.log_dir.mkdir(parents=True, exist_ok=True)
     host_check(a.log_dir.resolve())
-    rows, interrupted = run(cases, profile, a.log_dir.resolve(), a.resume)
+    rows, interrupted = run(groups, profile, a.log_dir.resolve(), a.resume)
     print()
-    print(table(rows, profile, len(cases) - len(rows)))
+    print(table(rows, profile, max(n - len(rows), 0) if interrupted else 0))
     if interrupted:
         return INTERRUPTED
-    return 0 if all(r["status"] != "failed" for r in rows) else 1
+    return 1 if failed(groups, rows) else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import copy
 import gc
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -287,19 +288,24 @@ class SegbenchTimerHook(Hook):
 
 @HOOKS.register_module()
 class SegbenchFaultHook(Hook):
-    """Fault injection for segbench's own tests (``SEGBENCH_FAULT=KIND@ITER[@RANK]``): at iteration
-    ITER (on RANK only, if given) raise a crash (RuntimeError), an OOM (torch.OutOfMemoryError) or
-    hang (sleep far past any timeout)."""
+    """Fault injection for segbench's own tests (``SEGBENCH_FAULT=KIND@ITER[@RANK][@bs>N]``): at
+    iteration ITER (on RANK only, if given; only when the batch is larger than N, if given) raise a
+    crash (RuntimeError), an OOM (torch.OutOfMemoryError) or hang (sleep far past any timeout)."""
 
     def __init__(self, spec: str):
         parts = spec.split("@")
+        above = re.fullmatch(r"bs>(\d+)", parts[-1]) if len(parts) > 2 else None
+        self.above = int(above.group(1)) if above else None
+        parts = parts[:-1] if above else parts
         if len(parts) not in (2, 3) or parts[0] not in ("crash", "oom", "hang"):
-            raise ValueError(f"SEGBENCH_FAULT must be crash|oom|hang@ITER[@RANK], not {spec!r}")
+            raise ValueError(f"SEGBENCH_FAULT must be crash|oom|hang@ITER[@RANK][@bs>N], not {spec!r}")
         self.kind, self.at_iter = parts[0], int(parts[1])
         self.at_rank = int(parts[2]) if len(parts) == 3 else None
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if runner.iter + 1 != self.at_iter or self.at_rank not in (None, get_rank()):
+            return
+        if self.above is not None and len((data_batch or {}).get("inputs") or []) <= self.above:
             return
         msg = f"segbench fault injection at iteration {self.at_iter} on rank {get_rank()}"
         if self.kind == "oom":

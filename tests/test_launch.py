@@ -141,9 +141,10 @@ def test_cuda_asked_without_gpu(cpu_env):
     assert r.returncode == 2 and "no GPU" in r.stderr and "NCCL" in r.stderr
 
 
-@pytest.mark.parametrize("fault, reason", [("crash@3", "crash: RuntimeError: segbench fault injection"),
-                                           ("oom@3", "oom: out of memory at batch size 2")])
-def test_fault_in_run_fails_the_case_and_keeps_the_log(cpu_env, fault, reason):
+@pytest.mark.parametrize("fault, reason, kind", [
+    ("crash@3", "crash: RuntimeError: segbench fault injection", "other"),
+    ("oom@3", "out of GPU memory at batch 2 per process (torch.OutOfMemoryError: segbench fault", "gpu_oom")])
+def test_fault_in_run_fails_the_case_and_keeps_the_log(cpu_env, fault, reason, kind):
     env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT=fault)
     r = bench(env, "fastscnn", "sp", "fp32", "2", "12", "1")
     assert r.returncode == 1
@@ -152,8 +153,10 @@ def test_fault_in_run_fails_the_case_and_keeps_the_log(cpu_env, fault, reason):
     assert speed["JOB_FAIL_FLAG"] == 1 and speed["FINAL_RESULT"] == 0
     stats = json.loads((Path(env["TRAIN_LOG_DIR"]) / f"{case}_stats.json").read_text())
     assert stats["reason"].startswith(reason), stats["reason"]
+    assert stats["failure_kind"] == kind
     log = (Path(env["TRAIN_LOG_DIR"]) / case).read_text(encoding="utf-8")
-    assert "Traceback" in log and '"reason": "' + reason.split(":")[0] in log
+    assert "Traceback" in log and '"reason": "' + reason.split(" (")[0].split(":")[0] in log
+    assert f'"failure_kind": "{kind}"' in log
 
 
 def _our_processes(marker: str) -> list[str]:

@@ -210,9 +210,9 @@ def test_an_interrupted_case_stops_the_suite_with_130(fake):
     assert r.returncode == 130, r.stdout + r.stderr
     assert calls(log_dir) == ["fastscnn_sp_bs2_fp32_1", "ocrnet_hrnetw48_sp_bs2_fp32_1"]
     assert "[2/3] ocrnet_hrnetw48_sp_bs2_fp32_1: INTERRUPTED" in r.stdout
-    assert table_row(r.stdout, "fastscnn_sp_bs2_fp32_1") == "fastscnn_sp_bs2_fp32_1 12.5 passed"
+    assert table_row(r.stdout, "fastscnn_sp_bs2_fp32_1") == "fastscnn_sp_bs2_fp32_1 12.5 — — passed"
     assert table_row(r.stdout, "ocrnet_hrnetw48_sp_bs2_fp32_1") == \
-        "ocrnet_hrnetw48_sp_bs2_fp32_1 0 interrupted"
+        "ocrnet_hrnetw48_sp_bs2_fp32_1 0 — — interrupted"
     assert "segformer_b0" not in r.stdout  # never started
     assert "INTERRUPTED: the suite stopped; 1 case(s) not run" in r.stdout
 
@@ -242,7 +242,7 @@ def test_a_signalled_suite_stops_the_running_case_and_exits_130(fake, how):
     assert (log_dir / "signals").read_text().split() == (
         ["TERM"] if how.startswith("SIGTERM") else ["INT"])  # Ctrl-C is not sent twice
     assert calls(log_dir) == ["fastscnn_sp_bs2_fp32_1"]
-    assert table_row(out, "fastscnn_sp_bs2_fp32_1") == "fastscnn_sp_bs2_fp32_1 0 interrupted"
+    assert table_row(out, "fastscnn_sp_bs2_fp32_1") == "fastscnn_sp_bs2_fp32_1 0 — — interrupted"
     assert "INTERRUPTED: the suite stopped; 1 case(s) not run" in out
 
 
@@ -254,10 +254,10 @@ def test_flagged_cases_are_marked_on_their_line_and_in_the_table(fake):
     assert r.returncode == 0, r.stdout + r.stderr  # passed stays passed
     assert ("[1/2] fastscnn_sp_bs2_fp32_1: 12.5 images/s  FLAGGED: host load: load average 4.0 "
             "on 2 CPUs (+1 more) (") in r.stdout
-    assert table_row(r.stdout, "fastscnn_sp_bs2_fp32_1") == ("fastscnn_sp_bs2_fp32_1 12.5 passed "
+    assert table_row(r.stdout, "fastscnn_sp_bs2_fp32_1") == ("fastscnn_sp_bs2_fp32_1 12.5 — — passed "
                                                               "FLAGGED: host load: load average 4.0 "
                                                               "on 2 CPUs (+1 more)")
-    assert table_row(r.stdout, "segformer_b0_sp_bs2_fp32_1") == "segformer_b0_sp_bs2_fp32_1 12.5 passed"
+    assert table_row(r.stdout, "segformer_b0_sp_bs2_fp32_1") == "segformer_b0_sp_bs2_fp32_1 12.5 — — passed"
     assert "1 of 2 case(s) FLAGGED" in r.stdout
     again = subprocess.run(fake_suite_argv(script, log_dir, "--models", "fastscnn", "--resume"),
                            env=env, cwd=REPO, capture_output=True, text=True, timeout=120)

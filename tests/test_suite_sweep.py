@@ -1,0 +1,116 @@
+"""The suite's batch-size sweep with an injected OOM, end to end on the CPU: suite ->
+run_benchmark.sh -> launch -> real mmengine training, where the training process raises a real
+torch.OutOfMemoryError for batches above a threshold (SEGBENCH_FAULT=oom@1@bs>K); then --resume.
+Plus the suite's side of a crash mid-sweep, through a stand-in run_benchmark.sh."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from test_suite import REPO, fake, fake_suite_argv, calls  # noqa: F401  (fake: a fixture)
+
+K = 3
+SPEED_KEYS = ["log_file", "model_name", "mission_name", "direction_id", "run_mode", "index",
+              "gpu_num", "FINAL_RESULT", "JOB_FAIL_FLAG", "UNIT"]
+
+
+def suite(env, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "segbench.suite", "--profile", "cpu", "--models", "fastscnn",
+                           "--modes", "sp", *args], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def row(out, bs):
+    table = out[out.index("segbench results"):]
+    return " ".join(next(ln for ln in table.splitlines()
+                         if ln.startswith(f"fastscnn_sp_bs{bs}_fp32_1_crop64x128_li2 ")).split())
+
+
+def test_the_sweep_finds_the_max_below_an_injected_oom_and_resume_keeps_it(cpu_env):
+    env = dict(cpu_env, CROP="64x128", SEGBENCH_FAULT=f"oom@1@bs>{K}")
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    r = suite(env, "--bs", "2,max")
+    assert r.returncode == 0, r.stdout + r.stderr   # OOMs found while probing are expected
+    assert "then 1 max search(es)" in r.stdout
+    assert f"max batch per GPU, fastscnn sp fp32: {K} (max {K}: batch 4 runs out of memory" in r.stdout
+    assert row(r.stdout, 3).split()[4:6] == ["passed", "(max)"]
+    oom = row(r.stdout, 4)
+    assert "oom (gpu_oom): out of GPU memory at batch 4 per process (torch.OutOfMemoryError:" in oom
+
+    doc = json.loads((log_dir / "suite_sweep.json").read_text(encoding="utf-8"))
+    (g,) = doc["groups"]
+    assert [(t["bs"], t["status"], t["failure_kind"]) for t in g["tried"]] == [
+        (2, "passed", None), (4, "oom", "gpu_oom"), (3, "passed", None)]
+    assert (g["max_bs"], g["stopped"], g["listed"], g["to_max"]) == (K, "bracketed", [2], True)
+    assert all(t["images_per_s"] > 0 for t in g["tried"] if t["status"] == "passed")
+
+    speed = json.loads((log_dir / "fastscnn_sp_bs4_fp32_1_crop64x128_li2_speed").read_text())
+    assert list(speed) == SPEED_KEYS and speed["JOB_FAIL_FLAG"] == 1 and speed["FINAL_RESULT"] == 0
+    stats = json.loads((log_dir / "fastscnn_sp_bs4_fp32_1_crop64x128_li2_stats.json").read_text())
+    assert stats["failure_kind"] == "gpu_oom" and stats["reason"].startswith("out of GPU memory at batch 4")
+
+    # --resume: nothing runs again; the OOM's record is reused (its sidecar says gpu_oom)
+    again = suite(env, "--bs", "2,max", "--resume", timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("kept from an earlier run") == 3 and "ETA" not in again.stdout
+    assert json.loads((log_dir / "suite_sweep.json").read_text())["groups"][0]["max_bs"] == K
+    # the same OOM at a size asked for (no max search) fails the suite
+    listed = suite(env, "--bs", "2,4", "--resume", timeout=120)
+    assert listed.returncode == 1, listed.stdout + listed.stderr
+    assert "oom (gpu_oom)" in row(listed.stdout, 4)
+
+
+STAND_IN_CRASH = r"""
+if [[ "$1_$4" == "${FAKE_CRASH:-none}" ]]; then
+    speed "$1" 0 1
+    echo '{"reason": "crash: RuntimeError: boom", "failure_kind": "other"}' > "${log}/${name}_stats.json"
+    echo "error: boom" >&2
+    exit 1
+fi
+if (( $4 > ${FAKE_OOM_ABOVE:-100000} )); then
+    speed "$1" 0 1
+    echo '{"reason": "out of GPU memory at batch '"$4"' per GPU (torch.OutOfMemoryError: CUDA out of '\
+'memory.)", "failure_kind": "gpu_oom", "memory": {"peak_mb_per_rank": [139000.4]}}' \
+        > "${log}/${name}_stats.json"
+    echo "[segbench] ${name}: failed: out of GPU memory" >&2
+    exit 1
+fi
+echo '{"memory": {"peak_mb_per_rank": [1000.4, 1200.6]}, "energy": {"images_per_j": 0.5}}' \
+    > "${log}/${name}_stats.json"
+"""
+
+
+def test_a_crash_mid_sweep_ends_the_group_and_fails_the_suite(fake):  # noqa: F811
+    env, log_dir, script = fake
+    text = script.read_text()
+    script.write_text(text.replace('speed "$1" 12.5 0\n', STAND_IN_CRASH + 'speed "$1" 12.5 0\n'))
+    argv = fake_suite_argv(script, log_dir, "--models", "fastscnn,segformer_b0", "--bs", "2,max")
+    r = subprocess.run(argv, env=dict(env, FAKE_CRASH="fastscnn_8", FAKE_OOM_ABOVE="20"), cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    # fastscnn: 2, 4 fit, 8 crashes: no bisecting; segformer_b0 still runs its own search:
+    # 2..16 fit, 32 OOMs, 24 OOMs, 20 fits, 22 OOMs: gap 2 <= 20/8
+    sizes = [int(c.split("_bs")[1].split("_")[0]) for c in calls(log_dir)]
+    assert sizes == [2, 4, 8, 2, 4, 8, 16, 32, 24, 20, 22]
+    doc = json.loads((log_dir / "suite_sweep.json").read_text())
+    first, second = doc["groups"]
+    assert (first["stopped"], first["max_bs"]) == ("failed", 4) and "batch 8 failed" in first["why"]
+    assert (second["stopped"], second["max_bs"]) == ("bracketed", 20)
+    table = r.stdout[r.stdout.index("segbench results"):]
+    line = lambda case: " ".join(next(ln for ln in table.splitlines() if ln.startswith(case + " ")).split())  # noqa: E731
+    assert line("segformer_b0_sp_bs20_fp32_1") == "segformer_b0_sp_bs20_fp32_1 12.5 1201 0.5 passed (max)"
+    assert line("segformer_b0_sp_bs32_fp32_1").startswith(
+        "segformer_b0_sp_bs32_fp32_1 0 139000 \u2014 oom (gpu_oom): out of GPU memory at batch 32")
+    assert line("fastscnn_sp_bs8_fp32_1").startswith("fastscnn_sp_bs8_fp32_1 0 \u2014 \u2014 failed: crash")
+
+
+def test_dry_run_shows_the_listed_sizes_then_the_search(cpu_env):
+    r = suite(cpu_env, "--bs", "4,2,max", "--bs-cap", "64", "--max-within", "0", "--dry-run", timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "2 cases then 1 max search(es), CPU PROFILE" in lines[0]
+    assert [ln.split("run_benchmark.sh ")[1].split("  ")[0] for ln in lines[1:3]] == [
+        "fastscnn sp fp32 2 12 1", "fastscnn sp fp32 4 12 1"]
+    assert lines[3].strip() == "then grow/bisect to max (cap 64, exact)"
+    bad = suite(cpu_env, "--bs", "max", "--dry-run", timeout=120)
+    assert bad.returncode == 2 and "give at least one batch size" in bad.stderr
