@@ -437,10 +437,8 @@ def _check_ready(case: Case, environ) -> None:
     case.log_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _check_data(case: Case) -> None:
-    """The data root holds the layout the model's config trains on (Cityscapes or ADE20K); with no
-    DATA_ROOT, the default root of that layout."""
-    from segbench import data
+def _config_layout(case: Case) -> str | None:
+    """The dataset layout of the case's mmseg 1.x config, which must be trainable."""
     try:
         cfg = configs.load(case.model)
         configs.check_trainable(cfg, configs.TrainSettings(
@@ -448,7 +446,15 @@ def _check_data(case: Case) -> None:
             data_root=str(case.data_root) if case.data_root else None))
     except (ValueError, KeyError) as exc:
         raise BadInput(str(exc)) from None
-    layout = configs.dataset_layout(cfg)
+    return configs.dataset_layout(cfg)
+
+
+def _check_data(case: Case) -> None:
+    """The data root holds the layout the model's config trains on (Cityscapes or ADE20K); with no
+    DATA_ROOT, the default root of that layout. The mmseg0 stack's configs are mmseg 0.30's (no
+    mmengine config to load: its launcher may run in the legacy environment, which has none)."""
+    from segbench import data
+    layout = legacy.LAYOUT if case.stack == legacy.LEGACY else _config_layout(case)
     if case.data_root is None:
         case.data_root = env.DEFAULT_ADE20K if layout == "ade20k" else env.DEFAULT_DATA
     try:

@@ -31,6 +31,7 @@ PINS = (("mmcv", "1.7.2"), ("mmsegmentation", "0.30.0"))
 PRECISIONS = ("fp32", "fp16")    # mmcv 1.x's Fp16OptimizerHook; no bf16
 # the train set of configs/mmseg0/ (mmseg 0.30's Cityscapes config): img_dir and img_suffix
 TRAIN_IMAGES = (Path("leftImg8bit") / "train", "_leftImg8bit.png")
+LAYOUT = "cityscapes"            # what configs/mmseg0/*.py train on (mmseg 0.30's Cityscapes configs)
 
 
 def stack(environ=os.environ) -> str:
