@@ -269,6 +269,40 @@ def test_cpu_ddp_wrapper_scatters_and_averages_gradients(mmseg0, tmp_path):
         assert f"rank {rank}: grads equal True, mean [[3.0, 3.0, 3.0]]" in r.stdout
 
 
+PEAK_PROBE = """
+import json, sys, types, torch
+from segbench.legacy import hooks
+calls = []
+hooks._sync = lambda device: calls.append("sync")
+hooks._peak_mb = lambda: calls.append("peak") or 73000.0        # the probe's (cuDNN search) peak
+hooks.count_step_flops = lambda model, batch, device: (calls.append("probe") or 1.0, [2, 3, 8, 8])
+torch.cuda.reset_peak_memory_stats = lambda *a: calls.append("reset")
+torch.cuda.get_device_name = lambda *a: "fake"
+torch.cuda.current_device = lambda: 0
+torch.cuda.memory_reserved = lambda *a: 0
+hook = hooks.SegbenchIterHook0(out_prefix=sys.argv[1])
+hook.before_run(types.SimpleNamespace())
+hook.device = "cuda"
+runner = types.SimpleNamespace(iter=0, model=torch.nn.Linear(1, 1), data_batch={}, outputs={},
+                               data_loader=None)
+hook.before_train_iter(runner)
+print(json.dumps(calls))
+"""
+
+
+def test_peak_memory_counts_from_the_first_iteration_not_the_probe(mmseg0, tmp_path):
+    """As the mmengine hook: the FLOP probe (whose cuDNN benchmark search peaked at 73-138 GB on the
+    H200 for ocrnet and segformer) runs, the meta line takes its peak, then the counter is reset."""
+    probe = tmp_path / "peak_probe.py"
+    probe.write_text(PEAK_PROBE)
+    r = in_mmseg0(mmseg0, f"import runpy, sys; sys.argv = ['p', {str(tmp_path / 'c')!r}]; "
+                          f"runpy.run_path({str(probe)!r}, run_name='__main__')")
+    assert r.returncode == 0, r.stderr[-3000:]
+    calls = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "reset" in calls and calls.index("reset") > calls.index("probe")
+    assert calls.index("reset") > max(i for i, c in enumerate(calls) if c == "peak")
+
+
 def test_configs_and_options_for_every_model(mmseg0):
     """configs/mmseg0/<model>.py inherit mmseg 0.30's own Cityscapes configs, download nothing
     (no pretrained weights), and take the case's options: the seed's four first; crop on RandomCrop

@@ -10,7 +10,9 @@ optimizer hook and the logger are done. At each boundary the device is synchroni
 Differences from the mmengine hook, all visible in the file: ``data_time`` is the whole gap between
 two iterations (``data_time_source: "gap"``: mmcv 1.x's runner calls ``next()`` on a loader this hook
 cannot reach before the first batch, plus ``model.train()`` each iteration); ``mem_mb`` is the
-running peak since training started (mmcv 1.x's logger never resets the peak counter); ``loss`` is
+running peak since the first iteration started (mmcv 1.x's logger never resets the peak counter;
+this hook resets it once, after the FLOP probe, as the mmengine hook does: the probe's forward and
+backward run cuDNN's benchmark search, whose trial workspaces are no part of training); ``loss`` is
 the logged (rank-averaged) loss; the meta line has ``stack: "mmseg0"`` and the train set's size
 (``train_images``, ``repeat_times``: its RepeatDataset's times).
 """
@@ -124,6 +126,8 @@ class SegbenchIterHook0(Hook):
         if runner.iter == 0:
             self._write_meta(runner)
             _sync(self.device)
+            if self.device == "cuda":  # the probe's memory (cuDNN's search) is not the training's peak
+                torch.cuda.reset_peak_memory_stats()
             self._start_clocks()      # the FLOP count is part of no iteration
             self._gc_s, self._gc_full = 0.0, 0
         self._gap = time.perf_counter() - self._t_prev
