@@ -1,7 +1,9 @@
 """benchmarks/gpu_session.py: the plan format, the budget rule (a step starts only if its timeout
 fits; a shorter later step may run instead), timeouts that end only the step's own process group,
 and resuming from the state folder."""
+import contextlib
 import json
+import os
 import sys
 import tarfile
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_session  # noqa: E402
-from segbench import launch  # noqa: E402
+from segbench import launch, suite  # noqa: E402
 
 
 def test_parse_plan():
@@ -21,6 +23,17 @@ def test_parse_plan():
     for bad in ("a | ten | true", "a | 10", "a | 1 | x\na | 2 | y"):
         with pytest.raises(ValueError, match="plan line"):
             gpu_session.parse_plan(bad)
+
+
+@contextlib.contextmanager
+def _environ(extra: dict):
+    saved = dict(os.environ)
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _check_step(command: str, tmp_path: Path) -> None:
@@ -51,6 +64,13 @@ def _check_step(command: str, tmp_path: Path) -> None:
             fidelity.parse_args(part[2:])
         elif part[:3] == ["python", "-m", "segbench.equivalence"]:
             equivalence._parser().parse_args(part[3:])
+        elif part[:2] == ["bash", "run_PyTorch.sh"]:   # the suite's own options, as a dry run
+            rest = [w for w in part[2:] if w not in ("--local", "--no-setup")]
+            with _environ(env):
+                assert suite.main([*rest, "--profile", "gpu", "--dry-run"]) == 0, part
+        elif part[:2] == ["bash", "PrepareEnv.sh"]:
+            assert env.get("STACK", "mmseg1") in ("mmseg1", "mmseg0") and set(part[2:]) <= {
+                "--wheelhouse", ".whl", ".whl0", "--system"}, part
         else:
             raise AssertionError(f"a step this test cannot check: {part}")
 
@@ -83,6 +103,14 @@ def test_a_step_with_a_changed_case_or_option_is_caught(tmp_path):
                 '"$PY" benchmarks/fidelity.py --sides PN',            # --sides needs --concurrent
                 '"$PY" -m segbench.equivalence equivalence fastscnn --iterations 3'):
         with pytest.raises(SystemExit):
+            _check_step(bad, tmp_path)
+    _check_step("TUNED=all bash run_PyTorch.sh --local --no-setup --models fastscnn --modes sp "
+                "--bs 2,16,max --max-within 0.25 --iters 60", tmp_path)
+    for bad in ("bash run_PyTorch.sh --local --models unet --modes sp",        # no such model
+                "bash run_PyTorch.sh --local --models fastscnn --bs max,2",    # max must come last
+                "TUNED=turbo bash run_PyTorch.sh --models fastscnn --modes sp",
+                "bash run_PyTorch.sh --models fastscnn --max-depth 3"):        # no such option
+        with pytest.raises((AssertionError, SystemExit)):
             _check_step(bad, tmp_path)
 
 
