@@ -41,7 +41,9 @@ def _run(argv: list[str]) -> int:
 
 def _suite(argv: list[str]) -> int:
     from segbench import suite
-    p = argparse.ArgumentParser(prog="segbench suite", add_help=False)
+    # no abbreviations: the suite's own options (--profile, --bs) must not be read as a prefix of a
+    # knob's flag (--profiler, --bs-...)
+    p = argparse.ArgumentParser(prog="segbench suite", add_help=False, allow_abbrev=False)
     knobs.add_flags(p)
     a, rest = p.parse_known_args(argv)
     if "-h" in rest or "--help" in rest:

@@ -59,12 +59,23 @@ def test_flags_become_the_environment_variables():
     import argparse
     p = argparse.ArgumentParser()
     knobs.add_flags(p)
-    a = p.parse_args(["--crop", "64x128", "--no-flops", "--tuned", "all", "--profile",
+    a = p.parse_args(["--crop", "64x128", "--no-flops", "--tuned", "all", "--profiler",
                       "--verbose"])
     e = knobs.environ_from(a, {"CROP": "1x1", "KEEP": "x"})
     assert e["CROP"] == "64x128" and e["FLOPS"] == "false" and e["TUNED"] == "all"
     assert e["PROFILING"] == "true" and e["SEGBENCH_VERBOSE"] == "1" and e["KEEP"] == "x"
     assert "LOG_INTERVAL" not in e and "CUDNN_BENCHMARK" not in e   # unset flags set nothing
+
+
+def test_suite_options_are_not_taken_by_a_knob_flag(cpu_env, tmp_path):
+    """The suite's own --profile (auto, gpu, cpu) reaches the suite; the profiler knob's flag is
+    another name (--profiler)."""
+    out = _cli("suite", "--profile", "cpu", "--models", "fastscnn", "--modes", "sp", "--bs", "2,max",
+               "--bs-cap", "8", "--dry-run", "--log-dir", str(tmp_path), env=cpu_env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "CPU PROFILE" in out.stdout and "then grow/bisect to max (cap 8" in out.stdout
+    flags = [k.flag for k in knobs.KNOBS]
+    assert "--profile" not in flags and len(set(flags)) == len(flags)
 
 
 def test_segbench_run_is_a_case(cpu_env, tmp_path):
