@@ -101,8 +101,10 @@ def _filters(where: list[str]) -> tuple[str, list[str]]:
         if not sep or key not in NAMES:
             raise ValueError(f"--where takes COLUMN=VALUE with a column of {', '.join(NAMES[:-1])}; "
                              f"not {item!r}")
-        clauses.append(f"({key} = ? OR {key} LIKE ? OR {key} LIKE ?)")
-        args += [value, value + ".%", value + "+%"]
+        # a version prefix ends at "." or "+"; the value itself is literal (no LIKE wildcards)
+        literal = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append(f"({key} = ? OR {key} LIKE ? ESCAPE '\\' OR {key} LIKE ? ESCAPE '\\')")
+        args += [value, literal + ".%", literal + "+%"]
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 

@@ -38,6 +38,17 @@ def test_round_trip_and_version_prefix_selection(tmp_path):
         history.select(tmp_path, ["nonsense=1"])
 
 
+def test_a_filter_value_is_literal_not_a_like_pattern(tmp_path):
+    """``_`` and ``%`` in a value match only themselves (SQL LIKE would take them as wildcards)."""
+    history.append(tmp_path, _stats(case="fastscnn_sp_bs2_fp32_1"), {}, "2026-12-01T10:00:00")
+    history.append(tmp_path, _stats(case="fastscnnXsp_bs2_fp32_1.x"), {}, "2026-12-01T11:00:00")
+    history.append(tmp_path, _stats(torch="2.11%"), {}, "2026-12-01T12:00:00")
+    hits = history.select(tmp_path, ["case_name=fastscnn_sp_bs2_fp32_1"])
+    assert [r["finished"] for r in hits] == ["2026-12-01T10:00:00", "2026-12-01T12:00:00"]
+    assert [r["torch"] for r in history.select(tmp_path, ["torch=2.11%"])] == ["2.11%"]
+    assert len(history.select(tmp_path, ["torch=2.11"])) == 2
+
+
 def test_failed_case_is_a_row_too_and_cli_lists_and_plots(tmp_path, capsys):
     history.append(tmp_path, _stats(), {}, "2026-12-01T10:00:00")
     history.append(tmp_path, _stats(fail=1), {}, "2026-12-01T10:05:00")
