@@ -411,6 +411,10 @@ def _stack_row(one, zero, notes):
     flags = [f"FLAGGED {short}" for r, short in sides if r is not None and r.get("flagged")]
     flags += [f"unpaired: no {short} run" if r is None else f"{short} {failed_text(r).lower()}"
               for r, short in sides if r is None or not r.get("ok")]
+    if zero is not None and zero.get("peak_mem_mb") is not None and not zero.get("peak_from"):
+        # the mmcv 1.x hook reset the peak after its FLOP probe from ee05b67 on (its meta says so)
+        flags.append("0.x peak includes the FLOP probe's cuDNN search (a record from before the "
+                     "hook reset it): not comparable")
     cpu = {is_cpu_profile(r) for r in (one, zero) if r is not None}
     if True in cpu:   # CPU processes where GPUs would be: no GPU throughput
         flags.append("CPU profile" if cpu == {True} else "CPU profile on one side only")

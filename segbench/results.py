@@ -41,7 +41,7 @@ SPEED_KEYS = frozenset({
 CASE_KEYS = (
     "case", "model", "variant", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
     "images_per_s_per_gpu", "ok", "reason", "failure_kind", "flagged", "warnings", "cv", "peak_mem_mb",
-    "tflops", "images_per_j", "mean_w_per_gpu", "j_per_iter", "energy_reason", "repeats",
+    "peak_from", "tflops", "images_per_j", "mean_w_per_gpu", "j_per_iter", "energy_reason", "repeats",
     "device", "device_name", "profile", "source",
 )
 
@@ -471,6 +471,8 @@ def _build_row(path, speed, stats):
         "warnings": warnings,
         "cv": _num(_get(stats, "per_iter.cv")),
         "peak_mem_mb": _peak_mb(stats),
+        # where the peak counts from ("iteration 1"); None: a record that does not say
+        "peak_from": _str_or_none(_get(stats, "memory.peak_from")),
         "tflops": _num(_get(stats, "flops.tflops_achieved")),
         **_energy(stats),
         "repeats": _repeat_runs(stats),

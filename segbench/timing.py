@@ -78,6 +78,9 @@ class _TimedIterator:
         return getattr(self._inner, name)
 
 
+PEAK_FROM = "iteration 1"   # the meta line's peak_from: the peak counter was reset after the FLOP probe
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -264,7 +267,7 @@ class SegbenchTimerHook(Hook):
                 "data_time_source": "iterator" if self._timed is not None else "gap",
                 "pre_train_peak_mb": probe_peak, "pre_train_reserved_mb": reserved,
                 "energy_source": self._meter.source, "energy_reason": self._meter.reason,
-                "energy_every": self.energy_every}
+                "energy_every": self.energy_every, "peak_from": PEAK_FROM}
         self._write(meta)
         self._flush()
 

@@ -19,14 +19,15 @@ ENV0 = {"mmcv_flavour": "lite+standin", "mmcv": "1.7.2", "mmsegmentation": "0.30
         "torch": "2.14.1+cu130", "torchvision": "0.29.1+cu130", "stack": "mmseg0"}
 
 
-def case(d, name, images, env, *, fail=False, flagged=False, mem=None, **stats):
+def case(d, name, images, env, *, fail=False, flagged=False, mem=None, peak_from="iteration 1", **stats):
     """A speed file and a sidecar shaped as segbench.analysis writes them."""
     parsed = results.parse_case_name(name)
     write_speed(d, name, images, fail=fail)
     write_stats(d, name, fp_item=parsed["fp"], batch_size=parsed["batch_size"], gpu_num=parsed["gpu_num"],
                 device="cuda", profile="gpu", reason="timeout" if fail else None, flagged=flagged,
                 warnings=["not steady"] if flagged else [], tuned=[], cudnn_benchmark=True,
-                cpu_affinity=None, profile_window=None, memory={"peak_mb_per_rank": mem},
+                cpu_affinity=None, profile_window=None,
+                memory={"peak_mb_per_rank": mem, "peak_from": peak_from},
                 env=env, **stats)
 
 
@@ -80,6 +81,18 @@ def test_each_0x_case_beside_its_1x_twin(tmp_path):
     assert ("| fastscnn_sp_bs2_fp32_1 | 40.00 | 30.00 | 0.750 | 2,100 | 2,500 | lite 2.1.0 | lite 1.7.2 "
             "| **FLAGGED 0.x** |") in text
     assert "3 case(s) on both stacks, 2 unpaired" in text
+
+
+def test_a_0x_peak_from_before_the_hooks_reset_is_marked_not_comparable(tmp_path):
+    """Records whose memory block does not say where the peak counts from (the mmcv 1.x hook
+    before it reset the counter after its FLOP probe, e.g. 137,876 MB for segformer_b0 on the
+    H200) keep their figure and are marked."""
+    one, zero = tmp_path / "one", tmp_path / "zero"
+    case(one, "segformer_b0_sp_bs2_fp32_1", 24.8, ENV1, mem=[5198.0])
+    case(zero, "segformer_b0_sp_bs2_fp32_1_mmseg0", 19.3, ENV0, mem=[137876.0], peak_from=None)
+    (row,), _ = compare.compare_stacks([one, zero])
+    assert row["peak_mem_mb"] == [5198.0, 137876.0]
+    assert any("not comparable" in f for f in row["flags"])
 
 
 def test_one_directory_and_duplicates(tmp_path):

@@ -176,5 +176,6 @@ class SegbenchIterHook0(Hook):
                      "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
                      "data_time_source": "gap", **train_set(runner),
                      "pre_train_peak_mb": _peak_mb() if cuda else None,
+                     "peak_from": "iteration 1",   # the reset in before_train_iter, after this line
                      "pre_train_reserved_mb": round(torch.cuda.memory_reserved() / 2**20, 1) if cuda
                      else None}, flush=True)
