@@ -32,7 +32,7 @@ import sqlite3
 from segbench import history, legacy
 from segbench.results import (ReportError, _read_sidecar, first, history_rows, identity, is_cpu_profile,
                               join_variant, load_nonempty, norm_mode, variant_tokens)
-from segbench.tables import failed_text, fmt, fmt_rate, md_table, sort_key, units
+from segbench.tables import fmt, fmt_rate, md_table, sort_key, units
 
 STATUSES = ("ok", "regressed", "improved", "missing", "new")
 
@@ -161,7 +161,7 @@ def _compare_row(b, c, threshold):
     if b is None:
         row["status"] = "new"
         if c is not None and not c.get("ok"):
-            row["note"] = failed_text(c).lower()
+            row["note"] = _failed(c)
         return row
     if c is None:
         row["status"] = "missing"
@@ -183,9 +183,16 @@ def _compare_row(b, c, threshold):
         row["status"] = "improved"
     else:
         row["status"] = "ok"
-    if is_cpu_profile(b) != is_cpu_profile(c):
-        row["note"] = "CPU profile on one side only"
+    notes = ["CPU profile on one side only"] if is_cpu_profile(b) != is_cpu_profile(c) else []
+    # a figure the analysis flagged (a busy or noisy host) keeps its flag here too
+    notes += [f"FLAGGED {side}" for side, r in (("baseline", b), ("current", c)) if r.get("flagged")]
+    row["note"] = "; ".join(notes) or None
     return row
+
+
+def _failed(row):
+    """'failed' and the reason as the record says it (its case kept: exception names, shapes)."""
+    return "failed" + (f": {row['reason']}" if row.get("reason") else "")
 
 
 def _check_threshold(threshold):
@@ -409,7 +416,7 @@ def _stack_row(one, zero, notes):
     sides = list(zip((one, zero), STACK_SHORT.values()))
     figures = [r["images_per_s"] if r is not None and r.get("ok") else None for r in (one, zero)]
     flags = [f"FLAGGED {short}" for r, short in sides if r is not None and r.get("flagged")]
-    flags += [f"unpaired: no {short} run" if r is None else f"{short} {failed_text(r).lower()}"
+    flags += [f"unpaired: no {short} run" if r is None else f"{short} {_failed(r)}"
               for r, short in sides if r is None or not r.get("ok")]
     if zero is not None and zero.get("peak_mem_mb") is not None and not zero.get("peak_from"):
         # the mmcv 1.x hook reset the peak after its FLOP probe from ee05b67 on (its meta says so)

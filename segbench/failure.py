@@ -63,7 +63,9 @@ class Evidence:
     def feed(self, line: str) -> None:
         bare = _RANK_PREFIX.sub("", line)
         source, self._source = self._source, bare.lstrip().startswith('File "')
-        if source:   # e.g. ``raise torch.OutOfMemoryError(msg)``: code, not what happened
+        # a frame's source line, indented under it (e.g. ``    raise torch.OutOfMemoryError(msg)``):
+        # code, not what happened; a frame without one (``File "<string>"``) is followed by the rest
+        if source and bare.startswith("    "):
             return
         kind = line_kind(line)
         if kind is not None:
@@ -71,25 +73,24 @@ class Evidence:
         elif self.sigkill is None and _SIGKILL.search(line):
             self.sigkill = _detail(line)
 
-    def verdict(self, rc: int | None, harness_ended: bool = False) -> tuple[str, str | None]:
-        """(kind, the line that shows it or None) for a run that failed with exit status ``rc``.
-        ``harness_ended``: the harness ended the run itself (timeout, signal): its SIGKILL is no
-        sign of memory."""
+    def verdict(self, rc: int | None) -> tuple[str, str | None]:
+        """(kind, the line that shows it or None) for a run that failed with exit status ``rc``
+        (a run the harness ended itself -- timeout, signal -- is ``other`` before it gets here)."""
         for kind in OOM_KINDS:
             if kind in self.first:
                 return kind, self.first[kind]
-        if not harness_ended and (rc in SIGKILL_EXITS or self.sigkill):
+        if rc in SIGKILL_EXITS or self.sigkill:
             return HOST_OOM, (self.sigkill or f"exit {rc}: killed by SIGKILL") + (
                 " with no other cause (the kernel's OOM killer sends SIGKILL)")
         return OTHER, None
 
 
-def classify(lines, rc: int | None = 1, harness_ended: bool = False) -> tuple[str, str | None]:
+def classify(lines, rc: int | None = 1) -> tuple[str, str | None]:
     """:meth:`Evidence.verdict` over ``lines`` (an iterable of text lines)."""
     ev = Evidence()
     for line in lines:
         ev.feed(line)
-    return ev.verdict(rc, harness_ended)
+    return ev.verdict(rc)
 
 
 def oom_reason(kind: str, batch_size: int, per: str, detail: str | None) -> str:
@@ -109,4 +110,8 @@ def kind_of(result: dict | None, reason: str | None) -> str | None:
     if recorded in KINDS:
         return recorded
     said = re.match(r"out of (GPU|host) memory", reason)
-    return {"GPU": GPU_OOM, "host": HOST_OOM}[said.group(1)] if said else line_kind(reason) or OTHER
+    if said:
+        return {"GPU": GPU_OOM, "host": HOST_OOM}[said.group(1)]
+    if re.match(r"oom(?::|$)", reason):   # the older form: "oom: out of memory at ... (cuda)"
+        return GPU_OOM if "(cuda)" in reason else HOST_OOM
+    return line_kind(reason) or OTHER

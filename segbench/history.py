@@ -152,17 +152,27 @@ def plot(rows: list[dict], out: Path, by: str = "torch") -> None:
     plt.close(fig)
 
 
+def default_db() -> str:
+    """TRAIN_LOG_DIR where set; else the current directory (run_benchmark.sh's default log dir)
+    if it holds the database, else ./logs (run_PyTorch.sh's)."""
+    if os.environ.get("TRAIN_LOG_DIR"):
+        return os.environ["TRAIN_LOG_DIR"]
+    return "." if db_path(".").is_file() or not db_path("logs").is_file() else "logs"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="segbench history", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--db", default=os.environ.get("TRAIN_LOG_DIR") or ".",
-                   help=f"the database, or a log directory holding {DB_NAME} (default: TRAIN_LOG_DIR or .)")
+    p.add_argument("--db", default=None,
+                   help=f"the database, or a log directory holding {DB_NAME} (default: TRAIN_LOG_DIR; "
+                        "without it ., else ./logs, where run_PyTorch.sh writes)")
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE")
     p.add_argument("--case", metavar="NAME", help="one case's rows: the same as --where case_name=NAME")
     p.add_argument("--plot", type=Path, metavar="FILE.png")
     p.add_argument("--by", default="torch", choices=NAMES[:-1], help="label points by (default torch)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON lines")
     a = p.parse_args(argv)
+    a.db = a.db or default_db()
     try:
         rows = select(a.db, a.where + ([f"case_name={a.case}"] if a.case else []))
     except (FileNotFoundError, ValueError, sqlite3.Error) as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 
+from segbench import failure
 from segbench.results import case_label, identity, is_cpu_profile
 from segbench.tables import failed_text, fmt, fmt_rate, md_table, sort_key, unit
 
@@ -29,14 +30,12 @@ CSV_COLUMNS = ("sweep", "model", "variant", "run_mode", "fp", "gpu_num", "device
 
 def is_oom(row):
     """A failed case that ran out of memory: its sidecar's failure kind (``gpu_oom``, ...) where it
-    has one, else its reason (``oom: ...``, ``... out of memory ...``)."""
+    has one, else what its reason says (segbench.failure.kind_of: ``out of GPU memory ...``, the
+    older ``oom: ...``, torch's OOM text)."""
     if row.get("ok"):
         return False
-    kind = (row.get("failure_kind") or "").lower()
-    if kind:
-        return "oom" in kind
-    reason = (row.get("reason") or "").lower()
-    return OOM_TEXT in reason or reason == "oom" or reason.startswith("oom:")
+    kind = failure.kind_of({"failure_kind": row.get("failure_kind")}, row.get("reason") or "")
+    return kind in failure.OOM_KINDS
 
 
 def gain_per_doubling(b1, r1, b2, r2):
@@ -126,8 +125,11 @@ def _verdict(sw, threshold):
     on = [p for p in sw["points"] if p["status"] == "ok"]
     if sw["saturation"] is not None:
         nxt = next(p for p in on if p["bs"] > sw["saturation"])
+        at = next(p for p in on if p["bs"] == sw["saturation"])
+        shaky = any(p["row"].get("flagged") for p in (at, nxt))
         out = (f"Saturation at batch {sw['saturation']}: going to {nxt['bs']} adds "
-               f"{100 * nxt['gain']:.1f}% per doubling (< {_pct(threshold)}).")
+               f"{100 * nxt['gain']:.1f}% per doubling (< {_pct(threshold)})"
+               + (", a step that rests on a FLAGGED figure." if shaky else "."))
     elif len(on) > 1:
         out = f"No saturation: every step adds {_pct(threshold)} or more per doubling."
     else:

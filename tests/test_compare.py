@@ -44,6 +44,19 @@ def test_compare_missing_failed_and_new(tmp_path):
     assert compare.compare(base2, cur2)[1] is True
 
 
+def test_a_flagged_figure_keeps_its_flag_and_a_reason_its_case(tmp_path):
+    base, cur = pair_dirs(tmp_path, 9.0)
+    write_stats(cur, "fastscnn_sp_bs2_fp32_1", flagged=True, warnings=["host load: 3.2 on 2 CPUs"])
+    write_speed(cur, "unet_sp_bs2_fp32_1", 0, fail=True)
+    write_stats(cur, "unet_sp_bs2_fp32_1", reason="crash: ValueError: Expected more than 1 value")
+    rows, _ = compare.compare(base, cur)
+    r = by_case(rows)["fastscnn_sp_bs2_fp32_1"]
+    assert r["status"] == "regressed" and r["note"] == "FLAGGED current"
+    note = by_case(rows)["unet_sp_bs2_fp32_1"]["note"]
+    assert note == "failed: crash: ValueError: Expected more than 1 value"
+    assert "FLAGGED current" in compare.compare_markdown(rows, False)
+
+
 def test_compare_matches_by_identity_not_name(tmp_path):
     base, cur = tmp_path / "base", tmp_path / "cur"
     write_speed(base, "fastscnn_sp_bs2_fp32_1", 10.0, file_name="a_speed")

@@ -49,6 +49,19 @@ def test_a_filter_value_is_literal_not_a_like_pattern(tmp_path):
     assert len(history.select(tmp_path, ["torch=2.11"])) == 2
 
 
+def test_the_default_database_is_where_the_main_job_wrote_it(tmp_path, monkeypatch, capsys):
+    """After `bash run_PyTorch.sh` (logs in ./logs), a plain `segbench history` finds them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRAIN_LOG_DIR", raising=False)
+    (tmp_path / "logs").mkdir()
+    history.append(tmp_path / "logs", _stats(), {}, "2026-12-01T10:00:00")
+    assert history.main([]) == 0 and "fastscnn_sp_bs2_fp32_1" in capsys.readouterr().out
+    history.append(tmp_path, _stats(ips=7.0), {}, "2026-12-01T11:00:00")    # ./ wins where it has one
+    assert history.main(["--json"]) == 0 and '"images_per_s": 7.0' in capsys.readouterr().out
+    monkeypatch.setenv("TRAIN_LOG_DIR", str(tmp_path / "logs"))
+    assert history.main(["--json"]) == 0 and '"images_per_s": 40.0' in capsys.readouterr().out
+
+
 def test_failed_case_is_a_row_too_and_cli_lists_and_plots(tmp_path, capsys):
     history.append(tmp_path, _stats(), {}, "2026-12-01T10:00:00")
     history.append(tmp_path, _stats(fail=1), {}, "2026-12-01T10:05:00")

@@ -87,6 +87,24 @@ def test_sweep_gain_saturation_and_out_of_memory(tmp_path, oom_kind, oom_reason)
     assert saturation.sweeps(rows, 0.5)[0]["saturation"] == 32
 
 
+def test_a_saturation_that_rests_on_a_flagged_figure_says_so(tmp_path):
+    rows = results.load_cases(make_sweep(tmp_path / "res"))
+    [sw] = saturation.sweeps(rows)
+    assert "FLAGGED" not in saturation.markdown([sw])[-1]    # 32 is flagged; the step 64 -> 128 is not
+    for r in rows:
+        if r["batch_size"] == 128:
+            r["flagged"] = True
+    assert "rests on a FLAGGED figure" in saturation.markdown(saturation.sweeps(rows))[-1]
+
+
+def test_an_old_oom_reason_and_a_re_analysed_one_end_the_curve(tmp_path):
+    """A sidecar from before the failure kinds (``oom: ... (cuda)``, no kind) is still an OOM."""
+    rows = results.load_cases(make_sweep(tmp_path / "res", None,
+                                         "oom: out of memory at batch size 256 per process (cuda)"))
+    [sw] = saturation.sweeps(rows)
+    assert sw["oom"] == 256 and sw["max"] == 200
+
+
 def test_a_failure_that_is_not_out_of_memory_does_not_end_the_curve(tmp_path):
     d = tmp_path / "res"
     for bs, images in ((8, 50.0), (32, 100.0)):

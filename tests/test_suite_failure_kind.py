@@ -73,14 +73,31 @@ def test_gpu_evidence_wins_and_the_first_line_is_kept():
     assert failure.classify(lines) == ("gpu_oom", lines[1])
 
 
-def test_sigkill_with_no_other_cause_is_host_oom_unless_the_harness_sent_it():
+def test_sigkill_with_no_other_cause_is_host_oom():
     assert failure.classify(["Iter(train) [ 10/40]"], rc=-9)[0] == "host_oom"
     assert failure.classify([], rc=137)[0] == "host_oom"
     torchrun = ("train.py FAILED ... [0]: time : 2026-12-01_10:00:00 host : h rank : 0 (local_rank: 0) "
                 "exitcode : -9 (pid: 4242) error_file: <N/A>")
     assert failure.classify([torchrun], rc=1)[0] == "host_oom"
-    assert failure.classify([], rc=-9, harness_ended=True) == ("other", None)
     assert failure.classify([], rc=1) == ("other", None)
+
+
+def test_a_frame_without_a_source_line_does_not_hide_the_next_line():
+    """``File "<string>"`` frames have no source line: the line after them is the exception."""
+    for prefix in ("", "[rank0]: "):
+        lines = [f"{prefix}Traceback (most recent call last):",
+                 f'{prefix}  File "<string>", line 1, in <module>',
+                 f"{prefix}torch.OutOfMemoryError: CUDA out of memory."]
+        assert failure.classify(lines) == ("gpu_oom", "torch.OutOfMemoryError: CUDA out of memory.")
+
+
+def test_an_old_oom_reason_keeps_its_kind():
+    """Logs from before the kinds existed said ``oom: out of memory at batch size 2 per process
+    (cuda)``: re-analysed, they are still OOMs, of the device they name."""
+    old = "oom: out of memory at batch size 2 per process (cuda)"
+    assert failure.kind_of({"exit_code": 3}, old) == "gpu_oom"
+    assert failure.kind_of({}, "oom: out of memory at batch size 2 per process (cpu)") == "host_oom"
+    assert failure.kind_of({}, "oom") == "host_oom" and failure.kind_of({}, "room: x") == "other"
 
 
 def test_reason_and_kind_of_a_sidecar():
