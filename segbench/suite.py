@@ -384,8 +384,7 @@ class _Context:
     progress: _Progress
 
     def name(self, c: SuiteCase) -> str:
-        """The name launch will give the case (its files are found by it): launch's own Case.name,
-        from the environment the case runs with."""
+        """The name launch will give the case (its files are found by it), in the case's environment."""
         planned = launch.parse_case(c.argv, _case_env(c, self.env, self.profile))
         planned.nproc = 1 if c.run_mode == "sp" else self.ngpu_mp
         return planned.name

@@ -34,7 +34,8 @@ def test_the_sweep_finds_the_max_below_an_injected_oom_and_resume_keeps_it(cpu_e
     r = suite(env, "--bs", "2,max")
     assert r.returncode == 0, r.stdout + r.stderr   # OOMs found while probing are expected
     assert "then 1 max search(es)" in r.stdout
-    assert f"max batch per GPU, fastscnn sp fp32: {K} (max {K}: batch 4 runs out of memory" in r.stdout
+    # the injected torch.OutOfMemoryError reads as gpu_oom; on the CPU either memory brackets
+    assert f"max batch per GPU, fastscnn sp fp32: {K} (max {K}: batch 4 runs out of GPU memory" in r.stdout
     assert row(r.stdout, 3).split()[4:6] == ["passed", "(max)"]
     oom = row(r.stdout, 4)
     assert "oom (gpu_oom): out of GPU memory at batch 4 per process (torch.OutOfMemoryError:" in oom
@@ -43,7 +44,9 @@ def test_the_sweep_finds_the_max_below_an_injected_oom_and_resume_keeps_it(cpu_e
     (g,) = doc["groups"]
     assert [(t["bs"], t["status"], t["failure_kind"]) for t in g["tried"]] == [
         (2, "passed", None), (4, "oom", "gpu_oom"), (3, "passed", None)]
-    assert (g["max_bs"], g["stopped"], g["listed"], g["to_max"]) == (K, "bracketed", [2], True)
+    assert (g["max_bs"], g["max_at_least"], g["stopped"], g["listed"], g["to_max"]) == (
+        K, K, "bracketed", [2], True)
+    assert (g["profile"], g["group"]) == ("cpu", "fastscnn_sp_bs*_fp32_1_crop64x128_li2")
     assert all(t["images_per_s"] > 0 for t in g["tried"] if t["status"] == "passed")
 
     speed = json.loads((log_dir / "fastscnn_sp_bs4_fp32_1_crop64x128_li2_speed").read_text())
