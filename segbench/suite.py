@@ -14,8 +14,10 @@ what ran, and it exits 130. A case the analysis flagged (signs of a busy or nois
 Cases that differ only in the batch form a group; ``--bs ...,max`` searches each group for the
 largest batch per GPU that fits (segbench.sweep: grow, then bisect). A case that ran out of memory
 is status ``oom`` with its failure kind (segbench.failure); one found while searching for a max is
-expected, one at a size listed without max fails the suite. Each group's sizes tried and max go to
-``<log_dir>/suite_sweep.json`` (docs/FORMATS.md).
+expected, one at a size listed without max fails the suite, and so does a search that found no size
+that fits or stopped on a failure (on a GPU running out of host memory is one: it is no evidence of
+the max batch per GPU). A sweep's sizes tried and max (only once bracketed; else a lower bound) go to
+``<log_dir>/suite_sweep.json`` (docs/FORMATS.md), merged by group with what an earlier sweep put there.
 """
 from __future__ import annotations
 
@@ -156,13 +158,13 @@ def flags(log_dir: Path, name: str) -> list[str]:
 
 def figures(log_dir: Path, name: str) -> dict:
     """From the sidecar: ``peak_mb`` (the largest rank's peak memory, MB per GPU), ``images_per_j``
-    (the energy block's), ``failure_kind`` and ``reason``; None where the sidecar has none."""
+    (the energy block's), ``failure_kind``, ``reason`` and ``device``; None where it has none."""
     d = _sidecar(log_dir, name)
     memory = d.get("memory") if isinstance(d.get("memory"), dict) else {}
     peaks = [p for p in memory.get("peak_mb_per_rank") or [] if isinstance(p, (int, float))]
     energy = d.get("energy") if isinstance(d.get("energy"), dict) else {}
     return {"peak_mb": round(max(peaks)) if peaks else None, "images_per_j": energy.get("images_per_j"),
-            "failure_kind": d.get("failure_kind"), "reason": d.get("reason")}
+            "failure_kind": d.get("failure_kind"), "reason": d.get("reason"), "device": d.get("device")}
 
 
 class _Stop:
@@ -258,7 +260,7 @@ def _run_case(stop: _Stop, c: SuiteCase, case_env: dict, log_dir: Path, name: st
 
 
 def _keep(fig: dict) -> dict:
-    return {k: fig[k] for k in ("peak_mb", "images_per_j", "failure_kind")}
+    return {k: fig[k] for k in ("peak_mb", "images_per_j", "failure_kind", "device")}
 
 
 def _kept(log_dir: Path, name: str, bs: int) -> dict | None:
@@ -286,26 +288,57 @@ def _said(row: dict) -> str:
 
 
 def sweep_status(row: dict) -> str:
-    """A row's status as segbench.sweep reads it: passed, oom, or the failure."""
-    return {"skipped (resume)": sweep.PASSED, "oom (resume)": sweep.OOM}.get(row["status"], row["status"])
+    """A row's status as segbench.sweep reads it: passed, its OOM's kind, or the failure."""
+    st = {"skipped (resume)": sweep.PASSED, "oom (resume)": "oom"}.get(row["status"], row["status"])
+    return (row.get("failure_kind") or st) if st == "oom" else st
 
 
-def _sweep_record(g: Group, rows: list[dict], stopped: tuple[str, str] | None) -> dict:
+def _tried(rows: list[dict]) -> list[tuple[int, str]]:
+    return [(r["bs"], sweep_status(r)) for r in rows]
+
+
+def _bounded(plan: sweep.Plan, rows: list[dict], profile: str) -> sweep.Plan:
+    """The plan with the memory that bounds its batch: that of the device its cases ran on (the
+    sidecar's ``device``), else the profile's (cpu: the host's)."""
+    device = next((r["device"] for r in rows if r.get("device") in sweep.BOUNDS),
+                  "cpu" if profile == "cpu" else "cuda")
+    return dataclasses.replace(plan, bounds=sweep.BOUNDS[device])
+
+
+def _sweep_record(g: Group, key: str, profile: str, rows: list[dict],
+                  stopped: tuple[str, str] | None) -> dict:
     """suite_sweep.json's entry of a group (docs/FORMATS.md)."""
-    c, tried = g.case, [(r["bs"], sweep_status(r)) for r in rows]
-    return {"model": c.model, "run_mode": c.run_mode, "fp_item": c.fp_item, "max_iter": c.max_iter,
-            "num_workers": c.workers, "listed": list(g.plan.listed), "to_max": g.plan.to_max,
-            "cap": g.plan.cap, "max_within": g.plan.within,
+    c, tried, plan = g.case, _tried(rows), _bounded(g.plan, rows, profile)
+    return {"group": key, "profile": profile, "model": c.model, "run_mode": c.run_mode,
+            "fp_item": c.fp_item, "max_iter": c.max_iter, "num_workers": c.workers,
+            "listed": list(plan.listed), "to_max": plan.to_max, "cap": plan.cap, "max_within": plan.within,
             "tried": [{k: r.get(k) for k in ("bs", "case", "status", "failure_kind", "images_per_s",
                                              "peak_mb", "images_per_j", "reason")} for r in rows],
-            "max_bs": sweep.found_max(g.plan, tried),
+            "max_bs": sweep.found_max(plan, tried), "max_at_least": sweep.largest_fit(plan, tried),
             "stopped": stopped[0] if stopped else None, "why": stopped[1] if stopped else None}
 
 
-def _write_sweeps(log_dir: Path, profile: str, records: list[dict]) -> None:
-    doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profile": profile, "groups": records}
-    (log_dir / "suite_sweep.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+def _group_key(record: dict) -> str:
+    return json.dumps([record.get(k) for k in ("group", "max_iter", "num_workers")])
+
+
+class _Sweeps:
+    """``<log_dir>/suite_sweep.json``: the groups found there, each replaced by a later sweep of
+    the same group (its case name but the batch, MAX_ITER, NUM_WORKERS); written after every case."""
+
+    def __init__(self, log_dir: Path, profile: str):
+        self.path, self.profile = log_dir / "suite_sweep.json", profile
+        try:
+            old = list(json.loads(self.path.read_text(encoding="utf-8")).get("groups"))
+        except (OSError, ValueError, AttributeError, TypeError):
+            old = []
+        self.groups = {_group_key(g): g for g in old if isinstance(g, dict)}
+
+    def put(self, record: dict) -> None:
+        self.groups[_group_key(record)] = record   # in place where the group was already
+        doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profile": self.profile,
+               "groups": list(self.groups.values())}
+        self.path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _suite_env(profile: str, log_dir: Path) -> tuple[dict, int]:
@@ -339,63 +372,99 @@ class _Progress:
         return f" ({_fmt_s(row['seconds'])}, elapsed {_fmt_s(time.monotonic() - self.t0)}{eta})"
 
 
-def run(groups: list[Group], profile: str, log_dir: Path, resume: bool) -> tuple[list[dict], bool]:
+@dataclass
+class _Context:
+    """What every case of a run shares."""
+    stop: _Stop
+    env: dict
+    ngpu_mp: int
+    profile: str
+    log_dir: Path
+    resume: bool
+    progress: _Progress
+
+    def name(self, c: SuiteCase) -> str:
+        """The name launch will give the case (its files are found by it), in the case's environment."""
+        planned = launch.parse_case(c.argv, _case_env(c, self.env, self.profile))
+        planned.nproc = 1 if c.run_mode == "sp" else self.ngpu_mp
+        return planned.name
+
+
+def is_sweep(g: Group) -> bool:
+    return g.plan.to_max or len(g.plan.listed) > 1
+
+
+def run(groups: list[Group], profile: str, log_dir: Path,
+        resume: bool) -> tuple[list[dict], list[dict], bool]:
     """Run each group's sizes in order (segbench.sweep decides the next); returns (rows of what
-    ran, whether the suite was interrupted: a case exited 130 or the suite got SIGINT/SIGTERM/
-    SIGHUP; nothing after it ran). Each group's sizes and max go to ``<log_dir>/suite_sweep.json``."""
+    ran, the sweep groups' records, whether the suite was interrupted: a case exited 130 or the
+    suite got SIGINT/SIGTERM/SIGHUP; nothing after it ran). A run with a sweep group merges its
+    groups into ``<log_dir>/suite_sweep.json``."""
     env, ngpu_mp = _suite_env(profile, log_dir)
-    rows, records, progress = [], [], _Progress(groups)
+    rows, records, sweeps = [], [], _Sweeps(log_dir, profile)
     with _Stop() as stop:
+        ctx = _Context(stop, env, ngpu_mp, profile, log_dir, resume, _Progress(groups))
         for gi, g in enumerate(groups):
             if stop.signal is not None:
                 break
-            mine, stopped = [], None
-            records.append(_sweep_record(g, mine, None))
-            while stopped is None:
-                bs, stopped = sweep.next_size(g.plan, [(r["bs"], sweep_status(r)) for r in mine])
-                if bs is None:
-                    break
-                row = _one(stop, g, bs, env, ngpu_mp, profile, log_dir, resume, progress)
-                row.update(group=gi, probing=g.plan.to_max)
-                mine.append(row)
-                rows.append(row)
-                records[-1] = _sweep_record(g, mine, None)
-                _write_sweeps(log_dir, profile, records)
-                if row["status"] == "interrupted" or stop.signal is not None:
-                    stopped = ("interrupted", "the suite was interrupted")
-            records[-1] = _sweep_record(g, mine, stopped)
-            _write_sweeps(log_dir, profile, records)
-            _mark_max(g, mine, records[-1])
-            if stopped[0] == "interrupted":
+            mine, record = _run_group(ctx, g, gi, sweeps if is_sweep(g) else None)
+            rows += mine
+            records += [record] if is_sweep(g) else []
+            if record["stopped"] == sweep.INTERRUPTED:
                 break
-    return rows, stop.signal is not None or any(r["status"] == "interrupted" for r in rows)
+    return rows, records, stop.signal is not None or any(r["status"] == "interrupted" for r in rows)
+
+
+def _run_group(ctx: _Context, g: Group, gi: int, sweeps: _Sweeps | None) -> tuple[list[dict], dict]:
+    """One group's sizes, each recorded (``sweeps``: in suite_sweep.json) as it ends."""
+    key = ctx.name(g.case).replace(f"_{g.case.run_mode}_bs{g.case.bs}_", f"_{g.case.run_mode}_bs*_", 1)
+    mine, stopped = [], None
+    while stopped is None:
+        bs, stopped = sweep.next_size(_bounded(g.plan, mine, ctx.profile), _tried(mine))
+        if bs is None:
+            break
+        row = _one(ctx, g.at(bs))
+        row.update(group=gi, probing=g.plan.to_max)
+        mine.append(row)
+        if row["status"] == "interrupted" or ctx.stop.signal is not None:
+            stopped = (sweep.INTERRUPTED, "the suite was interrupted")
+        if sweeps and stopped is None:
+            sweeps.put(_sweep_record(g, key, ctx.profile, mine, None))
+    record = _sweep_record(g, key, ctx.profile, mine, stopped)
+    if sweeps:
+        sweeps.put(record)
+    _mark_max(g, mine, record)
+    return mine, record
+
+
+def _max_note(record: dict) -> str:
+    """How the table marks a max search's largest fit: ``(max)`` only once bracketed."""
+    n, stopped = record["max_at_least"], record["stopped"]
+    return ("(max)" if record["max_bs"] is not None else
+            f"(max >= {n}: the cap)" if stopped == sweep.CAP else
+            f"(largest that fit; the search stopped: {stopped})")
 
 
 def _mark_max(g: Group, mine: list[dict], record: dict) -> None:
     if not g.plan.to_max:
         return
     for r in mine:
-        r["is_max"] = r["bs"] == record["max_bs"] and sweep_status(r) == sweep.PASSED
-    print(f"  max batch per GPU, {g.label}: {record['max_bs'] or 'none'} ({record['why']})", flush=True)
+        if r["bs"] == record["max_at_least"] and sweep_status(r) == sweep.PASSED:
+            r["max_note"] = _max_note(record)
+    n = record["max_bs"] or (f"none; at least {record['max_at_least']}" if record["max_at_least"] else "none")
+    print(f"  max batch per GPU, {g.label}: {n} ({record['why']})", flush=True)
 
 
-def _one(stop: _Stop, g: Group, bs: int, env: dict, ngpu_mp: int, profile: str, log_dir: Path,
-         resume: bool, progress: _Progress) -> dict:
-    """One case of a group at batch ``bs``: kept from an earlier run (--resume) or run; printed."""
-    c = g.at(bs)
-    case_env = _case_env(c, env, profile)
-    # The name launch will give the case (its files are found by it): launch's own Case.name,
-    # from the environment the case runs with.
-    planned = launch.parse_case(c.argv, case_env)
-    planned.nproc = 1 if c.run_mode == "sp" else ngpu_mp
-    name = planned.name
-    head = progress.head(name)
-    row = _kept(log_dir, name, bs) if resume else None
+def _one(ctx: _Context, c: SuiteCase) -> dict:
+    """One case: kept from an earlier run (--resume) or run; printed."""
+    name = ctx.name(c)
+    head = ctx.progress.head(name)
+    row = _kept(ctx.log_dir, name, c.bs) if ctx.resume else None
     if row is not None:
         print(f"{head}: {_said(row)}{_flag_text(row['flags'])}", flush=True)
         return row
-    row = _run_case(stop, c, case_env, log_dir, name)
-    print(f"{head}: {_said(row)}{_flag_text(row['flags'])}{progress.tail(row)}", flush=True)
+    row = _run_case(ctx.stop, c, _case_env(c, ctx.env, ctx.profile), ctx.log_dir, name)
+    print(f"{head}: {_said(row)}{_flag_text(row['flags'])}{ctx.progress.tail(row)}", flush=True)
     return row
 
 
@@ -403,10 +472,11 @@ def _cell(x) -> str:
     return "\u2014" if x is None else f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def table(rows: list[dict], profile: str, not_run: int = 0) -> str:
+def table(rows: list[dict], profile: str, not_run: int = 0, sweeps: list[dict] = ()) -> str:
     """The final table: each case's figure, peak memory per GPU (MB), images per joule and status
-    (``(max)`` on a max search's answer), FLAGGED where the analysis saw signs of a busy or noisy
-    host, and what an interruption left unrun."""
+    (``(max)`` on a max search's answer, what is known on its largest fit where it found none), a
+    line for each search where no size fits, FLAGGED where the analysis saw signs of a busy or
+    noisy host, and what an interruption left unrun."""
     title = ("segbench results: CPU PROFILE (no GPU; small crops, few iterations; the figures "
              "describe this CPU, not a GPU)" if profile == "cpu" else "segbench results (GPU)")
     w = max([len(r["case"]) for r in rows] + [4])
@@ -415,10 +485,12 @@ def table(rows: list[dict], profile: str, not_run: int = 0) -> str:
     for r in rows:
         reason = r.get("reason") if r["status"] != "interrupted" else None
         status = r["status"].replace("oom", f"oom ({r.get('failure_kind')})", 1)
-        status = (status + (" (max)" if r.get("is_max") else "")
+        status = (status + (f" {r['max_note']}" if r.get("max_note") else "")
                   + (f": {reason}" if reason else "") + _flag_text(r.get("flags") or []))
         lines.append(f"{r['case']:<{w}}  {r['images_per_s']:>10}  {_cell(r.get('peak_mb')):>8}  "
                      f"{_cell(r.get('images_per_j')):>7}  {status}")
+    lines += [f"NO SIZE FITS: {s['model']} {s['run_mode']} {s['fp_item']}: {s['why']}" for s in sweeps
+              if s["stopped"] == sweep.NONE_FIT]
     flagged = sum(1 for r in rows if r.get("flags"))
     if flagged:
         lines.append(f"{flagged} of {len(rows)} case(s) FLAGGED: the analysis saw signs of a busy or "
@@ -429,11 +501,13 @@ def table(rows: list[dict], profile: str, not_run: int = 0) -> str:
     return "\n".join(lines)
 
 
-def failed(groups: list[Group], rows: list[dict]) -> bool:
-    """A case failed, or ran out of memory at a size asked for (no max search in its group): an OOM
-    found while searching for a max is expected."""
-    return any(r["status"] == "failed"
-               or (r["status"].startswith("oom") and not groups[r["group"]].plan.to_max) for r in rows)
+def failed(groups: list[Group], rows: list[dict], sweeps: list[dict] = ()) -> bool:
+    """A case failed, or ran out of memory at a size asked for (no max search in its group), or a
+    max search found no size that fits or stopped on a failure (on a GPU a host OOM): an OOM of the
+    memory that bounds the batch found while searching for a max is expected."""
+    return (any(s["stopped"] in (sweep.NONE_FIT, sweep.FAILED) for s in sweeps)
+            or any(r["status"] == "failed" or (r["status"].startswith("oom")
+                                               and not groups[r["group"]].plan.to_max) for r in rows))
 
 
 def _dry_run(groups: list[Group], cpu: bool) -> None:
@@ -449,7 +523,10 @@ def _dry_run(groups: list[Group], cpu: bool) -> None:
             print(f"        {g.plan.search()}")
 
 
-def main(argv: list[str]) -> int:
+SWEEP_FLAGS = ("bs", "bs_cap", "max_within")
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_PyTorch.sh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", type=Path, help="case file (one case per line)")
@@ -458,11 +535,12 @@ def main(argv: list[str]) -> int:
                         "or all (every built-in model) or zoo (mmseg's Cityscapes/ADE20K configs, one "
                         "per network and crop); all and zoo run sp only")
     p.add_argument("--modes", default="sp,mp")
-    p.add_argument("--bs", default="2", help="comma list of batch sizes per GPU, optionally ending "
-                   "in max: then grow/bisect to the largest that fits in memory (e.g. 2,4,8,max)")
-    p.add_argument("--bs-cap", type=int, default=sweep.DEFAULT_CAP,
+    # the sweep's flags default to None (their defaults below): given with --cases, they are an error
+    p.add_argument("--bs", help="comma list of batch sizes per GPU, optionally ending in max: then "
+                   "grow/bisect to the largest that fits in memory (e.g. 2,4,8,max; default 2)")
+    p.add_argument("--bs-cap", type=int,
                    help=f"with max: the largest batch tried (default {sweep.DEFAULT_CAP})")
-    p.add_argument("--max-within", type=float, default=sweep.DEFAULT_WITHIN,
+    p.add_argument("--max-within", type=float,
                    help="with max: stop bisecting when the gap between the last fit and the first "
                         f"OOM is at most this share of the fit, or 1 (default {sweep.DEFAULT_WITHIN}; "
                         "0: exact)")
@@ -475,29 +553,45 @@ def main(argv: list[str]) -> int:
     p.add_argument("--resume", action="store_true",
                    help="skip cases whose speed file passed (and, in a max search, those whose sidecar "
                         "says gpu_oom)")
-    a = p.parse_args(argv)
+    return p
+
+
+def _plan(a: argparse.Namespace) -> sweep.Plan:
+    try:
+        listed, to_max = sweep.parse_bs("2" if a.bs is None else a.bs)
+        return sweep.Plan(listed, to_max, sweep.DEFAULT_CAP if a.bs_cap is None else a.bs_cap,
+                          sweep.DEFAULT_WITHIN if a.max_within is None else a.max_within)
+    except ValueError as exc:
+        raise launch.BadInput(str(exc)) from None
+
+
+def _groups(a: argparse.Namespace, cpu: bool) -> list[Group]:
+    """The cases asked for (launch.BadInput: what is wrong, before anything runs)."""
+    iters = a.iters or (CPU_PROFILE["iters"] if cpu else 500)
+    workers = a.workers or (CPU_PROFILE["workers"] if cpu else 5)
+    venv = dict(os.environ, LOG_INTERVAL=str(CPU_PROFILE["log_interval"])) if cpu else dict(os.environ)
+    if a.cases:
+        given = [f"--{f.replace('_', '-')}" for f in SWEEP_FLAGS if getattr(a, f) is not None]
+        if given:
+            raise launch.BadInput(f"{', '.join(given)} with --cases: a case file gives each case's batch; "
+                                  "drop them, or drop --cases")
+        if not a.cases.is_file():
+            raise launch.BadInput(f"case file {a.cases} does not exist")
+        return parse_case_file(a.cases, venv)
+    models, modes = _csv(a.models), _csv(a.modes)
+    if a.models in MODEL_SETS:
+        models, modes = MODEL_SETS[a.models](), ["sp"]
+    return matrix(models, modes, _plan(a), _csv(a.fp), iters, workers, venv)
+
+
+def main(argv: list[str]) -> int:
+    a = _parser().parse_args(argv)
     profile = a.profile
     if profile == "auto":
         profile = "gpu" if _has_gpu() else "cpu"
     cpu = profile == "cpu"
-    iters = a.iters or (CPU_PROFILE["iters"] if cpu else 500)
-    workers = a.workers or (CPU_PROFILE["workers"] if cpu else 5)
-    venv = dict(os.environ, LOG_INTERVAL=str(CPU_PROFILE["log_interval"])) if cpu else dict(os.environ)
     try:
-        if a.cases:
-            if not a.cases.is_file():
-                raise launch.BadInput(f"case file {a.cases} does not exist")
-            groups = parse_case_file(a.cases, venv)
-        else:
-            models, modes = _csv(a.models), _csv(a.modes)
-            if a.models in MODEL_SETS:
-                models, modes = MODEL_SETS[a.models](), ["sp"]
-            try:
-                listed, to_max = sweep.parse_bs(a.bs)
-                plan = sweep.Plan(listed, to_max, a.bs_cap, a.max_within)
-            except ValueError as exc:
-                raise launch.BadInput(str(exc)) from None
-            groups = matrix(models, modes, plan, _csv(a.fp), iters, workers, venv)
+        groups = _groups(a, cpu)
     except launch.BadInput as exc:
         print(f"run_PyTorch.sh: error: {exc}", file=sys.stderr)
         return 2
@@ -514,12 +608,12 @@ def main(argv: list[str]) -> int:
         return 0
     a.log_dir.mkdir(parents=True, exist_ok=True)
     host_check(a.log_dir.resolve())
-    rows, interrupted = run(groups, profile, a.log_dir.resolve(), a.resume)
+    rows, sweeps, interrupted = run(groups, profile, a.log_dir.resolve(), a.resume)
     print()
-    print(table(rows, profile, max(n - len(rows), 0) if interrupted else 0))
+    print(table(rows, profile, max(n - len(rows), 0) if interrupted else 0, sweeps))
     if interrupted:
         return INTERRUPTED
-    return 1 if failed(groups, rows) else 0
+    return 1 if failed(groups, rows, sweeps) else 0
 
 
 if __name__ == "__main__":

@@ -7,22 +7,31 @@ the way timm's benchmark.py decays its batch on an OOM: the listed sizes run asc
 size that ran out of memory); from the largest that fit the batch doubles until a size runs out of
 memory or the cap (``--bs-cap``) is reached, then bisects between the last fit and the first OOM
 until the gap is at most max(1, within x the fitting size) (``--max-within``; 0: exact to one
-image). A listed size that runs out of memory bisects below it. In a max search any failure other
-than running out of memory ends the group's sweep: a crash is no evidence about memory.
+image). A listed size that runs out of memory bisects below it. Only the memory that bounds the
+batch brackets a max (``Plan.bounds``: on a GPU its memory; on the CPU the host's): in a max search
+any other failure -- a crash, or running out of host memory on a GPU (or an unexplained SIGKILL,
+which segbench.failure reads as host_oom) -- ends the group's sweep: it is no evidence about the
+batch's memory. The max is known only once bracketed (:func:`found_max`); after the cap, a failure
+or an interrupt the largest size that fit is a lower bound (:func:`largest_fit`).
 
-Statuses of the tried sizes: ``passed`` (or kept from an earlier run), ``oom`` (segbench.failure's
-gpu_oom or host_oom), anything else a failure (``failed``, ``interrupted``).
+Statuses of the tried sizes: ``passed`` (or kept from an earlier run), ``gpu_oom`` / ``host_oom``
+(segbench.failure's kinds: out of that memory), anything else a failure (``failed``, ``interrupted``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-PASSED, OOM = "passed", "oom"
+from segbench.failure import GPU_OOM, HOST_OOM
+
+PASSED = "passed"
+MEMORY = {GPU_OOM: "GPU memory", HOST_OOM: "host memory"}
+BOUNDS = {"cuda": (GPU_OOM,), "cpu": (GPU_OOM, HOST_OOM)}   # by device: the OOMs that bracket a max
 MAX = "max"
 DEFAULT_CAP = 4096
 DEFAULT_WITHIN = 0.125
 # why a group's search stopped (suite_sweep.json's ``stopped``)
 LISTED, BRACKETED, CAP, NONE_FIT, FAILED = "listed", "bracketed", "cap", "none_fit", "failed"
+INTERRUPTED = "interrupted"   # the suite's: it was interrupted mid-search
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,17 @@ class Plan:
     to_max: bool = False
     cap: int = DEFAULT_CAP
     within: float = DEFAULT_WITHIN
+    bounds: tuple[str, ...] = BOUNDS["cuda"]   # the OOM kinds that bracket the max
 
     def __post_init__(self):
         if not self.listed or list(self.listed) != sorted(set(self.listed)) or self.listed[0] < 1:
             raise ValueError(f"listed batch sizes must be ascending positive integers: {self.listed}")
-        if self.cap < 1 or not 0 <= self.within < 1:
-            raise ValueError(f"cap must be >= 1 and within in [0, 1): {self.cap}, {self.within}")
+        if self.cap < 1:
+            raise ValueError(f"--bs-cap must be >= 1, not {self.cap}")
+        if not 0 <= self.within < 1:
+            raise ValueError(f"--max-within must be in [0, 1), not {self.within:g}")
+        if self.to_max and self.cap < self.listed[-1]:
+            raise ValueError(f"--bs-cap {self.cap} is below the listed batch size {self.listed[-1]}")
 
     def search(self) -> str:
         """The max search in words, e.g. ``then grow/bisect to max (cap 4096, within 12.5%)``."""
@@ -67,12 +81,22 @@ def parse_bs(text: str) -> tuple[tuple[int, ...], bool]:
     return tuple(listed), to_max
 
 
-def _bracket(tried: list[tuple[int, str]]) -> tuple[int, int | None]:
-    """(the largest size that fit below the first OOM, 0 if none; the smallest OOM size or None)."""
-    ooms = [bs for bs, st in tried if st == OOM]
-    hi = min(ooms) if ooms else None
-    lo = max((bs for bs, st in tried if st == PASSED and (hi is None or bs < hi)), default=0)
+def _bracket(plan: Plan, tried: list[tuple[int, str]]) -> tuple[int, tuple[int, str] | None]:
+    """(the largest size that fit below the first bounding OOM, 0 if none; (the smallest bounding
+    OOM size, its kind) or None)."""
+    hi = min(((bs, st) for bs, st in tried if st in plan.bounds), default=None)
+    lo = max((bs for bs, st in tried if st == PASSED and (hi is None or bs < hi[0])), default=0)
     return lo, hi
+
+
+def _failure(plan: Plan, tried: list[tuple[int, str]]) -> tuple[str, str] | None:
+    """A max search's first failure (not the memory that bounds the batch), as a stop."""
+    bs, st = next(((bs, st) for bs, st in tried if st != PASSED and st not in plan.bounds), (0, None))
+    if st is None:
+        return None
+    what = (f"out of {MEMORY[st]} at batch {bs}, not the {' or '.join(MEMORY[k] for k in plan.bounds)} "
+            "that bounds the batch" if st in MEMORY else f"batch {bs} {st} (not out of memory)")
+    return FAILED, f"stopped: {what}"
 
 
 def next_size(plan: Plan, tried: list[tuple[int, str]]) -> tuple[int | None, tuple[str, str] | None]:
@@ -82,10 +106,11 @@ def next_size(plan: Plan, tried: list[tuple[int, str]]) -> tuple[int | None, tup
     if not plan.to_max:
         rest = [bs for bs in plan.listed if bs not in done]
         return (rest[0], None) if rest else (None, (LISTED, "ran the listed sizes"))
-    failed = next(((bs, st) for bs, st in tried if st not in (PASSED, OOM)), None)
+    failed = _failure(plan, tried)
     if failed:
-        return None, (FAILED, f"batch {failed[0]} {failed[1]} (not out of memory): the search stops")
-    lo, hi = _bracket(tried)
+        return None, failed
+    lo, oom = _bracket(plan, tried)
+    hi = oom[0] if oom else None
     rest = [bs for bs in plan.listed if bs not in done and (hi is None or bs < hi)]
     if rest:
         return rest[0], None
@@ -96,15 +121,20 @@ def next_size(plan: Plan, tried: list[tuple[int, str]]) -> tuple[int | None, tup
     tolerance = max(1.0, plan.within * lo)
     if hi - lo <= tolerance:
         if lo == 0:
-            return None, (NONE_FIT, f"batch {hi} runs out of memory; no size fits")
-        return None, (BRACKETED, f"max {lo}: batch {hi} runs out of memory (gap {hi - lo} <= "
-                                 f"{tolerance:g})")
+            return None, (NONE_FIT, f"batch {hi} runs out of {MEMORY[oom[1]]}; no size fits")
+        return None, (BRACKETED, f"max {lo}: batch {hi} runs out of {MEMORY[oom[1]]} (gap {hi - lo} "
+                                 f"<= {tolerance:g})")
     return (lo + hi) // 2, None
 
 
+def largest_fit(plan: Plan, tried: list[tuple[int, str]]) -> int | None:
+    """A max search's lower bound: the largest size that fit below the first bounding OOM (None:
+    none fit, or the plan does not search)."""
+    return (_bracket(plan, tried)[0] or None) if plan.to_max else None
+
+
 def found_max(plan: Plan, tried: list[tuple[int, str]]) -> int | None:
-    """A max search's answer so far: the largest size that fit below the first OOM (None: none fit,
-    or the plan does not search)."""
-    if not plan.to_max:
-        return None
-    return _bracket(tried)[0] or None
+    """A max search's answer: the largest size that fit, once an OOM of the bounding memory
+    brackets it within --max-within (None otherwise: not yet, the cap, a failure, none fit)."""
+    stop = next_size(plan, tried)[1] if plan.to_max else None
+    return largest_fit(plan, tried) if stop and stop[0] == BRACKETED else None

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_suite import REPO, fake, fake_suite_argv, calls  # noqa: F401  (fake: a fixture)
 
 K = 3
@@ -32,7 +34,8 @@ def test_the_sweep_finds_the_max_below_an_injected_oom_and_resume_keeps_it(cpu_e
     r = suite(env, "--bs", "2,max")
     assert r.returncode == 0, r.stdout + r.stderr   # OOMs found while probing are expected
     assert "then 1 max search(es)" in r.stdout
-    assert f"max batch per GPU, fastscnn sp fp32: {K} (max {K}: batch 4 runs out of memory" in r.stdout
+    # the injected torch.OutOfMemoryError reads as gpu_oom; on the CPU either memory brackets
+    assert f"max batch per GPU, fastscnn sp fp32: {K} (max {K}: batch 4 runs out of GPU memory" in r.stdout
     assert row(r.stdout, 3).split()[4:6] == ["passed", "(max)"]
     oom = row(r.stdout, 4)
     assert "oom (gpu_oom): out of GPU memory at batch 4 per process (torch.OutOfMemoryError:" in oom
@@ -41,7 +44,9 @@ def test_the_sweep_finds_the_max_below_an_injected_oom_and_resume_keeps_it(cpu_e
     (g,) = doc["groups"]
     assert [(t["bs"], t["status"], t["failure_kind"]) for t in g["tried"]] == [
         (2, "passed", None), (4, "oom", "gpu_oom"), (3, "passed", None)]
-    assert (g["max_bs"], g["stopped"], g["listed"], g["to_max"]) == (K, "bracketed", [2], True)
+    assert (g["max_bs"], g["max_at_least"], g["stopped"], g["listed"], g["to_max"]) == (
+        K, K, "bracketed", [2], True)
+    assert (g["profile"], g["group"]) == ("cpu", "fastscnn_sp_bs*_fp32_1_crop64x128_li2")
     assert all(t["images_per_s"] > 0 for t in g["tried"] if t["status"] == "passed")
 
     speed = json.loads((log_dir / "fastscnn_sp_bs4_fp32_1_crop64x128_li2_speed").read_text())
@@ -75,29 +80,50 @@ if (( $4 > ${FAKE_OOM_ABOVE:-100000} )); then
     echo "[segbench] ${name}: failed: out of GPU memory" >&2
     exit 1
 fi
+if (( $4 > ${FAKE_HOST_OOM_ABOVE:-100000} )); then
+    speed "$1" 0 1
+    echo '{"reason": "out of host memory at batch '"$4"' per GPU (exit -9)", "failure_kind": '\
+'"host_oom", "device": "'"${FAKE_DEVICE:-cuda}"'"}' > "${log}/${name}_stats.json"
+    echo "[segbench] ${name}: failed: out of host memory" >&2
+    exit 1
+fi
 echo '{"memory": {"peak_mb_per_rank": [1000.4, 1200.6]}, "energy": {"images_per_j": 0.5}}' \
     > "${log}/${name}_stats.json"
 """
 
 
+def stand_in(fake, *args, **env):  # noqa: F811
+    """The suite through the stand-in with its crash/OOM knobs: (result, suite_sweep.json or None,
+    the table's line of a case)."""
+    base, log_dir, script = fake
+    text = script.read_text()
+    if STAND_IN_CRASH not in text:
+        script.write_text(text.replace('speed "$1" 12.5 0\n', STAND_IN_CRASH + 'speed "$1" 12.5 0\n'))
+    r = subprocess.run(fake_suite_argv(script, log_dir, *args), env=dict(base, **env), cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    f = log_dir / "suite_sweep.json"
+    doc = json.loads(f.read_text()) if f.exists() else None
+    table = r.stdout[r.stdout.index("segbench results"):] if "segbench results" in r.stdout else ""
+    line = lambda case: " ".join(next(ln for ln in table.splitlines() if ln.startswith(case + " ")).split())  # noqa: E731
+    return r, doc, line
+
+
 def test_a_crash_mid_sweep_ends_the_group_and_fails_the_suite(fake):  # noqa: F811
     env, log_dir, script = fake
-    text = script.read_text()
-    script.write_text(text.replace('speed "$1" 12.5 0\n', STAND_IN_CRASH + 'speed "$1" 12.5 0\n'))
-    argv = fake_suite_argv(script, log_dir, "--models", "fastscnn,segformer_b0", "--bs", "2,max")
-    r = subprocess.run(argv, env=dict(env, FAKE_CRASH="fastscnn_8", FAKE_OOM_ABOVE="20"), cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+    r, doc, line = stand_in(fake, "--models", "fastscnn,segformer_b0", "--bs", "2,max",
+                            FAKE_CRASH="fastscnn_8", FAKE_OOM_ABOVE="20")
     assert r.returncode == 1, r.stdout + r.stderr
     # fastscnn: 2, 4 fit, 8 crashes: no bisecting; segformer_b0 still runs its own search:
     # 2..16 fit, 32 OOMs, 24 OOMs, 20 fits, 22 OOMs: gap 2 <= 20/8
     sizes = [int(c.split("_bs")[1].split("_")[0]) for c in calls(log_dir)]
     assert sizes == [2, 4, 8, 2, 4, 8, 16, 32, 24, 20, 22]
-    doc = json.loads((log_dir / "suite_sweep.json").read_text())
     first, second = doc["groups"]
-    assert (first["stopped"], first["max_bs"]) == ("failed", 4) and "batch 8 failed" in first["why"]
-    assert (second["stopped"], second["max_bs"]) == ("bracketed", 20)
-    table = r.stdout[r.stdout.index("segbench results"):]
-    line = lambda case: " ".join(next(ln for ln in table.splitlines() if ln.startswith(case + " ")).split())  # noqa: E731
+    # a crash is no evidence of the max: none is given, 4 is what is known
+    assert (first["stopped"], first["max_bs"], first["max_at_least"]) == ("failed", None, 4)
+    assert first["why"] == "stopped: batch 8 failed (not out of memory)"
+    assert (second["stopped"], second["max_bs"], second["max_at_least"]) == ("bracketed", 20, 20)
+    assert "max batch per GPU, fastscnn sp fp32: none; at least 4 (stopped: batch 8 failed" in r.stdout
+    assert line("fastscnn_sp_bs4_fp32_1").endswith("passed (largest that fit; the search stopped: failed)")
     assert line("segformer_b0_sp_bs20_fp32_1") == "segformer_b0_sp_bs20_fp32_1 12.5 1201 0.5 passed (max)"
     assert line("segformer_b0_sp_bs32_fp32_1").startswith(
         "segformer_b0_sp_bs32_fp32_1 0 139000 \u2014 oom (gpu_oom): out of GPU memory at batch 32")
@@ -114,3 +140,67 @@ def test_dry_run_shows_the_listed_sizes_then_the_search(cpu_env):
     assert lines[3].strip() == "then grow/bisect to max (cap 64, exact)"
     bad = suite(cpu_env, "--bs", "max", "--dry-run", timeout=120)
     assert bad.returncode == 2 and "give at least one batch size" in bad.stderr
+
+
+def test_at_the_cap_no_max_is_given_the_cap_is_a_lower_bound(fake):  # noqa: F811
+    r, doc, line = stand_in(fake, "--models", "fastscnn", "--bs", "2,max", "--bs-cap", "8")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (g,) = doc["groups"]
+    assert (g["stopped"], g["max_bs"], g["max_at_least"]) == ("cap", None, 8)
+    assert line("fastscnn_sp_bs8_fp32_1") == "fastscnn_sp_bs8_fp32_1 12.5 1201 0.5 passed (max >= 8: the cap)"
+    assert "(max)" not in r.stdout
+
+
+def test_a_search_where_no_size_fits_fails_the_suite(fake):  # noqa: F811
+    r, doc, line = stand_in(fake, "--models", "fastscnn", "--bs", "2,max", FAKE_OOM_ABOVE="0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    (g,) = doc["groups"]
+    assert (g["stopped"], g["max_bs"], g["max_at_least"]) == ("none_fit", None, None)
+    assert "NO SIZE FITS: fastscnn sp fp32: batch 1 runs out of GPU memory; no size fits" in r.stdout
+
+
+def test_on_a_gpu_a_host_oom_stops_the_search_on_the_cpu_it_brackets(fake):  # noqa: F811
+    r, doc, line = stand_in(fake, "--models", "fastscnn", "--bs", "2,max", FAKE_HOST_OOM_ABOVE="5")
+    assert r.returncode == 1, r.stdout + r.stderr   # the search failed: no evidence of the GPU's max
+    (g,) = doc["groups"]
+    assert [t["bs"] for t in g["tried"]] == [2, 4, 8]
+    assert (g["stopped"], g["max_bs"], g["max_at_least"]) == ("failed", None, 4)
+    assert g["why"] == "stopped: out of host memory at batch 8, not the GPU memory that bounds the batch"
+    assert line("fastscnn_sp_bs4_fp32_1").endswith("passed (largest that fit; the search stopped: failed)")
+    # the sidecar says the case ran on the CPU: host memory bounds its batch, an OOM of it brackets
+    r, doc, line = stand_in(fake, "--models", "fastscnn", "--bs", "2,max", FAKE_HOST_OOM_ABOVE="5",
+                            FAKE_DEVICE="cpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (g,) = doc["groups"]
+    assert (g["stopped"], g["max_bs"]) == ("bracketed", 5) and "runs out of host memory" in g["why"]
+    assert line("fastscnn_sp_bs5_fp32_1").endswith("passed (max)")
+
+
+def test_suite_sweep_json_is_merged_by_group_and_left_alone_by_a_plain_run(fake):  # noqa: F811
+    log_dir = fake[1]
+    groups = lambda doc: [(g["model"], g["max_bs"]) for g in doc["groups"]]  # noqa: E731
+    r, doc, _ = stand_in(fake, "--models", "fastscnn", "--bs", "2,max", FAKE_OOM_ABOVE="4")
+    assert r.returncode == 0 and groups(doc) == [("fastscnn", 4)]
+    before = (log_dir / "suite_sweep.json").read_text()
+    r, doc, _ = stand_in(fake, "--models", "fastscnn", "--bs", "2")   # no sweep: the file stays
+    assert r.returncode == 0 and (log_dir / "suite_sweep.json").read_text() == before
+    r, doc, _ = stand_in(fake, "--models", "segformer_b0", "--bs", "2,4")
+    assert groups(doc) == [("fastscnn", 4), ("segformer_b0", None)]
+    r, doc, _ = stand_in(fake, "--models", "fastscnn", "--bs", "2,max", "--max-within", "0",
+                         FAKE_OOM_ABOVE="6")   # the same group again: its entry is replaced in place
+    assert groups(doc) == [("fastscnn", 6), ("segformer_b0", None)]
+    assert doc["groups"][0]["group"] == "fastscnn_sp_bs*_fp32_1"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--bs", "2,max", "--bs-cap", "0"], "--bs-cap must be >= 1, not 0"),
+    (["--bs", "2,max", "--max-within", "1"], "--max-within must be in [0, 1), not 1"),
+    (["--bs", "2,64,max", "--bs-cap", "16"], "--bs-cap 16 is below the listed batch size 64"),
+    (["--cases", "x.txt", "--bs", "2"], "--bs with --cases: a case file gives each case's batch"),
+    (["--cases", "x.txt", "--bs-cap", "8", "--max-within", "0"], "--bs-cap, --max-within with --cases"),
+])
+def test_bad_sweep_flags_are_one_line_errors(args, says, capsys):
+    from segbench import suite as suite_module
+    assert suite_module.main(["--profile", "cpu", "--dry-run", *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err

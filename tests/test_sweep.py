@@ -3,7 +3,9 @@
 import pytest
 
 from segbench import sweep
-from segbench.sweep import OOM, PASSED, Plan
+from segbench.sweep import PASSED, Plan
+
+OOM = "gpu_oom"
 
 
 def simulate(plan, outcome, limit=60):
@@ -50,8 +52,10 @@ def test_the_max_found_is_within_max_within_of_the_true_one(k, within):
 
 
 def test_the_cap_stops_growth_and_is_tried_itself():
-    assert simulate(Plan((2,), True, cap=20), fits_up_to(10**6)) == ([2, 4, 8, 16, 20], "cap", 20)
-    assert simulate(Plan((2,), True, cap=16), fits_up_to(10**6)) == ([2, 4, 8, 16], "cap", 16)
+    # the cap fits: no max is found, the cap is a lower bound
+    assert simulate(Plan((2,), True, cap=20), fits_up_to(10**6)) == ([2, 4, 8, 16, 20], "cap", None)
+    assert simulate(Plan((2,), True, cap=16), fits_up_to(10**6)) == ([2, 4, 8, 16], "cap", None)
+    assert sweep.largest_fit(Plan((2,), True, cap=16), [(2, PASSED), (4, PASSED), (16, PASSED)]) == 16
     # a cap that runs out of memory is bisected below like any OOM
     sizes, stop, found = simulate(Plan((2,), True, cap=20, within=0), fits_up_to(18))
     assert sizes == [2, 4, 8, 16, 20, 18, 19] and (stop, found) == ("bracketed", 18)
@@ -70,11 +74,29 @@ def test_no_size_fits():
 
 def test_a_crash_mid_sweep_ends_the_search_with_no_bisecting():
     outcome = lambda bs: "failed" if bs == 16 else fits_up_to(40)(bs)   # noqa: E731
-    assert simulate(Plan((2, 4), True), outcome) == ([2, 4, 8, 16], "failed", 8)
+    assert simulate(Plan((2, 4), True), outcome) == ([2, 4, 8, 16], "failed", None)
+    assert sweep.largest_fit(Plan((2, 4), True), [(2, PASSED), (4, PASSED), (8, PASSED), (16, "failed")]) == 8
     stop = sweep.next_size(Plan((2,), True), [(2, PASSED), (4, "interrupted")])[1]
-    assert stop[0] == "failed" and "4 interrupted" in stop[1]
+    assert stop == ("failed", "stopped: batch 4 interrupted (not out of memory)")
     # an OOM found first does not start a bisection after a crash either
     assert sweep.next_size(Plan((2, 4), True), [(2, "failed")])[0] is None
+
+
+def test_host_memory_brackets_only_where_it_bounds_the_batch():
+    """On a GPU a host_oom (or an unexplained SIGKILL) is no evidence of the max batch per GPU: it
+    ends the search as a failure; on the CPU host memory is the batch's memory and brackets."""
+    tried = [(2, PASSED), (4, PASSED), (8, "host_oom")]
+    bs, stop = sweep.next_size(Plan((2,), True), tried)
+    assert bs is None and stop == (
+        "failed", "stopped: out of host memory at batch 8, not the GPU memory that bounds the batch")
+    assert sweep.found_max(Plan((2,), True), tried) is None
+    assert sweep.largest_fit(Plan((2,), True), tried) == 4
+    cpu = Plan((2,), True, within=0.5, bounds=sweep.BOUNDS["cpu"])
+    assert sweep.next_size(cpu, tried) == (6, None)
+    assert sweep.next_size(cpu, tried + [(6, PASSED)]) == (None, (
+        "bracketed", "max 6: batch 8 runs out of host memory (gap 2 <= 3)"))
+    assert sweep.found_max(cpu, tried + [(6, PASSED)]) == 6
+    assert "out of GPU memory" in sweep.next_size(Plan((2,), True), [(2, PASSED), (3, OOM)])[1][1]
 
 
 def test_a_resumed_sweep_continues_from_what_is_recorded():
@@ -99,7 +121,11 @@ def test_plan_describes_itself_and_rejects_bad_settings():
     assert Plan((2, 4), True).describe() == "2, 4, then grow/bisect to max (cap 4096, within 12.5%)"
     assert Plan((2,)).describe() == "2" and Plan((2,)).search() == ""
     assert Plan((8,), True, cap=64, within=0).search() == "then grow/bisect to max (cap 64, exact)"
-    for bad in (dict(listed=()), dict(listed=(4, 2)), dict(listed=(2,), within=1.0),
-                dict(listed=(2,), cap=0)):
-        with pytest.raises(ValueError):
+    for bad, says in ((dict(listed=()), "ascending"), (dict(listed=(4, 2)), "ascending"),
+                      (dict(listed=(2,), within=1.0), r"--max-within must be in \[0, 1\)"),
+                      (dict(listed=(2,), cap=0), "--bs-cap must be >= 1"),
+                      (dict(listed=(2, 64), to_max=True, cap=16),
+                       "--bs-cap 16 is below the listed batch size 64")):
+        with pytest.raises(ValueError, match=says):
             Plan(**bad)
+    assert Plan((2, 64), cap=16).listed == (2, 64)   # no max: the cap is not used
