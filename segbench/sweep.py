@@ -10,9 +10,10 @@ until the gap is at most max(1, within x the fitting size) (``--max-within``; 0:
 image). A listed size that runs out of memory bisects below it. Only the memory that bounds the
 batch brackets a max (``Plan.bounds``: on a GPU its memory; on the CPU the host's): in a max search
 any other failure -- a crash, or running out of host memory on a GPU (or an unexplained SIGKILL,
-which segbench.failure reads as host_oom) -- ends the group's sweep: it is no evidence about the
-batch's memory. The max is known only once bracketed (:func:`found_max`); after the cap, a failure
-or an interrupt the largest size that fit is a lower bound (:func:`largest_fit`).
+which segbench.failure reads as host_oom) -- ends the search once the listed sizes have run (each
+is a case asked for): it is no evidence about the batch's memory. The max is known only once
+bracketed (:func:`found_max`); after the cap, a failure or an interrupt the largest size that fit
+is a lower bound (:func:`largest_fit`).
 
 Statuses of the tried sizes: ``passed`` (or kept from an earlier run), ``gpu_oom`` / ``host_oom``
 (segbench.failure's kinds: out of that memory), anything else a failure (``failed``, ``interrupted``).
@@ -106,14 +107,14 @@ def next_size(plan: Plan, tried: list[tuple[int, str]]) -> tuple[int | None, tup
     if not plan.to_max:
         rest = [bs for bs in plan.listed if bs not in done]
         return (rest[0], None) if rest else (None, (LISTED, "ran the listed sizes"))
-    failed = _failure(plan, tried)
-    if failed:
-        return None, failed
     lo, oom = _bracket(plan, tried)
     hi = oom[0] if oom else None
     rest = [bs for bs in plan.listed if bs not in done and (hi is None or bs < hi)]
-    if rest:
+    if rest:   # each listed size is a case asked for: it runs, also after another one failed
         return rest[0], None
+    failed = _failure(plan, tried)
+    if failed:
+        return None, failed
     if hi is None:
         if lo >= plan.cap:
             return None, (CAP, f"batch {lo} fits and the cap is {plan.cap} (--bs-cap): max >= {lo}")

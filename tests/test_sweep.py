@@ -78,8 +78,10 @@ def test_a_crash_mid_sweep_ends_the_search_with_no_bisecting():
     assert sweep.largest_fit(Plan((2, 4), True), [(2, PASSED), (4, PASSED), (8, PASSED), (16, "failed")]) == 8
     stop = sweep.next_size(Plan((2,), True), [(2, PASSED), (4, "interrupted")])[1]
     assert stop == ("failed", "stopped: batch 4 interrupted (not out of memory)")
-    # an OOM found first does not start a bisection after a crash either
-    assert sweep.next_size(Plan((2, 4), True), [(2, "failed")])[0] is None
+    # the listed sizes still run after a crash (each is a case asked for); then no growing
+    assert sweep.next_size(Plan((2, 4), True), [(2, "failed")])[0] == 4
+    assert sweep.next_size(Plan((2, 4), True), [(2, "failed"), (4, PASSED)]) == (
+        None, ("failed", "stopped: batch 2 failed (not out of memory)"))
 
 
 def test_host_memory_brackets_only_where_it_bounds_the_batch():
