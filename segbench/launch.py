@@ -469,8 +469,9 @@ def _check_data(case: Case) -> None:
 def own_files(case: Case) -> list[Path]:
     """The files an earlier run of this case left in its log dir: the log, REPEAT's ``.rep<i>``
     logs, their per-iteration files, profiler traces and host samples, the speed file and the
-    sidecar. Never another case's file, the lock or a work dir."""
-    stem = re.escape(case.name)
+    sidecar. Never another case's file, the lock or a work dir; on a multi-node run's node R > 0
+    only its own ``<case>.node<R>`` files (nodes may share the log dir: node 0's are node 0's)."""
+    stem = re.escape(case.path().name)
     own = re.compile(rf"{stem}(\.rep\d+)?(_iters\.rank\d+\.(jsonl|trace\.json)|_host\.jsonl)?"
                      rf"|{stem}(_speed|_stats\.json)")
     return sorted(p for p in case.log_dir.iterdir() if own.fullmatch(p.name) and p.is_file())

@@ -99,7 +99,7 @@ def test_mmengine_stdout_single_gpu() -> None:
                                  "the measured ones to the second (threshold 5%)"]
     assert stats["flagged"] is True and stats["JOB_FAIL_FLAG"] == 0
     assert stats["per_iter"] is None and stats["flops"] is None
-    assert stats["memory"] == {"peak_mb_per_rank": None, "device_index_per_rank": None}
+    assert stats["memory"] == {"peak_mb_per_rank": None, "peak_from": None, "device_index_per_rank": None}
 
 
 def test_mmengine_file_log_epoch_based_two_gpus() -> None:

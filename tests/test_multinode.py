@@ -29,6 +29,22 @@ def test_first_host_of_a_slurm_node_list(nodelist, first):
     assert launch.first_host(nodelist) == first
 
 
+def test_a_node_cleans_up_only_its_own_files(tmp_path):
+    """Nodes that share a log dir: node 1's clean start never removes node 0's log or files (it
+    did, racing node 0's run: node 0's analysis then found no log)."""
+    args = ["fastscnn", "mp", "fp32", "2", "500", "5"]
+    environ = {"TRAIN_LOG_DIR": str(tmp_path), "NNODES": "2", "MASTER_ADDR": "h", "MASTER_PORT": "7"}
+    node0 = launch.parse_case(args, dict(environ, NODE_RANK="0"))
+    node1 = launch.parse_case(args, dict(environ, NODE_RANK="1"))
+    for suffix in ("", "_speed", "_stats.json", "_iters.rank0.jsonl", "_host.jsonl"):
+        node0.path(suffix).write_text("x")
+    for suffix in ("", "_iters.rank1.jsonl", "_host.jsonl"):
+        node1.path(suffix).write_text("x")
+    assert [p.name for p in launch.own_files(node1)] == sorted(
+        node1.path(s).name for s in ("", "_iters.rank1.jsonl", "_host.jsonl"))
+    assert len(launch.own_files(node0)) == 5
+
+
 def test_two_nodes_on_the_cpu_make_one_case(cpu_env, tmp_path):
     """NNODES=2: two launchers (one per "node", one process each), one gloo group of 2; node 0
     writes the case's files (gpu_num 2), node 1 its own log only."""
@@ -41,7 +57,7 @@ def test_two_nodes_on_the_cpu_make_one_case(cpu_env, tmp_path):
     procs = [subprocess.Popen(args, env=dict(env, NODE_RANK=str(r)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for r in (0, 1)]
     outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    assert [p.returncode for p in procs] == [0, 0], [(o[0][-1500:], o[1][-1500:]) for o in outs]
     logs = Path(cpu_env["TRAIN_LOG_DIR"])
     name = "fastscnn_mp_bs2_fp32_2_crop64x128_li2"
     assert [p.name for p in logs.glob("*_speed")] == [f"{name}_speed"]
