@@ -30,7 +30,7 @@ import re
 import sqlite3
 
 from segbench import history, legacy
-from segbench.results import (ReportError, _read_sidecar, first, history_rows, identity, is_cpu_profile,
+from segbench.results import (ReportError, read_sidecar, first, history_rows, identity, is_cpu_profile,
                               join_variant, load_nonempty, norm_mode, variant_tokens)
 from segbench.tables import fmt, fmt_rate, md_table, sort_key, units
 
@@ -374,7 +374,7 @@ def stackless(rows):
 def _env(row):
     """The environment the row's sidecar records (its case record's ``env``); {} where none."""
     source = str(row.get("source") or "")
-    env = _read_sidecar(source, row.get("case")).get("env") if os.path.isfile(source) else None
+    env = read_sidecar(source, row.get("case")).get("env") if os.path.isfile(source) else None
     return env if isinstance(env, dict) else {}
 
 

@@ -336,7 +336,7 @@ def _case_keys(path, speed):
     return {(folder, n) for n in names}
 
 
-def _read_sidecar(speed_path, log_file):
+def read_sidecar(speed_path, log_file):
     folder = os.path.dirname(speed_path)
     name = os.path.basename(speed_path)
     candidates = []
@@ -409,7 +409,7 @@ def _outcome(speed, stats):
     return images, ok, reason
 
 
-def _peak_mb(stats):
+def peak_mb(stats):
     """The highest peak memory over the ranks."""
     mem = _get(stats, "memory.peak_mb_per_rank")
     if isinstance(mem, (list, tuple)):
@@ -428,7 +428,7 @@ def _repeat_runs(stats):
     return [v for v in (_num(x) for x in reps) if v is not None] or None
 
 
-def _energy(stats):
+def energy_figures(stats):
     """images/J, mean W per GPU, J per iteration and why they are null (the sidecar's energy block,
     segbench.energy.summarize; a sidecar without one: older than the block)."""
     block = stats.get("energy")
@@ -470,11 +470,11 @@ def _build_row(path, speed, stats):
         "flagged": flagged if isinstance(flagged, bool) else bool(warnings),
         "warnings": warnings,
         "cv": _num(_get(stats, "per_iter.cv")),
-        "peak_mem_mb": _peak_mb(stats),
+        "peak_mem_mb": peak_mb(stats),
         # where the peak counts from ("iteration 1"); None: a record that does not say
         "peak_from": _str_or_none(_get(stats, "memory.peak_from")),
         "tflops": _num(_get(stats, "flops.tflops_achieved")),
-        **_energy(stats),
+        **energy_figures(stats),
         "repeats": _repeat_runs(stats),
         "device": _str_or_none(first(stats.get("device"), _get(stats, "case.device"))),
         "device_name": _device_name(stats),
@@ -500,7 +500,7 @@ def load_cases(directory):
     for path, speed, fields in found:
         if fields is not None and speed_cases & _case_keys(path, speed):
             continue
-        stats = {**(fields or {}), **_read_sidecar(path, speed.get("log_file"))}
+        stats = {**(fields or {}), **read_sidecar(path, speed.get("log_file"))}
         rows.append(_build_row(path, speed, stats))
     return rows
 

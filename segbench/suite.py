@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from segbench import configs, failure, launch, sweep
+from segbench import configs, failure, launch, results, sweep
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_BENCHMARK = REPO / "run_benchmark.sh"  # what each case runs (a test points it at a stand-in)
@@ -137,11 +137,7 @@ def _fmt_s(s: float) -> str:
 
 def _sidecar(log_dir: Path, name: str) -> dict:
     """The case's ``<case>_stats.json``; {} where missing or unreadable."""
-    try:
-        d = json.loads((log_dir / f"{name}_stats.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return d if isinstance(d, dict) else {}
+    return results.read_sidecar(str(log_dir / f"{name}_speed"), None)
 
 
 def flags(log_dir: Path, name: str) -> list[str]:
@@ -160,10 +156,9 @@ def figures(log_dir: Path, name: str) -> dict:
     """From the sidecar: ``peak_mb`` (the largest rank's peak memory, MB per GPU), ``images_per_j``
     (the energy block's), ``failure_kind``, ``reason`` and ``device``; None where it has none."""
     d = _sidecar(log_dir, name)
-    memory = d.get("memory") if isinstance(d.get("memory"), dict) else {}
-    peaks = [p for p in memory.get("peak_mb_per_rank") or [] if isinstance(p, (int, float))]
-    energy = d.get("energy") if isinstance(d.get("energy"), dict) else {}
-    return {"peak_mb": round(max(peaks)) if peaks else None, "images_per_j": energy.get("images_per_j"),
+    peak = results.peak_mb(d)
+    return {"peak_mb": None if peak is None else round(peak),
+            "images_per_j": results.energy_figures(d)["images_per_j"],
             "failure_kind": d.get("failure_kind"), "reason": d.get("reason"), "device": d.get("device")}
 
 
@@ -356,7 +351,7 @@ class _Progress:
     """The ``[i/N] case: ...`` lines: N the listed cases (``+`` when max searches add more)."""
 
     def __init__(self, groups: list[Group]):
-        self.total = sum(len(g.plan.listed) for g in groups)
+        self.total = listed_cases(groups)
         self.more = "+" if any(g.plan.to_max for g in groups) else ""
         self.i, self.times, self.t0 = 0, [], time.monotonic()
 
@@ -388,6 +383,11 @@ class _Context:
         planned = launch.parse_case(c.argv, _case_env(c, self.env, self.profile))
         planned.nproc = 1 if c.run_mode == "sp" else self.ngpu_mp
         return planned.name
+
+
+def listed_cases(groups: list[Group]) -> int:
+    """How many cases the groups list (a max search may add more)."""
+    return sum(len(g.plan.listed) for g in groups)
 
 
 def is_sweep(g: Group) -> bool:
@@ -511,7 +511,7 @@ def failed(groups: list[Group], rows: list[dict], sweeps: list[dict] = ()) -> bo
 
 
 def _dry_run(groups: list[Group], cpu: bool) -> None:
-    n, i = sum(len(g.plan.listed) for g in groups), 0
+    n, i = listed_cases(groups), 0
     for g in groups:
         for bs in g.plan.listed:
             i += 1
@@ -600,7 +600,7 @@ def main(argv: list[str]) -> int:
         return 2
     label = ("CPU PROFILE: no GPU here; small crops, few iterations, mp = "
              f"{CPU_PROFILE['mp_procs']} CPU processes (gloo, BN)" if cpu else "GPU")
-    n, searches = sum(len(g.plan.listed) for g in groups), sum(g.plan.to_max for g in groups)
+    n, searches = listed_cases(groups), sum(g.plan.to_max for g in groups)
     more = f" then {searches} max search(es)" if searches else ""
     print(f"run_PyTorch.sh: {n} cases{more}, {label}; logs in {a.log_dir.resolve()}", flush=True)
     if a.dry_run:
