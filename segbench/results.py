@@ -41,7 +41,8 @@ SPEED_KEYS = frozenset({
 CASE_KEYS = (
     "case", "model", "variant", "run_mode", "batch_size", "fp", "gpu_num", "images_per_s",
     "images_per_s_per_gpu", "ok", "reason", "failure_kind", "flagged", "warnings", "cv", "peak_mem_mb",
-    "peak_from", "tflops", "images_per_j", "mean_w_per_gpu", "j_per_iter", "energy_reason", "repeats",
+    "peak_from", "tflops", "gpu_busy", "gpu_bound", "images_per_j", "mean_w_per_gpu", "j_per_iter",
+    "energy_reason", "repeats",
     "device", "device_name", "profile", "source",
 )
 
@@ -474,6 +475,9 @@ def _build_row(path, speed, stats):
         # where the peak counts from ("iteration 1"); None: a record that does not say
         "peak_from": _str_or_none(_get(stats, "memory.peak_from")),
         "tflops": _num(_get(stats, "flops.tflops_achieved")),
+        # NVML's busy share over the measured iterations and what it says bounds the step
+        "gpu_busy": _num(_get(stats, "gpu_busy.share")),
+        "gpu_bound": _str_or_none(_get(stats, "gpu_busy.bound")),
         **energy_figures(stats),
         "repeats": _repeat_runs(stats),
         "device": _str_or_none(first(stats.get("device"), _get(stats, "case.device"))),

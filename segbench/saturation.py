@@ -5,7 +5,10 @@ side of the CPU profile) form a sweep. Along it, the gain per doubling between m
 b1 < b2 with figures r1, r2 is (r2 / r1) ** (1 / log2(b2 / b1)) - 1, so a step that is not a
 doubling (a bisected max of 200 after 128) reads on the same scale. The saturation batch is the
 first size from which the doubling to the next measured size adds less than the threshold (5%).
-A size that ran out of memory ends the curve; the largest size below it that fitted is the max.
+A size that ran out of memory ends the curve; the largest size below it that fitted is the max,
+which the report gives as the range up to that size (a size left unfinished between them is named).
+Each size's GPU busy share (NVML, the sidecar's gpu_busy) says whether the GPU or the host bounds it,
+so a saturation that is the host's (data loading, Python) is said to be.
 
 sweeps(cases, threshold)        -> list of sweep dicts (title, points, saturation, max, oom, ...)
 markdown(sweeps, threshold)     -> the lines of summary.md's "Batch size" section ([] without one)
@@ -17,14 +20,15 @@ from __future__ import annotations
 import csv
 import math
 
-from segbench import failure
+from segbench import energy, failure
 from segbench.results import case_label, identity, is_cpu_profile
 from segbench.tables import failed_text, fmt, fmt_rate, md_table, sort_key, unit
 
 DEFAULT_THRESHOLD = 0.05
 OOM_TEXT = "out of memory"
 CSV_COLUMNS = ("sweep", "model", "variant", "run_mode", "fp", "gpu_num", "device_name", "profile",
-               "batch_size", "images_per_s", "images_per_s_per_gpu", "peak_mem_mb", "images_per_j",
+               "batch_size", "images_per_s", "images_per_s_per_gpu", "peak_mem_mb", "gpu_busy", "gpu_bound",
+               "images_per_j",
                "gain_per_doubling", "status", "saturation", "max", "flagged", "threshold", "case")
 
 
@@ -87,8 +91,12 @@ def _sweep(rows, threshold):
     fitted = on[-1]["bs"] if on and oom_at is not None else None
     for p in points:
         p["saturation"], p["max"] = p["bs"] == sat, p["bs"] == fitted
+    # sizes between the largest fit and the first OOM that neither passed nor ran out of memory
+    unfinished = [p["bs"] for p in points if fitted is not None and fitted < p["bs"] < oom_at
+                  and p["status"] != OOM_TEXT]
     return {"title": title(rows[0]), "row": rows[0], "points": points, "saturation": sat,
-            "max": fitted, "oom": oom_at, "multi": any((r.get("gpu_num") or 1) > 1 for r in rows)}
+            "max": fitted, "oom": oom_at, "unfinished": unfinished,
+            "multi": any((r.get("gpu_num") or 1) > 1 for r in rows)}
 
 
 def sweeps(cases, threshold=DEFAULT_THRESHOLD):
@@ -106,18 +114,51 @@ def _marks(p):
     return marks + ["**FLAGGED**"] * bool(p["row"].get("flagged"))
 
 
+def _busy(row):
+    share = row.get("gpu_busy") if row.get("ok") else None
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
 def _table(sw):
     rows = []
     for p in sw["points"]:
         c, ok = p["row"], p["row"].get("ok")
         rows.append([fmt(p["bs"], "d"), fmt_rate(c.get("images_per_s")) if ok else "-",
                      fmt_rate(c.get("images_per_s_per_gpu")) if ok else "-",
-                     fmt(c.get("peak_mem_mb"), ",.0f"),
+                     fmt(c.get("peak_mem_mb"), ",.0f"), _busy(c),
                      "-" if p["gain"] is None else f"{100 * p['gain']:+.1f}%",
                      ", ".join(_marks(p)) or "-"])
     one = unit(sw["row"])
     return md_table([f"batch per {one}", "images/s", f"images/s per {one}", f"peak MB per {one}",
-                     "gain per doubling", "mark"], rows, "rrrrrl")
+                     "GPU busy", "gain per doubling", "mark"], rows, "rrrrrrl")
+
+
+BOUND_TEXT = {"gpu": "the GPU bounds the step there",
+              "host": "the host (data loading, Python, launches), not the GPU, bounds the step "
+                      "there: this saturation is the host's",
+              "between": "neither the GPU nor the host clearly bounds the step there"}
+
+
+def _bound(row):
+    """What the GPU's busy share says of a size: '' where it was not read (the CPU, older files)."""
+    share, bound = row.get("gpu_busy"), row.get("gpu_bound")
+    if share is None or bound not in BOUND_TEXT:
+        return ""
+    return (f" The GPU was busy {100 * share:.0f}% of the time at batch {row['batch_size']}: "
+            f"{BOUND_TEXT[bound]}.")
+
+
+def _max_text(sw):
+    """The max as measured: the largest fit, below the first out-of-memory size."""
+    fitted, oom = sw["max"], sw["oom"]
+    if fitted is None:
+        return f" Batch {oom} ran out of memory: no smaller size fitted."
+    if oom == fitted + 1:
+        return f" Batch {oom} ran out of memory: the max is {fitted}."
+    between = (f"; {', '.join(map(str, sw['unfinished']))}, in between, did not finish"
+               if sw["unfinished"] else "")
+    return (f" Batch {oom} ran out of memory and {fitted} fitted: the max is {fitted} to {oom - 1}"
+            f"{between}.")
 
 
 def _verdict(sw, threshold):
@@ -129,14 +170,13 @@ def _verdict(sw, threshold):
         shaky = any(p["row"].get("flagged") for p in (at, nxt))
         out = (f"Saturation at batch {sw['saturation']}: going to {nxt['bs']} adds "
                f"{100 * nxt['gain']:.1f}% per doubling (< {_pct(threshold)})"
-               + (", a step that rests on a FLAGGED figure." if shaky else "."))
+               + (", a step that rests on a FLAGGED figure." if shaky else ".") + _bound(at["row"]))
     elif len(on) > 1:
         out = f"No saturation: every step adds {_pct(threshold)} or more per doubling."
     else:
         out = "Fewer than two sizes passed: no gain to compute."
     if sw["oom"] is not None:
-        fitted = f"the max is {sw['max']}" if sw["max"] is not None else "no smaller size fitted"
-        out += f" Batch {sw['oom']} ran out of memory: {fitted}."
+        out += _max_text(sw)
     return out
 
 
@@ -149,7 +189,10 @@ def markdown(sws, threshold=DEFAULT_THRESHOLD):
              "(r2 / r1) ^ (1 / log2(b2 / b1)) - 1 against the previous measured size b1 (so a step "
              f"that is not a doubling compares); **saturation** = the first size from which the "
              f"doubling to the next measured size adds less than {_pct(threshold)}; out of memory "
-             "ends the curve and the largest size that fitted is the **max**."]
+             "ends the curve and the largest size that fitted is the **max** (the true largest lies "
+             "below the out-of-memory size); GPU busy = NVML's busy share over the measured "
+             f"iterations (from {energy.GPU_BOUND:.0%} the GPU bounds the step, below "
+             f"{energy.HOST_BOUND:.0%} the host)."]
     for sw in sws:
         lines += ["", f"### {sw['title']}", "", _table(sw), "", f"> {_verdict(sw, threshold)}"]
     return lines

@@ -15,6 +15,7 @@ H200 = {"gpu_names": ["NVIDIA H200"], "torch": "2.11.0"}
 # fastscnn sp fp32 on one GPU: 16..200 passed (a bisected max of 200 after 128), 256 out of memory
 SWEEP = [(16, 100.0, 2100.0), (32, 180.0, 3900.0), (64, 250.0, 7600.0), (128, 260.0, 15000.0),
          (200, 266.0, 23500.0)]
+BUSY = {16: 55, 32: 80, 64: 95, 128: 100, 200: 100}   # NVML's utilization, percent, per size
 
 
 def energy_block(images_per_s, bs, gpus=1, watts=400.0):
@@ -26,10 +27,12 @@ def energy_block(images_per_s, bs, gpus=1, watts=400.0):
     return energy.summarize(ranks, 5, bs * gpus, None)
 
 
-def case_stats(bs, mem, images=None, gpus=1, **extra):
+def case_stats(bs, mem, images=None, gpus=1, busy=None, **extra):
     s = sidecar(bs=bs, gpus=gpus, mem=[mem] * gpus, cv=0.02)
     s["env"] = H200
     s["energy"] = energy_block(images, bs, gpus) if images else energy.summarize([], 5, None, None)
+    if busy is not None:   # the gpu_busy block as segbench.energy.summarize_busy builds it
+        s["gpu_busy"] = energy.summarize_busy([[busy] * 105] * gpus, 5)
     return {**s, **extra}
 
 
@@ -42,7 +45,8 @@ def make_sweep(d, oom_kind="gpu_oom", oom_reason=OOM_REASON):
     d = Path(d)
     for bs, images, mem in SWEEP:
         extra = dict(warnings=HOST_WARNINGS, flagged=True) if bs == 32 else {}
-        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1", images, **case_stats(bs, mem, images, **extra))
+        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1", images,
+                   **case_stats(bs, mem, images, busy=BUSY[bs], **extra))
     kind = {"failure_kind": oom_kind} if oom_kind else {}
     write_speed(d, "fastscnn_sp_bs256_fp32_1", 0, fail=True)
     write_stats(d, "fastscnn_sp_bs256_fp32_1", **case_stats(256, 80000.0, reason=oom_reason, **kind))
@@ -102,7 +106,7 @@ def test_an_old_oom_reason_and_a_re_analysed_one_end_the_curve(tmp_path):
     rows = results.load_cases(make_sweep(tmp_path / "res", None,
                                          "oom: out of memory at batch size 256 per process (cuda)"))
     [sw] = saturation.sweeps(rows)
-    assert sw["oom"] == 256 and sw["max"] == 200
+    assert sw["oom"] == 256 and sw["max"] == 200 and sw["unfinished"] == []
 
 
 def test_a_failure_that_is_not_out_of_memory_does_not_end_the_curve(tmp_path):
@@ -142,15 +146,17 @@ def test_report_batch_size_section_and_saturation_csv(tmp_path):
     sec = md[md.index("## Batch size"):]
     assert "### fastscnn · sp · fp32 · 1 GPU · NVIDIA H200" in sec
     assert "adds less than 5%" in sec   # the rule, under the table
-    # batch per GPU | images/s | images/s per GPU | peak MB per GPU | gain per doubling | mark
-    assert md_row(sec, ["16", "100.00", "100.00", "2,100", "-", "-"])
-    assert md_row(sec, ["32", "180.00", "180.00", "3,900", "+80.0%", "**FLAGGED**"])
-    assert md_row(sec, ["64", "250.00", "250.00", "7,600", "+38.9%", "saturation"])
-    assert md_row(sec, ["128", "260.00", "260.00", "15,000", "+4.0%", "-"])
-    assert md_row(sec, ["200", "266.00", "266.00", "23,500", "+3.6%", "max"])
-    assert md_row(sec, ["256", "-", "-", "80,000", "-", "out of memory"])
-    assert "Saturation at batch 64: going to 128 adds 4.0% per doubling (< 5%)." in sec
-    assert "Batch 256 ran out of memory: the max is 200." in sec
+    # batch per GPU | images/s | images/s per GPU | peak MB per GPU | GPU busy | gain per doubling | mark
+    assert md_row(sec, ["16", "100.00", "100.00", "2,100", "55%", "-", "-"])
+    assert md_row(sec, ["32", "180.00", "180.00", "3,900", "80%", "+80.0%", "**FLAGGED**"])
+    assert md_row(sec, ["64", "250.00", "250.00", "7,600", "95%", "+38.9%", "saturation"])
+    assert md_row(sec, ["128", "260.00", "260.00", "15,000", "100%", "+4.0%", "-"])
+    assert md_row(sec, ["200", "266.00", "266.00", "23,500", "100%", "+3.6%", "max"])
+    assert md_row(sec, ["256", "-", "-", "80,000", "-", "-", "out of memory"])
+    assert ("Saturation at batch 64: going to 128 adds 4.0% per doubling (< 5%). The GPU was busy "
+            "95% of the time at batch 64: the GPU bounds the step there.") in sec
+    # 200 fitted and 256 did not: what was measured is a range, not one size
+    assert "Batch 256 ran out of memory and 200 fitted: the max is 200 to 255." in sec
     assert "ocrnet" not in sec
     with open(paths["saturation_csv"], newline="") as fh:
         reader = csv.DictReader(fh)
@@ -165,6 +171,31 @@ def test_report_batch_size_section_and_saturation_csv(tmp_path):
     assert {r["device_name"] for r in rows.values()} == {"NVIDIA H200"}
     assert {r["threshold"] for r in rows.values()} == {"0.05"}
     assert float(rows[64]["images_per_j"]) == pytest.approx(250 / 400, rel=1e-3)
+    assert (float(rows[16]["gpu_busy"]), rows[16]["gpu_bound"]) == (0.55, "host")
+    assert rows[256]["gpu_busy"] == ""
+
+
+def test_a_host_bound_saturation_and_an_unfinished_size_below_the_oom_are_said(tmp_path):
+    """A curve that flattens while the GPU idles is the host's; a size between the largest fit and
+    the first OOM that did not finish (a suite cut off at its time limit) leaves the max a range."""
+    d = tmp_path / "res"
+    for bs, images, busy in ((2, 38.0, 41), (16, 69.0, 50), (128, 70.0, 60)):
+        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1", images, **case_stats(bs, 1000.0 * bs, images, busy=busy))
+    write_speed(d, "fastscnn_sp_bs192_fp32_1", 0, fail=True)
+    write_stats(d, "fastscnn_sp_bs192_fp32_1", **case_stats(192, 0.0, reason="interrupted by SIGTERM"))
+    write_speed(d, "fastscnn_sp_bs256_fp32_1", 0, fail=True)
+    write_stats(d, "fastscnn_sp_bs256_fp32_1",
+                **case_stats(256, 0.0, reason=OOM_REASON, failure_kind="gpu_oom"))
+    [sw] = saturation.sweeps(results.load_cases(d))
+    assert sw["saturation"] == 16 and sw["max"] == 128 and sw["unfinished"] == [192]
+    verdict = saturation.markdown([sw])[-1]
+    assert ("The GPU was busy 50% of the time at batch 16: the host (data loading, Python, launches), "
+            "not the GPU, bounds the step there: this saturation is the host's.") in verdict
+    assert verdict.endswith("Batch 256 ran out of memory and 128 fitted: the max is 128 to 255; 192, in "
+                            "between, did not finish.")
+    for r in (rows := results.load_cases(d)):   # no busy readings (the CPU, an older sidecar): no claim
+        r["gpu_busy"] = r["gpu_bound"] = None
+    assert "busy" not in saturation.markdown(saturation.sweeps(rows))[-1]
 
 
 def test_saturation_chart_marks_saturation_and_out_of_memory(tmp_path):
