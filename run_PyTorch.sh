@@ -10,8 +10,8 @@
 #   --wheelhouse DIR   air-gapped host: set up from DIR (PrepareEnv.sh --wheelhouse)
 #   --dry-run          print the cases and stop (no set-up)
 #   -h, --help         this help, then the suite's options; nothing is set up or run
-# SUITE OPTIONS (case file, --models/--modes/--bs/--fp, --iters, --log-dir, --resume, ...) go to
-# python -m segbench.suite, listed below by --help.
+# SUITE OPTIONS (case file, --models/--modes/--bs/--fp, --iters, --log-dir, --resume, ..., and every
+# knob as a flag, e.g. --log-interval 2 = LOG_INTERVAL=2) go to segbench suite, listed by --help.
 # STACK=mmseg0 bash run_PyTorch.sh: the same cases on mmseg 0.30 / mmcv 1.7.2 (docs/LEGACY.md).
 # With no GPU it runs the CPU profile (small crops, few iterations, mp = 2 CPU processes), labelled.
 # In docker, every knob of run_benchmark.sh and PrepareEnv.sh that is set here (the list `knobs`
@@ -34,8 +34,8 @@ knobs=(CUDA_VISIBLE_DEVICES TRAIN_LOG_DIR DEVICE MP_PROCS NNODES NODE_RANK MASTE
 _help() {
     sed -n '2,/^set -euo pipefail$/{/^#/{s/^# \{0,1\}//;p;};}' "${BASH_SOURCE[0]}"
     echo
-    echo "SUITE OPTIONS (python -m segbench.suite):"
-    PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}" "$(_segbench_python)" -m segbench.suite --help
+    echo "SUITE OPTIONS (segbench suite: the knob flags, then the suite's own):"
+    PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}" "$(_segbench_python)" -m segbench.cli suite --help
 }
 
 for arg in "$@"; do
@@ -142,7 +142,7 @@ _local() {
     fi
     # exec: a signal sent to run_PyTorch.sh reaches the suite, which stops its case and exits 130
     PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}" \
-        exec "$(_segbench_python)" -m segbench.suite ${suite_args[@]+"${suite_args[@]}"}
+        exec "$(_segbench_python)" -m segbench.cli suite ${suite_args[@]+"${suite_args[@]}"}
 }
 
 if [[ "${local_only}" == 0 ]] && [[ "${setup}" == 1 ]] && command -v docker >/dev/null 2>&1 \

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from segbench import env, launch, suite
+from segbench import env, knobs, launch, suite
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime"   # run_PyTorch.sh's default PYTORCH_IMAGE
@@ -197,8 +197,19 @@ def test_run_pytorch_help_sets_nothing_up_and_names_every_option(tmp_path):
     assert {"--local", "--no-setup", "--wheelhouse", "--dry-run", "--help"} <= set(own)
     suite_opts = options(parser_of(suite.main, ["--help"]))
     assert [o for o in own + suite_opts if not named(o, out)] == []
-    head, tail = out.split("SUITE OPTIONS (python -m segbench.suite):")
+    head, tail = out.split("SUITE OPTIONS (segbench suite: the knob flags, then the suite's own):")
     assert all(named(o, head) for o in own) and all(named(o, tail) for o in suite_opts)
+    assert all(named(k.flag, tail) for k in knobs.KNOBS)   # every knob is a flag here too
+
+
+def test_run_pytorch_takes_the_knob_flags_as_segbench_suite_does(cpu_env):
+    """README: every knob is a flag of run and suite, and run_PyTorch.sh --no-setup = segbench suite."""
+    r = subprocess.run(["bash", str(REPO / "run_PyTorch.sh"), "--no-setup", "--dry-run", "--profile",
+                        "cpu", "--models", "fastscnn", "--modes", "sp", "--log-interval", "2"],
+                       env=cpu_env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    [line] = [ln for ln in r.stdout.splitlines() if "run_benchmark.sh fastscnn" in ln]
+    assert "LOG_INTERVAL=2" in line   # the case runs with the knob the flag set
 
 
 def test_prepare_env_help_installs_nothing_and_names_every_option_and_variable(tmp_path):
