@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_session  # noqa: E402
-from segbench import launch, suite  # noqa: E402
+from segbench import cli, launch  # noqa: E402
 
 
 def test_parse_plan():
@@ -64,10 +64,10 @@ def _check_step(command: str, tmp_path: Path) -> None:
             fidelity.parse_args(part[2:])
         elif part[:3] == ["python", "-m", "segbench.equivalence"]:
             equivalence._parser().parse_args(part[3:])
-        elif part[:2] == ["bash", "run_PyTorch.sh"]:   # the suite's own options, as a dry run
+        elif part[:2] == ["bash", "run_PyTorch.sh"]:   # as run_PyTorch.sh runs it: segbench suite, dry
             rest = [w for w in part[2:] if w not in ("--local", "--no-setup")]
             with _environ(env):
-                assert suite.main([*rest, "--profile", "gpu", "--dry-run"]) == 0, part
+                assert cli.main(["suite", *rest, "--profile", "gpu", "--dry-run"]) == 0, part
         elif part[:2] == ["bash", "PrepareEnv.sh"]:
             assert env.get("STACK", "mmseg1") in ("mmseg1", "mmseg0") and set(part[2:]) <= {
                 "--wheelhouse", ".whl", ".whl0", "--system"}, part
