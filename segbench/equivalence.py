@@ -120,7 +120,8 @@ def _as_float64(model) -> None:
 
 
 def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compile_=None,
-             compile_mode: str = "default", lr_scale: float = 1.0, float64: bool = False):
+             compile_mode: str = "default", lr_scale: float = 1.0, float64: bool = False,
+             graph: bool = False):
     """The side's model (with ``state`` loaded, dropout off) and its optimizer wrapper, as
     Runner.train() would set them up, plus the tuned switches that act on the model."""
     model = runner.model
@@ -140,6 +141,9 @@ def _prepare(runner, cfg, iters: int, state: dict, *, channels_last=False, compi
     elif compile_ == "modules":
         tuned.compile_modules(tuned.bare_model(model), compile_mode)
     model.train()
+    if graph:   # step 1 eager, step 2 captured and replayed, later steps replayed
+        from segbench import graphstep
+        graphstep.install(model, optim_wrapper, warmup=1)
     return model, optim_wrapper
 
 
@@ -341,6 +345,8 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
 
     from segbench import env
     switches = tuned.check_switches(switches)
+    if "graph" in switches and iters < 3:
+        raise ValueError("graph: --iters 3 or more (step 1 eager, 2 captured, 3 replayed on a new batch)")
     tuned.register()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     compile_mode = tuned.resolve_compile_mode(compile_mode, device)
@@ -366,7 +372,8 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
         t_model, t_ow = _prepare(tuned_runner, tuned_cfg, iters, state,
                                  channels_last="channels_last" in switches,
                                  compile_=compile_scope if "compile" in switches else None,
-                                 compile_mode=compile_mode, lr_scale=lr_scale)
+                                 compile_mode=compile_mode, lr_scale=lr_scale,
+                                 graph="graph" in switches)
         r_model = r_ow = None
         if reference:
             ref_runner, ref_cfg = _side(model, (), work_dir=Path(tmp) / "ref",

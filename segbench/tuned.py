@@ -42,6 +42,11 @@ these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=
                    AOTAutograd); losses, resizing and the optimizer stay eager. ``train_step`` is
                    mmengine's own Runner ``compile`` config: the whole (wrapped) ``train_step``,
                    optimizer step included.
+``graph``          opt-in: the whole training step (forward, losses, backward, optimizer) captured
+                   in one CUDA graph after a few eager iterations and replayed (segbench.graphstep,
+                   a hook before training). It replaces ``compile`` (``TUNED=all,graph`` = every
+                   default switch with graph in place of compile); sp, fp32 and, on CUDA, the
+                   ``foreach`` switch (a fused optimizer) only. Opt-in until measured on a GPU.
 
 Nothing else changes: the trainer is mmengine's Runner, unchanged. This module's top level needs no
 torch (segbench.launch parses ``TUNED`` before torch is imported); :func:`register` defines and
@@ -57,10 +62,11 @@ import os
 from segbench import configs
 
 SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf32", "train_once",
-            "compile")
+            "compile", "graph")
 # Switches that TUNED=all leaves out -- train_once: measured on the H200, no gain (name it to use
 # it, TUNED=all,train_once): the figures recorded for TUNED=all stay the figures of what it runs.
-OPT_IN = ("train_once",)
+# graph: not measured on a GPU yet.
+OPT_IN = ("train_once", "graph")
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
 EXACT_FP32_WITH_TF32 = ("--exact-fp32 turns TF32 off on every side; leave out the tf32 switch "
@@ -73,6 +79,7 @@ TF32_HOOK = "SegbenchTF32Hook"
 TRAIN_ONCE_HOOK = "SegbenchTrainOnceHook"
 COMPILE_HOOK = "SegbenchCompileHook"
 LOADER_HOOK = "SegbenchLoaderShutdownHook"
+GRAPH_HOOK = "SegbenchGraphStepHook"
 PREFETCH_FACTOR = 4
 MAX_WORKERS = 16
 STOCK_VALUES = ("", "0", "false", "no", "off", "stock")   # TUNED values meaning "no switch"
@@ -93,6 +100,9 @@ def parse_switches(text: str | None) -> tuple[str, ...]:
     if bad or not names:
         raise ValueError(f"TUNED must be 1, all, 0 or a comma list of {', '.join(SWITCHES)} "
                          f"(and all); unknown: {', '.join(map(repr, bad)) or repr(text)}")
+    named = {t.strip() for t in text.split(",")}
+    if "graph" in names and "compile" not in named:   # all,graph: graph in place of compile
+        names = [n for n in names if n != "compile"]
     return tuple(s for s in SWITCHES if s in names)
 
 
@@ -115,6 +125,8 @@ def hooks(switches, compile_mode: str = "auto", compile_scope: str = "modules") 
         out.append(dict(type=COMPILE_HOOK, mode=compile_mode, priority="HIGH"))
     if "loader" in switches:
         out.append(dict(type=LOADER_HOOK))
+    if "graph" in switches:   # after every hook that changes the model
+        out.append(dict(type=GRAPH_HOOK, priority="LOW"))
     return out
 
 
@@ -251,6 +263,9 @@ def _switch_options(cfg, s) -> dict:
     if "workers" in on:
         opts["train_dataloader.num_workers"] = loader_workers(
             s.num_workers, s.cpus or len(os.sched_getaffinity(0)), s.local_procs)
+    if "graph" in on and s.device == "cuda" and \
+            cfg.optim_wrapper.optimizer.get("type") in ("Adam", "AdamW"):
+        opts["optim_wrapper.optimizer.capturable"] = True   # their step count on the GPU
     if "compile" in on and s.compile_scope == "train_step":
         # mmengine's Runner compiles train_step
         opts["compile.mode"] = resolve_compile_mode(s.compile_mode, s.device)
@@ -267,6 +282,15 @@ def validate(s) -> None:
     if s.compile_scope not in COMPILE_SCOPES:
         raise ValueError(f"compile scope must be one of {', '.join(COMPILE_SCOPES)}, "
                          f"not {s.compile_scope!r}")
+    if "graph" in s.tuned:
+        why = ("graph and compile exclude each other (TUNED=all,graph: graph in place of compile)"
+               if "compile" in s.tuned else
+               "graph runs one process (sp) only" if s.distributed else
+               f"graph runs fp32 only, not {s.precision}" if s.precision != "fp32" else
+               "graph on a GPU needs the foreach switch (a fused optimizer)"
+               if s.device == "cuda" and "foreach" not in s.tuned else None)
+        if why:
+            raise ValueError(why)
 
 
 def options(cfg, s) -> dict:
@@ -350,6 +374,18 @@ def register() -> None:
             runner.logger.info(f"[segbench] tuned: torch.compile (mode {mode}) of "
                                f"{', '.join(names)}")
 
+    @HOOKS.register_module(name=GRAPH_HOOK)
+    class SegbenchGraphStepHook(Hook):
+        """The whole training step in one CUDA graph (segbench.graphstep), from before training."""
+
+        def before_train(self, runner) -> None:
+            from segbench import graphstep
+            step = graphstep.install(runner.model, runner.optim_wrapper)
+            kind = "a CUDA graph" if isinstance(step.backend, graphstep.CudaGraphs) else \
+                "a re-run stand-in (no GPU: no speed-up)"
+            runner.logger.info(f"[segbench] tuned: the whole train step captured in {kind} after "
+                               f"{step.warmup} eager iterations")
+
     @HOOKS.register_module(name=LOADER_HOOK)
     class SegbenchLoaderShutdownHook(Hook):
         """Shut the train loader's worker processes down when training ends, while the
@@ -366,4 +402,4 @@ def register() -> None:
     _REGISTERED.update(preprocessor=SegbenchDataPreProcessor, hook=SegbenchChannelsLastHook,
                        tf32_hook=SegbenchTF32Hook, compile_hook=SegbenchCompileHook,
                        train_once_hook=SegbenchTrainOnceHook,
-                       loader_hook=SegbenchLoaderShutdownHook)
+                       loader_hook=SegbenchLoaderShutdownHook, graph_hook=SegbenchGraphStepHook)

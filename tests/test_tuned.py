@@ -17,6 +17,9 @@ SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels
                "optim_wrapper.optimizer.fused", "train_dataloader.pin_memory",
                "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers"}
 
+# every switch that can go together: graph replaces compile (tests/test_graphstep.py)
+ALL_BUT_GRAPH = tuple(s for s in tuned.SWITCHES if s != "graph")
+
 
 def opts(model="fastscnn", switches=(), device="cpu", **kw):
     s = configs.TrainSettings(model, 2, 50, 1, device=device, tuned=tuple(switches), **kw)
@@ -144,7 +147,7 @@ def test_flop_probe_leaves_a_compiled_model_alone_and_compiling(small_data):
 
 def test_compile_mode_and_all_switches_reach_the_config():
     cfg = tuned.build(configs.TrainSettings("segformer_b0", 2, 50, 1, device="cpu",
-                                              tuned=tuned.SWITCHES, compile_mode="max-autotune",
+                                              tuned=ALL_BUT_GRAPH, compile_mode="max-autotune",
                                               compile_scope="train_step"))
     assert cfg.compile == {"mode": "max-autotune"}
     assert cfg.model.data_preprocessor.type == tuned.PREPROCESSOR
@@ -154,7 +157,7 @@ def test_compile_mode_and_all_switches_reach_the_config():
     import argparse
 
     from mmengine.config import DictAction
-    o = opts("fastscnn", tuned.SWITCHES, compile_mode="reduce-overhead", compile_scope="train_step")
+    o = opts("fastscnn", ALL_BUT_GRAPH, compile_mode="reduce-overhead", compile_scope="train_step")
     p = argparse.ArgumentParser()
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     assert p.parse_args(["--cfg-options", *configs.as_cli(o)]).cfg_options == o
@@ -179,7 +182,7 @@ def test_every_tuned_hook_builds_and_the_tf32_hook_turns_tf32_on():
     assert tuned.hooks(()) == [] and tuned.hooks(("foreach", "workers", "non_blocking")) == []
     entries = tuned.hooks(tuned.SWITCHES)
     built = [HOOKS.build({k: v for k, v in h.items() if k != "priority"}) for h in entries]
-    assert len({type(h) for h in built}) == len(entries) == 5
+    assert len({type(h) for h in built}) == len(entries) == 6
     tf32 = next(h for h, e in zip(built, entries) if e["type"] == tuned.TF32_HOOK)
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
@@ -197,7 +200,7 @@ def test_every_tuned_hook_builds_and_the_tf32_hook_turns_tf32_on():
 
 @pytest.mark.parametrize("text, expected", [
     (None, ()), ("", ()), ("0", ()), ("1", tuned.DEFAULT_SWITCHES), ("all", tuned.DEFAULT_SWITCHES),
-    ("all,train_once", tuned.SWITCHES), ("all,foreach", tuned.DEFAULT_SWITCHES),
+    ("all,train_once", ALL_BUT_GRAPH), ("all,foreach", tuned.DEFAULT_SWITCHES),
     ("foreach,channels_last", ("channels_last", "foreach")), (" loader , compile ", ("loader", "compile")),
 ])
 def test_parse_switches(text, expected):

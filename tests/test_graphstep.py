@@ -1,0 +1,169 @@
+"""segbench.graphstep (the tuned switch ``graph``) on the CPU, where a replay re-runs the captured
+step on the static tensors (graphstep.Rerun): the graphed step trains exactly what the eager step
+trains, batch by batch and learning rate by learning rate; what it cannot capture is refused."""
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.structures import PixelData
+from mmseg.models.losses.accuracy import accuracy
+from mmseg.structures import SegDataSample
+
+from segbench import configs, graphstep, tuned
+
+STEPS = 5
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Toy(BaseModel):
+    """conv-BN-conv with a segmentation loss and mmseg's accuracy, the loss dict of a decode head."""
+
+    def __init__(self):
+        super().__init__(data_preprocessor=dict(type="BaseDataPreprocessor"))
+        self.conv, self.bn = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+        self.head = torch.nn.Conv2d(4, 5, 1)
+
+    def forward(self, inputs, data_samples=None, mode="tensor"):
+        logits = self.head(torch.relu(self.bn(self.conv(inputs))))
+        gt = torch.stack([s.gt_sem_seg.data.squeeze(0) for s in data_samples]).long()
+        return {"loss_ce": F.cross_entropy(logits, gt, ignore_index=255),
+                "acc_seg": accuracy(logits, gt, ignore_index=255)}
+
+
+def batch(i, hw=(8, 8)):
+    g = torch.Generator().manual_seed(100 + i)
+    gt = torch.randint(0, 5, (2, 1, *hw), generator=g)
+    gt[:, :, 0] = 255
+    return {"inputs": torch.randn(2, 3, *hw, generator=g),
+            "data_samples": [SegDataSample(gt_sem_seg=PixelData(data=gt[j])) for j in range(2)]}
+
+
+def train(graphed, monkeypatch=None, broken=None):
+    torch.manual_seed(0)
+    model = Toy()
+    ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4))
+    ow.initialize_count_status(model, 0, STEPS)
+    if graphed:
+        graphstep.install(model, ow, warmup=1)
+        if broken:
+            monkeypatch.setattr(graphstep.GraphedTrainStep, broken, lambda *a: None)
+    losses = []
+    for i in range(STEPS):
+        for group in ow.optimizer.param_groups:      # a schedule, as mmengine's schedulers write it
+            group["lr"] = 0.1 * (1 - i / STEPS)
+        losses.append(float(model.train_step(batch(i), ow)["loss"].detach()))
+    return losses, torch.cat([t.detach().flatten() for t in model.state_dict().values()
+                              if t.is_floating_point()]), ow._inner_count
+
+
+def test_the_graphed_step_trains_what_the_eager_step_trains():
+    stock, graphed = train(False), train(True)
+    assert stock[2] == graphed[2] == STEPS                  # the optimizer's counts
+    assert graphed[0] == pytest.approx(stock[0], rel=1e-6)  # each step's loss: each step's batch
+    assert torch.allclose(graphed[1], stock[1], rtol=1e-5, atol=1e-7)   # weights, BN statistics
+
+
+@pytest.mark.parametrize("broken", ["_load", "_set_lrs"])
+def test_a_replay_on_a_stale_batch_or_learning_rate_differs(monkeypatch, broken):
+    """Without the copy of each batch into the static one, or of the schedule's learning rate into
+    the graph's tensors, the graphed run trains something else: what the test above would catch."""
+    stock, graphed = train(False), train(True, monkeypatch, broken)
+    assert not torch.allclose(graphed[1], stock[1], rtol=1e-5, atol=1e-7)
+    if broken == "_load":
+        assert graphed[0][2:] != pytest.approx(stock[0][2:], rel=1e-6)
+
+
+def test_another_shape_is_a_one_line_error():
+    torch.manual_seed(0)
+    model = Toy()
+    ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    ow.initialize_count_status(model, 0, 3)
+    graphstep.install(model, ow, warmup=1)
+    model.train_step(batch(0), ow)
+    model.train_step(batch(1), ow)
+    with pytest.raises(RuntimeError, match="needs every batch the same shape"):
+        model.train_step(batch(2, hw=(8, 16)), ow)
+
+
+def test_what_one_captured_step_cannot_do_is_refused():
+    model = Toy()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="fp32 only"):
+        graphstep.check(model, AmpOptimWrapper.__new__(AmpOptimWrapper))   # (built on a GPU only)
+    with pytest.raises(RuntimeError, match="no gradient accumulation"):
+        graphstep.check(model, OptimWrapper(sgd, accumulative_counts=2))
+    wrapped = torch.nn.Module()
+    wrapped.module = model                 # a DDP-style wrapper (mmengine's MMDistributedDataParallel)
+    with pytest.raises(RuntimeError, match="one process only"):
+        graphstep.check(wrapped, OptimWrapper(sgd))
+    graphstep.check(model, OptimWrapper(sgd))
+
+
+@pytest.mark.parametrize("shape, topk, thresh", [((2, 5, 6, 7), 1, None), ((2, 5, 6, 7), (1, 2), None),
+                                                ((40, 5), 1, 0.3)])   # mmseg's thresh takes (N, C) only
+def test_capturable_accuracy_is_mmseg_accuracy(shape, topk, thresh):
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(*shape, generator=g).softmax(1)
+    target = torch.randint(0, 5, (shape[0], *shape[2:]), generator=g)
+    target[:3] = 255
+    for ignore in (255, None):
+        want = accuracy(pred, target, topk=topk, thresh=thresh, ignore_index=ignore)
+        got = graphstep.capturable_accuracy(pred, target, topk=topk, thresh=thresh, ignore_index=ignore)
+        for w, v in zip(*((want, got) if isinstance(topk, tuple) else ([want], [got]))):
+            assert float(v) == pytest.approx(float(w), rel=1e-6)
+
+
+def test_the_switch_all_graph_and_its_rules():
+    assert tuned.parse_switches("all,graph") == tuple(
+        s for s in tuned.DEFAULT_SWITCHES if s != "compile") + ("graph",)
+    assert "graph" not in tuned.parse_switches("all")                  # opt-in
+    assert tuned.hooks(("graph",))[-1] == {"type": tuned.GRAPH_HOOK, "priority": "LOW"}
+    s = dict(model="fastscnn", batch_size=2, max_iters=50, num_workers=1)
+    for switches, extra, why in [(("compile", "graph"), {}, "exclude each other"),
+                                 (("foreach", "graph"), {"distributed": True}, "one process"),
+                                 (("foreach", "graph"), {"precision": "bf16"}, "fp32 only"),
+                                 (("graph",), {}, "needs the foreach switch")]:
+        with pytest.raises(ValueError, match=why):
+            tuned.validate(configs.TrainSettings(**s, tuned=switches, **extra))
+    tuned.validate(configs.TrainSettings(**s, tuned=("graph",), device="cpu"))
+    cfg = tuned.build(configs.TrainSettings("segformer_b0", 2, 50, 1, tuned=("foreach", "graph")))
+    assert cfg.optim_wrapper.optimizer.capturable is True and cfg.optim_wrapper.optimizer.fused is True
+
+
+def test_equivalence_of_the_graphed_step_on_a_real_model(small_data, monkeypatch):
+    """segbench equivalence with the switch: fastscnn's real mmseg step, step 1 eager, 2 captured,
+    3 replayed on a new batch; with the batch copy broken, the check fails."""
+    from segbench import equivalence
+    kw = dict(iters=3, crop=(64, 128), data_root=small_data, control=False, reference=False)
+    r = equivalence.equivalence("fastscnn", ("graph",), **kw)
+    assert r["ok"], r
+    assert r["max_loss_rel_diff"] <= 1e-5 and r["max_state_rel_diff"] <= 1e-3
+    monkeypatch.setattr(graphstep.GraphedTrainStep, "_load", lambda *a: None)
+    bad = equivalence.equivalence("fastscnn", ("graph",), **kw)
+    assert not bad["ok"] and bad["loss_rel_diff"][2] > 1e-3
+    with pytest.raises(ValueError, match="--iters 3 or more"):
+        equivalence.equivalence("fastscnn", ("graph",), **dict(kw, iters=2))
+
+
+def test_a_case_with_all_graph_runs_through_run_benchmark(cpu_env):
+    """TUNED=all,graph: every default switch with graph in place of compile, through the real
+    trainer (the hook installs the step before training; the CPU's stand-in says so)."""
+    env = dict(cpu_env, CROP="64x128", TUNED="all,graph")
+    r = subprocess.run(["bash", str(REPO / "run_benchmark.sh"), "fastscnn", "sp", "fp32", "2", "12", "1"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr + r.stdout
+    case = ("fastscnn_sp_bs2_fp32_1_tuned-channels_last+foreach+loader+workers+non_blocking+tf32+graph"
+            "_crop64x128_li2")
+    log_dir = Path(env["TRAIN_LOG_DIR"])
+    speed = json.loads((log_dir / f"{case}_speed").read_text(encoding="utf-8"))
+    assert speed["JOB_FAIL_FLAG"] == 0 and speed["FINAL_RESULT"] > 0
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["tuned"] == [*(s for s in tuned.DEFAULT_SWITCHES if s != "compile"), "graph"]
+    text = (log_dir / case).read_text(encoding="utf-8")
+    assert "whole train step captured in a re-run stand-in (no GPU: no speed-up) after 3 eager" in text
+    assert "torch.compile" not in text
