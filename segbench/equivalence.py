@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from segbench import configs, tuned
-from segbench.tuned import COMPILE_MODES, COMPILE_SCOPES, EXACT_FP32_WITH_TF32, SWITCHES, parse_switches
+from segbench.tuned import (COMPILE_MODES, COMPILE_SCOPES, DEFAULT_SWITCHES, EXACT_FP32_WITH_TF32,
+                            parse_switches)
 
 # Tolerances of the equivalence check, per precision: (loss, state). ``loss``: the relative
 # difference of one step's training loss; ``state``: the difference of the training state after
@@ -260,7 +261,7 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
 
-def equivalence(model: str, switches=SWITCHES, *, exact_fp32: bool = False, **kw) -> dict:
+def equivalence(model: str, switches=DEFAULT_SWITCHES, *, exact_fp32: bool = False, **kw) -> dict:
     """Train the stock and the tuned configuration side by side, step by step, and compare.
 
     Each side is mmengine's Runner built from the harness's config (stock: no switch; tuned: the
