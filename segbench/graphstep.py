@@ -12,9 +12,11 @@ captured optimizer would keep the value it was captured with. So the step runs w
 each group's ``lr`` (the groups keep the schedulers' floats between steps) and the float is copied
 into it before every replay: the schedule is the stock run's.
 
-mmseg's ``accuracy`` (the logged ``acc_seg``) indexes with a boolean mask, which reads the GPU; the
-captured step uses :func:`capturable_accuracy`, the same value without that read (it is logged, not
-trained on).
+Two mmseg functions read the GPU on the host, which capture forbids: ``accuracy`` (the logged
+``acc_seg``: a boolean-mask index) and the sigmoid cross-entropy's ``_expand_onehot_labels``
+(``nonzero``; fastscnn's heads). Inside the captured step they are replaced by
+:func:`capturable_accuracy` and :func:`capturable_expand_onehot_labels`, the same values without
+the reads.
 
 What it needs (:func:`check`, before training): one process (no DDP), mmengine's plain
 OptimWrapper (fp32: no loss scaler, whose inf checks read the GPU), no gradient accumulation, and
@@ -24,7 +26,8 @@ Adam and AdamW ``capturable=True`` (segbench.tuned sets both).
 
 On a CPU there is no CUDA graph: :class:`Rerun` replays by running the captured step again, reading
 only the static tensors. That gives the same numbers as a replay and no speed-up: it is how the
-plumbing (batch copies, learning rate, optimizer counts) is tested without a GPU.
+plumbing (batch copies, learning rate, optimizer counts) is tested without a GPU; and it fails a
+host read in the forward and losses (:class:`NoHostReads`) as a capture would.
 """
 from __future__ import annotations
 
@@ -57,17 +60,41 @@ class CudaGraphs:
             yield
         cuda.current_stream().wait_stream(self.stream)
 
+    strict = staticmethod(contextlib.nullcontext)   # a host read fails the capture itself
+
     def capture(self, fn) -> Captured:
         graph = self.torch.cuda.CUDAGraph()
-        with self.torch.cuda.graph(graph):    # records the kernels; runs none of them
+        # records the kernels, runs none; thread_local: the loader's pin-memory thread may use CUDA
+        with self.torch.cuda.graph(graph, capture_error_mode="thread_local"):
             outputs = fn()
         return Captured(graph.replay, outputs)
+
+
+HOST_READS = ("nonzero", "_local_scalar_dense", "masked_select", "item")
+
+
+def NoHostReads():
+    """A torch dispatch mode that fails an op reading a tensor's values on the host (``nonzero``,
+    ``.item()``, a boolean-mask index): what a CUDA graph capture cannot hold."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            masked = name.startswith("index") and len(args) > 1 and isinstance(args[1], (list, tuple)) \
+                and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1])
+            if name in HOST_READS or masked:
+                raise RuntimeError(f"graph: {func} reads the GPU on the host inside the captured step")
+            return func(*args, **(kwargs or {}))
+    return _Mode()
 
 
 class Rerun:
     """The CPU's stand-in: a replay runs the captured step again (see the module docstring)."""
 
     side_stream = staticmethod(contextlib.nullcontext)
+    strict = staticmethod(NoHostReads)
 
     def capture(self, fn) -> Captured:
         held = Captured()
@@ -118,21 +145,37 @@ def capturable_accuracy(pred, target, topk=1, thresh=None, ignore_index=None):
     return res[0] if single else res
 
 
+def capturable_expand_onehot_labels(labels, label_weights, target_shape, ignore_index):
+    """mmseg's ``_expand_onehot_labels`` (the sigmoid cross-entropy's one-hot targets) by a scatter
+    instead of ``nonzero`` and a boolean-mask index; the same three tensors."""
+    import torch
+    valid = (labels >= 0) & (labels != ignore_index)
+    bin_labels = labels.new_zeros(target_shape)
+    bin_labels.scatter_(1, torch.where(valid, labels, 0).unsqueeze(1), valid.unsqueeze(1).to(labels.dtype))
+    valid_mask = valid.unsqueeze(1).expand(target_shape).float()
+    if label_weights is None:
+        return bin_labels, valid_mask, valid_mask
+    return bin_labels, label_weights.unsqueeze(1).expand(target_shape) * valid_mask, valid_mask
+
+
 @contextlib.contextmanager
-def _accuracy_for_capture():
-    """mmseg's decode heads call :func:`capturable_accuracy` inside the captured step only."""
+def _capturable_mmseg():
+    """mmseg's decode heads and losses call the capturable functions inside the captured step only."""
     import sys
 
+    from mmseg.models.losses import cross_entropy_loss
     from mmseg.models.losses.accuracy import accuracy
-    mods = [m for name, m in list(sys.modules.items())
-            if name.startswith("mmseg.models.decode_heads.") and getattr(m, "accuracy", None) is accuracy]
-    for m in mods:
-        m.accuracy = capturable_accuracy
+    swaps = [(m, "accuracy", accuracy, capturable_accuracy) for name, m in list(sys.modules.items())
+             if name.startswith("mmseg.models.decode_heads.") and getattr(m, "accuracy", None) is accuracy]
+    swaps.append((cross_entropy_loss, "_expand_onehot_labels", cross_entropy_loss._expand_onehot_labels,
+                  capturable_expand_onehot_labels))
+    for m, name, _, new in swaps:
+        setattr(m, name, new)
     try:
         yield
     finally:
-        for m in mods:
-            m.accuracy = accuracy
+        for m, name, old, _ in swaps:
+            setattr(m, name, old)
 
 
 def check(model, optim_wrapper) -> None:
@@ -145,6 +188,14 @@ def check(model, optim_wrapper) -> None:
                            "gradients on the host every step")
     if getattr(optim_wrapper, "_accumulative_counts", 1) != 1:
         raise RuntimeError("graph: no gradient accumulation (accumulative_counts must be 1)")
+    if getattr(optim_wrapper, "clip_grad_kwargs", None):
+        raise RuntimeError("graph: no gradient clipping (mmengine logs its norm from the host)")
+    opt = optim_wrapper.optimizer
+    if next(model.parameters()).is_cuda and not opt.defaults.get("fused"):
+        raise RuntimeError(f"graph: a fused optimizer on a GPU (the foreach switch), not "
+                           f"{type(opt).__name__} without fused=True")
+    if "capturable" in opt.defaults and next(model.parameters()).is_cuda and not opt.defaults["capturable"]:
+        raise RuntimeError(f"graph: {type(opt).__name__} needs capturable=True")
 
 
 class GraphedTrainStep:
@@ -153,7 +204,11 @@ class GraphedTrainStep:
     def __init__(self, model, backend, warmup: int = WARMUP):
         self.model, self.backend, self.warmup = model, backend, warmup
         self.eager = model.train_step        # the bound method of the model's class
-        self.calls, self.graph, self.static, self.lrs = 0, None, None, []
+        self.calls, self.graph, self.static, self.lrs, self.lr_all = 0, None, None, [], None
+
+    def __deepcopy__(self, memo):
+        # a copy of the model (the FLOP probe's) trains eagerly: the graph and streams stay here
+        return copy.deepcopy(self.eager, memo)
 
     def __call__(self, data, optim_wrapper):
         self.calls += 1
@@ -175,8 +230,9 @@ class GraphedTrainStep:
         self.static = {"inputs": batch["inputs"].clone(),
                        "data_samples": copy.deepcopy(batch["data_samples"])}
         device = batch["inputs"].device
-        self.lrs = [torch.tensor(float(g["lr"]), device=device)
-                    for g in optim_wrapper.optimizer.param_groups]
+        groups = optim_wrapper.optimizer.param_groups
+        self.lr_all = torch.tensor([float(g["lr"]) for g in groups], device=device)
+        self.lrs = list(self.lr_all.unbind())   # 0-d views: one copy per replay fills them all
         optim_wrapper.zero_grad(set_to_none=True)   # the gradients live in the graph's memory
         self.graph = self.backend.capture(lambda: self._step(optim_wrapper))
 
@@ -188,9 +244,9 @@ class GraphedTrainStep:
         for g, t in zip(groups, self.lrs):
             g["lr"] = t
         try:
-            with optim_wrapper.optim_context(self.model), _accuracy_for_capture():
+            with optim_wrapper.optim_context(self.model), _capturable_mmseg(), self.backend.strict():
                 losses = self.model._run_forward(self.static, mode="loss")
-            parsed, log_vars = self.model.parse_losses(losses)
+                parsed, log_vars = self.model.parse_losses(losses)
             optim_wrapper.update_params(parsed)
         finally:
             for g, f in zip(groups, floats):
@@ -210,8 +266,9 @@ class GraphedTrainStep:
             dst.copy_(src, non_blocking=True)
 
     def _set_lrs(self, optim_wrapper) -> None:
-        for t, g in zip(self.lrs, optim_wrapper.optimizer.param_groups):
-            t.fill_(float(g["lr"]))
+        import torch
+        floats = [float(g["lr"]) for g in optim_wrapper.optimizer.param_groups]
+        self.lr_all.copy_(torch.tensor(floats, dtype=self.lr_all.dtype))
 
 
 def install(model, optim_wrapper, warmup: int = WARMUP) -> GraphedTrainStep:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.structures import PixelData
+from mmseg.models.decode_heads import decode_head
 from mmseg.models.losses.accuracy import accuracy
 from mmseg.structures import SegDataSample
 
@@ -21,7 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class Toy(BaseModel):
-    """conv-BN-conv with a segmentation loss and mmseg's accuracy, the loss dict of a decode head."""
+    """conv-BN-conv with a segmentation loss and mmseg's accuracy as its decode heads call it (a
+    name in mmseg.models.decode_heads.decode_head), the loss dict of a decode head."""
+    host_read = False   # a test's switch: a boolean-mask index in the loss, as mmseg's accuracy has
 
     def __init__(self):
         super().__init__(data_preprocessor=dict(type="BaseDataPreprocessor"))
@@ -31,8 +34,10 @@ class Toy(BaseModel):
     def forward(self, inputs, data_samples=None, mode="tensor"):
         logits = self.head(torch.relu(self.bn(self.conv(inputs))))
         gt = torch.stack([s.gt_sem_seg.data.squeeze(0) for s in data_samples]).long()
-        return {"loss_ce": F.cross_entropy(logits, gt, ignore_index=255),
-                "acc_seg": accuracy(logits, gt, ignore_index=255)}
+        loss = F.cross_entropy(logits, gt, ignore_index=255)
+        if self.host_read:
+            loss = loss + 0 * logits.sum(1)[gt != 255].mean()
+        return {"loss_ce": loss, "acc_seg": decode_head.accuracy(logits, gt, ignore_index=255)}
 
 
 def batch(i, hw=(8, 8)):
@@ -48,6 +53,9 @@ def train(graphed, monkeypatch=None, broken=None):
     model = Toy()
     ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4))
     ow.initialize_count_status(model, 0, STEPS)
+    lr_kinds = []   # what the optimizer's step sees: a captured step must read a tensor
+    ow.optimizer.register_step_pre_hook(
+        lambda opt, *_: lr_kinds.append(type(opt.param_groups[0]["lr"]).__name__))
     if graphed:
         graphstep.install(model, ow, warmup=1)
         if broken:
@@ -58,7 +66,7 @@ def train(graphed, monkeypatch=None, broken=None):
             group["lr"] = 0.1 * (1 - i / STEPS)
         losses.append(float(model.train_step(batch(i), ow)["loss"].detach()))
     return losses, torch.cat([t.detach().flatten() for t in model.state_dict().values()
-                              if t.is_floating_point()]), ow._inner_count
+                              if t.is_floating_point()]), ow._inner_count, lr_kinds
 
 
 def test_the_graphed_step_trains_what_the_eager_step_trains():
@@ -66,6 +74,21 @@ def test_the_graphed_step_trains_what_the_eager_step_trains():
     assert stock[2] == graphed[2] == STEPS                  # the optimizer's counts
     assert graphed[0] == pytest.approx(stock[0], rel=1e-6)  # each step's loss: each step's batch
     assert torch.allclose(graphed[1], stock[1], rtol=1e-5, atol=1e-7)   # weights, BN statistics
+    # step 1 eager (the scheduler's float), the captured step and its replays: the graph's tensor
+    assert stock[3] == ["float"] * STEPS and graphed[3] == ["float"] + ["Tensor"] * (STEPS - 1)
+
+
+def test_a_host_read_in_the_captured_step_fails_as_a_capture_would(monkeypatch):
+    """mmseg's accuracy (a boolean-mask index) is swapped for the capturable one inside the step;
+    a host read left in the loss fails on the CPU too (graphstep.NoHostReads), not only on a GPU."""
+    monkeypatch.setattr(Toy, "host_read", True)
+    train(False)                                           # eager: fine
+    with pytest.raises(RuntimeError, match="reads the GPU on the host inside the captured step"):
+        train(True)
+    monkeypatch.setattr(Toy, "host_read", False)
+    monkeypatch.setattr(graphstep, "capturable_accuracy", accuracy)   # mmseg's own, with its read
+    with pytest.raises(RuntimeError, match="reads the GPU on the host"):
+        train(True)
 
 
 @pytest.mark.parametrize("broken", ["_load", "_set_lrs"])
@@ -118,6 +141,18 @@ def test_capturable_accuracy_is_mmseg_accuracy(shape, topk, thresh):
             assert float(v) == pytest.approx(float(w), rel=1e-6)
 
 
+@pytest.mark.parametrize("weights", [False, True])
+def test_capturable_expand_onehot_labels_is_mmsegs(weights):
+    from mmseg.models.losses.cross_entropy_loss import _expand_onehot_labels
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 5, (2, 6, 7), generator=g)
+    labels[0, :2] = 255
+    w = torch.rand(2, 6, 7, generator=g) if weights else None
+    for a, b in zip(_expand_onehot_labels(labels, w, (2, 5, 6, 7), 255),
+                    graphstep.capturable_expand_onehot_labels(labels, w, (2, 5, 6, 7), 255)):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
 def test_the_switch_all_graph_and_its_rules():
     assert tuned.parse_switches("all,graph") == tuple(
         s for s in tuned.DEFAULT_SWITCHES if s != "compile") + ("graph",)
@@ -148,6 +183,13 @@ def test_equivalence_of_the_graphed_step_on_a_real_model(small_data, monkeypatch
     assert not bad["ok"] and bad["loss_rel_diff"][2] > 1e-3
     with pytest.raises(ValueError, match="--iters 3 or more"):
         equivalence.equivalence("fastscnn", ("graph",), **dict(kw, iters=2))
+    # fastscnn's sigmoid cross-entropy: mmseg's own one-hot expansion reads the GPU (nonzero)
+    from mmseg.models.losses import cross_entropy_loss
+    monkeypatch.undo()
+    monkeypatch.setattr(graphstep, "capturable_expand_onehot_labels",
+                        cross_entropy_loss._expand_onehot_labels)
+    with pytest.raises(RuntimeError, match="reads the GPU on the host"):
+        equivalence.equivalence("fastscnn", ("graph",), **kw)
 
 
 def test_a_case_with_all_graph_runs_through_run_benchmark(cpu_env):
