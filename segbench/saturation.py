@@ -133,32 +133,38 @@ def _table(sw):
                      "GPU busy", "gain per doubling", "mark"], rows, "rrrrrrl")
 
 
-BOUND_TEXT = {"gpu": "the GPU bounds the step there",
-              "host": "the host (data loading, Python, launches), not the GPU, bounds the step "
-                      "there: this saturation is the host's",
-              "between": "neither the GPU nor the host clearly bounds the step there"}
+BOUND_TEXT = {"gpu": "the GPU bounds the step",
+              "host": "the host (data loading, Python, launches), not the GPU, bounds the step: "
+                      "this saturation is the host's",
+              "between": "neither the GPU nor the host clearly bounds the step"}
 
 
-def _bound(row):
-    """What the GPU's busy share says of a size: '' where it was not read (the CPU, older files)."""
-    share, bound = row.get("gpu_busy"), row.get("gpu_bound")
-    if share is None or bound not in BOUND_TEXT:
+def _bound(at, nxt):
+    """What the GPU's busy share says of the flattening step from ``at`` to ``nxt``: the GPU bounds
+    it if it was busy at the larger size, the host if at neither; '' where not read (the CPU)."""
+    shares = [r.get("gpu_busy") for r in (at, nxt)]
+    if None in shares:
         return ""
-    return (f" The GPU was busy {100 * share:.0f}% of the time at batch {row['batch_size']}: "
-            f"{BOUND_TEXT[bound]}.")
+    bound = ("gpu" if shares[1] >= energy.GPU_BOUND else
+             "host" if max(shares) < energy.HOST_BOUND else "between")
+    return (f" The GPU was busy {100 * shares[0]:.0f}% of the time at batch {at['batch_size']} and "
+            f"{100 * shares[1]:.0f}% at {nxt['batch_size']}: {BOUND_TEXT[bound]}.")
 
 
 def _max_text(sw):
     """The max as measured: the largest fit, below the first out-of-memory size."""
     fitted, oom = sw["max"], sw["oom"]
+    above = [p["bs"] for p in sw["points"] if p["status"].startswith("ok, above")]
+    tail = (f" ({', '.join(map(str, above))}, above it, passed: memory does not grow with the "
+            "batch alone here)" if above else "")
     if fitted is None:
-        return f" Batch {oom} ran out of memory: no smaller size fitted."
+        return f" Batch {oom} ran out of memory: no smaller size passed{tail}."
     if oom == fitted + 1:
-        return f" Batch {oom} ran out of memory: the max is {fitted}."
+        return f" Batch {oom} ran out of memory: the max is {fitted}{tail}."
     between = (f"; {', '.join(map(str, sw['unfinished']))}, in between, did not finish"
                if sw["unfinished"] else "")
     return (f" Batch {oom} ran out of memory and {fitted} fitted: the max is {fitted} to {oom - 1}"
-            f"{between}.")
+            f"{between}{tail}.")
 
 
 def _verdict(sw, threshold):
@@ -170,7 +176,8 @@ def _verdict(sw, threshold):
         shaky = any(p["row"].get("flagged") for p in (at, nxt))
         out = (f"Saturation at batch {sw['saturation']}: going to {nxt['bs']} adds "
                f"{100 * nxt['gain']:.1f}% per doubling (< {_pct(threshold)})"
-               + (", a step that rests on a FLAGGED figure." if shaky else ".") + _bound(at["row"]))
+               + (", a step that rests on a FLAGGED figure." if shaky else ".")
+               + _bound(at["row"], nxt["row"]))
     elif len(on) > 1:
         out = f"No saturation: every step adds {_pct(threshold)} or more per doubling."
     else:

@@ -107,6 +107,11 @@ def test_an_old_oom_reason_and_a_re_analysed_one_end_the_curve(tmp_path):
                                          "oom: out of memory at batch size 256 per process (cuda)"))
     [sw] = saturation.sweeps(rows)
     assert sw["oom"] == 256 and sw["max"] == 200 and sw["unfinished"] == []
+    d = tmp_path / "res"   # a size above the first OOM that passed: said, not hidden
+    write_case(d, "fastscnn_sp_bs300_fp32_1", 270.0, **case_stats(300, 30000.0, 270.0))
+    verdict = saturation.markdown(saturation.sweeps(results.load_cases(d)))[-1]
+    assert verdict.endswith("the max is 200 to 255 (300, above it, passed: memory does not grow with "
+                            "the batch alone here).")
 
 
 def test_a_failure_that_is_not_out_of_memory_does_not_end_the_curve(tmp_path):
@@ -154,7 +159,7 @@ def test_report_batch_size_section_and_saturation_csv(tmp_path):
     assert md_row(sec, ["200", "266.00", "266.00", "23,500", "100%", "+3.6%", "max"])
     assert md_row(sec, ["256", "-", "-", "80,000", "-", "-", "out of memory"])
     assert ("Saturation at batch 64: going to 128 adds 4.0% per doubling (< 5%). The GPU was busy "
-            "95% of the time at batch 64: the GPU bounds the step there.") in sec
+            "95% of the time at batch 64 and 100% at 128: the GPU bounds the step.") in sec
     # 200 fitted and 256 did not: what was measured is a range, not one size
     assert "Batch 256 ran out of memory and 200 fitted: the max is 200 to 255." in sec
     assert "ocrnet" not in sec
@@ -189,11 +194,16 @@ def test_a_host_bound_saturation_and_an_unfinished_size_below_the_oom_are_said(t
     [sw] = saturation.sweeps(results.load_cases(d))
     assert sw["saturation"] == 16 and sw["max"] == 128 and sw["unfinished"] == [192]
     verdict = saturation.markdown([sw])[-1]
-    assert ("The GPU was busy 50% of the time at batch 16: the host (data loading, Python, launches), "
-            "not the GPU, bounds the step there: this saturation is the host's.") in verdict
+    assert ("The GPU was busy 50% of the time at batch 16 and 60% at 128: the host (data loading, "
+            "Python, launches), not the GPU, bounds the step: this saturation is the host's.") in verdict
     assert verdict.endswith("Batch 256 ran out of memory and 128 fitted: the max is 128 to 255; 192, in "
                             "between, did not finish.")
-    for r in (rows := results.load_cases(d)):   # no busy readings (the CPU, an older sidecar): no claim
+    rows = results.load_cases(d)
+    for r in rows:          # the flattening step ends where the GPU is busy: the GPU's, not the host's
+        if r["batch_size"] == 128:
+            r["gpu_busy"] = 0.95
+    assert "at 128: the GPU bounds the step." in saturation.markdown(saturation.sweeps(rows))[-1]
+    for r in rows:          # no busy readings (the CPU, an older sidecar): no claim
         r["gpu_busy"] = r["gpu_bound"] = None
     assert "busy" not in saturation.markdown(saturation.sweeps(rows))[-1]
 
