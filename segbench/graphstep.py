@@ -190,11 +190,11 @@ def check(model, optim_wrapper) -> None:
         raise RuntimeError("graph: no gradient accumulation (accumulative_counts must be 1)")
     if getattr(optim_wrapper, "clip_grad_kwargs", None):
         raise RuntimeError("graph: no gradient clipping (mmengine logs its norm from the host)")
-    opt = optim_wrapper.optimizer
-    if next(model.parameters()).is_cuda and not opt.defaults.get("fused"):
+    opt, on_cuda = optim_wrapper.optimizer, next(model.parameters()).is_cuda
+    if on_cuda and not opt.defaults.get("fused"):
         raise RuntimeError(f"graph: a fused optimizer on a GPU (the foreach switch), not "
                            f"{type(opt).__name__} without fused=True")
-    if "capturable" in opt.defaults and next(model.parameters()).is_cuda and not opt.defaults["capturable"]:
+    if on_cuda and "capturable" in opt.defaults and not opt.defaults["capturable"]:
         raise RuntimeError(f"graph: {type(opt).__name__} needs capturable=True")
 
 
@@ -205,6 +205,7 @@ class GraphedTrainStep:
         self.model, self.backend, self.warmup = model, backend, warmup
         self.eager = model.train_step        # the bound method of the model's class
         self.calls, self.graph, self.static, self.lrs, self.lr_all = 0, None, None, [], None
+        self.static_tensors, self.static_shapes = [], []   # the static batch's, in _tensors order
 
     def __deepcopy__(self, memo):
         # a copy of the model (the FLOP probe's) trains eagerly: the graph and streams stay here
@@ -229,6 +230,8 @@ class GraphedTrainStep:
         import torch
         self.static = {"inputs": batch["inputs"].clone(),
                        "data_samples": copy.deepcopy(batch["data_samples"])}
+        self.static_tensors = list(_tensors(self.static))
+        self.static_shapes = [tuple(t.shape) for t in self.static_tensors]
         device = batch["inputs"].device
         groups = optim_wrapper.optimizer.param_groups
         self.lr_all = torch.tensor([float(g["lr"]) for g in groups], device=device)
@@ -256,13 +259,13 @@ class GraphedTrainStep:
 
     def _load(self, batch) -> None:
         """Copy a preprocessed batch into the static one (same shapes, else a one-line error)."""
-        new, old = list(_tensors(batch)), list(_tensors(self.static))
+        new = list(_tensors(batch))
         shapes = [tuple(t.shape) for t in new]
-        if shapes != [tuple(t.shape) for t in old]:
+        if shapes != self.static_shapes:
             raise RuntimeError(f"graph: a batch of another shape ({shapes[:2]} ...) than the captured "
-                               f"one ({[tuple(t.shape) for t in old][:2]} ...): the captured step needs "
-                               "every batch the same shape (a fixed crop)")
-        for dst, src in zip(old, new):
+                               f"one ({self.static_shapes[:2]} ...): the captured step needs every "
+                               "batch the same shape (a fixed crop)")
+        for dst, src in zip(self.static_tensors, new):
             dst.copy_(src, non_blocking=True)
 
     def _set_lrs(self, optim_wrapper) -> None:
