@@ -27,9 +27,9 @@ from segbench.tables import failed_text, fmt, fmt_rate, md_table, sort_key, unit
 DEFAULT_THRESHOLD = 0.05
 OOM_TEXT = "out of memory"
 CSV_COLUMNS = ("sweep", "model", "variant", "run_mode", "fp", "gpu_num", "device_name", "profile",
-               "batch_size", "images_per_s", "images_per_s_per_gpu", "peak_mem_mb", "gpu_busy", "gpu_bound",
-               "images_per_j",
-               "gain_per_doubling", "status", "saturation", "max", "flagged", "threshold", "case")
+               "batch_size", "images_per_s", "images_per_s_per_gpu", "peak_mem_mb", "gpu_busy",
+               "gpu_bound", "images_per_j", "gain_per_doubling", "status", "saturation", "max",
+               "flagged", "threshold", "case")
 
 
 def is_oom(row):

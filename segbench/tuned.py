@@ -94,13 +94,13 @@ def parse_switches(text: str | None) -> tuple[str, ...]:
     if text.lower() in ALL_VALUES:
         return DEFAULT_SWITCHES
     names = [t.strip() for t in text.split(",") if t.strip()]
+    named = set(names)                     # as given, before "all" is expanded
     if "all" in names:                     # all,train_once: the default set plus opt-in switches
         names += DEFAULT_SWITCHES
     bad = [n for n in names if n not in SWITCHES and n != "all"]
     if bad or not names:
         raise ValueError(f"TUNED must be 1, all, 0 or a comma list of {', '.join(SWITCHES)} "
                          f"(and all); unknown: {', '.join(map(repr, bad)) or repr(text)}")
-    named = {t.strip() for t in text.split(",")}
     if "graph" in names and "compile" not in named:   # all,graph: graph in place of compile
         names = [n for n in names if n != "compile"]
     return tuple(s for s in SWITCHES if s in names)
