@@ -114,8 +114,8 @@ class Case:
 
     @property
     def compile_resolved(self) -> str:
-        """torch.compile's mode as run (TUNED_COMPILE_MODE=auto depends on the device)."""
-        return tuned.resolve_compile_mode(self.compile_mode, self.device)
+        """torch.compile's mode as run (TUNED_COMPILE_MODE=auto depends on the device and graph)."""
+        return tuned.resolve_compile_mode(self.compile_mode, self.device, "graph" in self.tuned)
 
     @property
     def profile(self) -> str:

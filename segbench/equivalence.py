@@ -350,7 +350,7 @@ def _equivalence(model: str, switches, *, iters: int = 5, crop=(64, 128),
         raise ValueError("graph: --iters 3 or more (step 1 eager, 2 captured, 3 replayed on a new batch)")
     tuned.register()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    compile_mode = tuned.resolve_compile_mode(compile_mode, device)
+    compile_mode = tuned.resolve_compile_mode(compile_mode, device, graph="graph" in switches)
     loss_tol, state_tol = TOLERANCE[precision] if tolerance is None else tolerance
     data_root = str(data_root or env.DEFAULT_DATA)
     common = dict(crop=tuple(crop) if crop else None, data_root=data_root, precision=precision,

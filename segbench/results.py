@@ -198,7 +198,7 @@ def _tuned_token(switches, compile_mode=None, compile_scope=None, device=None):
         str(s) for s in switches if s not in tuned.SWITCHES)
     tok = "tuned" if tuple(names) == tuned.DEFAULT_SWITCHES else "tuned-" + "+".join(names)
     if "compile" in names:
-        if compile_mode not in (None, "auto", tuned.resolve_compile_mode("auto", device)):
+        if compile_mode not in (None, "auto", tuned.resolve_compile_mode("auto", device, "graph" in names)):
             tok += f"-cm{compile_mode}"
         if compile_scope not in (None, "modules"):
             tok += f"-cs{compile_scope}"

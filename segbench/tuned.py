@@ -44,9 +44,11 @@ these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=
                    optimizer step included.
 ``graph``          opt-in: the whole training step (forward, losses, backward, optimizer) captured
                    in one CUDA graph after a few eager iterations and replayed (segbench.graphstep,
-                   a hook before training). It replaces ``compile`` (``TUNED=all,graph`` = every
-                   default switch with graph in place of compile); sp, fp32 and, on CUDA, the
-                   ``foreach`` switch (a fused optimizer) only. Opt-in until measured on a GPU.
+                   a hook before training). ``TUNED=all,graph`` = every default switch with graph
+                   in place of compile; ``TUNED=all,compile,graph`` keeps compile too (scope
+                   ``modules``, mode ``auto`` = ``default``: inductor's kernels are captured in
+                   the graph). sp, fp32 and, on CUDA, the ``foreach`` switch (a fused optimizer)
+                   only.
 
 Nothing else changes: the trainer is mmengine's Runner, unchanged. This module's top level needs no
 torch (segbench.launch parses ``TUNED`` before torch is imported); :func:`register` defines and
@@ -65,7 +67,7 @@ SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf
             "compile", "graph")
 # Switches that TUNED=all leaves out -- train_once: measured on the H200, no gain (name it to use
 # it, TUNED=all,train_once): the figures recorded for TUNED=all stay the figures of what it runs.
-# graph: not measured on a GPU yet.
+# graph: sp fp32 only, and it keeps the step's shapes fixed; named, it stands in for compile.
 OPT_IN = ("train_once", "graph")
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
@@ -122,7 +124,8 @@ def hooks(switches, compile_mode: str = "auto", compile_scope: str = "modules") 
     if "train_once" in switches:
         out.append(dict(type=TRAIN_ONCE_HOOK, priority="VERY_HIGH"))
     if "compile" in switches and compile_scope == "modules":
-        out.append(dict(type=COMPILE_HOOK, mode=compile_mode, priority="HIGH"))
+        mode = "default" if "graph" in switches and compile_mode == "auto" else compile_mode
+        out.append(dict(type=COMPILE_HOOK, mode=mode, priority="HIGH"))
     if "loader" in switches:
         out.append(dict(type=LOADER_HOOK))
     if "graph" in switches:   # after every hook that changes the model
@@ -156,14 +159,16 @@ def compile_modules(model, mode: str = "default", backend: str = "inductor") -> 
     return done
 
 
-def resolve_compile_mode(mode: str, device: str) -> str:
+def resolve_compile_mode(mode: str, device: str, graph: bool = False) -> str:
     """``auto`` (the default) -> ``reduce-overhead`` (inductor plus CUDA graphs) on a GPU, where
     it was measured fastest -- on an H200 at batch 2 these models are bound by launching kernels,
     and plain ``default`` compile was slower than no compile for fastscnn (benchmarks/RESULTS.md,
-    run set h200_2026-11-29_1029) -- and ``default`` elsewhere (CUDA graphs need CUDA). Other modes pass."""
+    run set h200_2026-11-29_1029) -- and ``default`` elsewhere (CUDA graphs need CUDA), or with the
+    ``graph`` switch (the whole step is captured already: inductor's kernels go into that graph).
+    Other modes pass."""
     if mode != "auto":
         return mode
-    return "reduce-overhead" if device == "cuda" else "default"
+    return "reduce-overhead" if device == "cuda" and not graph else "default"
 
 
 def loader_workers(stock: int, cpus: int, local_procs: int = 1) -> int:
@@ -283,9 +288,12 @@ def validate(s) -> None:
         raise ValueError(f"compile scope must be one of {', '.join(COMPILE_SCOPES)}, "
                          f"not {s.compile_scope!r}")
     if "graph" in s.tuned:
-        why = ("graph and compile exclude each other (TUNED=all,graph: graph in place of compile)"
-               if "compile" in s.tuned else
-               "graph runs one process (sp) only" if s.distributed else
+        compiled = "compile" in s.tuned
+        why = ("graph with compile: compile scope modules only (mmengine's train_step compile "
+               "would wrap the captured step)" if compiled and s.compile_scope != "modules" else
+               "graph with compile: not compile mode reduce-overhead (CUDA graphs inside the "
+               "captured step); auto or default" if compiled and s.compile_mode == "reduce-overhead"
+               else "graph runs one process (sp) only" if s.distributed else
                f"graph runs fp32 only, not {s.precision}" if s.precision != "fp32" else
                "graph on a GPU needs the foreach switch (a fused optimizer)"
                if s.device == "cuda" and "foreach" not in s.tuned else None)

@@ -3,6 +3,7 @@ step on the static tensors (graphstep.Rerun): the graphed step trains exactly wh
 trains, batch by batch and learning rate by learning rate; what it cannot capture is refused."""
 import json
 import subprocess
+import types
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,11 @@ def batch(i, hw=(8, 8)):
             "data_samples": [SegDataSample(gt_sem_seg=PixelData(data=gt[j])) for j in range(2)]}
 
 
-def train(graphed, monkeypatch=None, broken=None):
+def train(graphed, monkeypatch=None, broken=None, compiled=False):
     torch.manual_seed(0)
     model = Toy()
+    if compiled:   # as tuned.compile_modules binds a part's compiled forward (dynamo only: quick)
+        model.forward = types.MethodType(torch.compile(Toy.forward, backend="eager"), model)
     ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4))
     ow.initialize_count_status(model, 0, STEPS)
     lr_kinds = []   # what the optimizer's step sees: a captured step must read a tensor
@@ -76,6 +79,13 @@ def test_the_graphed_step_trains_what_the_eager_step_trains():
     assert torch.allclose(graphed[1], stock[1], rtol=1e-5, atol=1e-7)   # weights, BN statistics
     # step 1 eager (the scheduler's float), the captured step and its replays: the graph's tensor
     assert stock[3] == ["float"] * STEPS and graphed[3] == ["float"] + ["Tensor"] * (STEPS - 1)
+
+
+def test_a_compiled_forward_inside_the_graphed_step_trains_what_the_eager_step_trains():
+    """TUNED=...,compile,graph: the compiled forward is what the captured step runs."""
+    stock, graphed = train(False), train(True, compiled=True)
+    assert graphed[0] == pytest.approx(stock[0], rel=1e-6)
+    assert torch.allclose(graphed[1], stock[1], rtol=1e-5, atol=1e-7)
 
 
 def test_a_host_read_in_the_captured_step_fails_as_a_capture_would(monkeypatch):
@@ -159,13 +169,24 @@ def test_the_switch_all_graph_and_its_rules():
     assert "graph" not in tuned.parse_switches("all")                  # opt-in
     assert tuned.hooks(("graph",))[-1] == {"type": tuned.GRAPH_HOOK, "priority": "LOW"}
     s = dict(model="fastscnn", batch_size=2, max_iters=50, num_workers=1)
-    for switches, extra, why in [(("compile", "graph"), {}, "exclude each other"),
+    for switches, extra, why in [(("compile", "foreach", "graph"), {"compile_scope": "train_step"},
+                                  "compile scope modules only"),
+                                 (("compile", "foreach", "graph"), {"compile_mode": "reduce-overhead"},
+                                  "not compile mode reduce-overhead"),
                                  (("foreach", "graph"), {"distributed": True}, "one process"),
                                  (("foreach", "graph"), {"precision": "bf16"}, "fp32 only"),
                                  (("graph",), {}, "needs the foreach switch")]:
         with pytest.raises(ValueError, match=why):
             tuned.validate(configs.TrainSettings(**s, tuned=switches, **extra))
     tuned.validate(configs.TrainSettings(**s, tuned=("graph",), device="cpu"))
+    # compile stays where it is named: its kernels inside the graph, inductor without CUDA graphs
+    both = tuned.parse_switches("all,compile,graph")
+    assert both == tuned.DEFAULT_SWITCHES + ("graph",)
+    tuned.validate(configs.TrainSettings(**s, tuned=both))
+    assert tuned.resolve_compile_mode("auto", "cuda", graph=True) == "default"
+    assert {"type": tuned.COMPILE_HOOK, "mode": "default", "priority": "HIGH"} in tuned.hooks(both)
+    assert {"type": tuned.COMPILE_HOOK, "mode": "auto", "priority": "HIGH"} in tuned.hooks(
+        tuned.DEFAULT_SWITCHES)
     cfg = tuned.build(configs.TrainSettings("segformer_b0", 2, 50, 1, tuned=("foreach", "graph")))
     assert cfg.optim_wrapper.optimizer.capturable is True and cfg.optim_wrapper.optimizer.fused is True
 
