@@ -19,7 +19,7 @@ workers -- run on those CPUs only; unset: wherever the host schedules them),
 SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
-reduce-overhead on a GPU, default on the CPU),
+reduce-overhead on a GPU, default on the CPU and with the graph switch),
 TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch),
 STACK (mmseg1|mmseg0: mmseg 0.30 + mmcv 1.7.2, segbench.legacy; default mmseg1).
 

@@ -67,7 +67,7 @@ SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf
             "compile", "graph")
 # Switches that TUNED=all leaves out -- train_once: measured on the H200, no gain (name it to use
 # it, TUNED=all,train_once): the figures recorded for TUNED=all stay the figures of what it runs.
-# graph: sp fp32 only, and it keeps the step's shapes fixed; named, it stands in for compile.
+# graph: sp fp32 and fixed shapes only; TUNED=all,graph = graph in place of compile, all,compile,graph both.
 OPT_IN = ("train_once", "graph")
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
@@ -124,8 +124,8 @@ def hooks(switches, compile_mode: str = "auto", compile_scope: str = "modules") 
     if "train_once" in switches:
         out.append(dict(type=TRAIN_ONCE_HOOK, priority="VERY_HIGH"))
     if "compile" in switches and compile_scope == "modules":
-        mode = "default" if "graph" in switches and compile_mode == "auto" else compile_mode
-        out.append(dict(type=COMPILE_HOOK, mode=mode, priority="HIGH"))
+        graph = {"graph": True} if "graph" in switches else {}   # auto then resolves to default
+        out.append(dict(type=COMPILE_HOOK, mode=compile_mode, **graph, priority="HIGH"))
     if "loader" in switches:
         out.append(dict(type=LOADER_HOOK))
     if "graph" in switches:   # after every hook that changes the model
@@ -273,7 +273,7 @@ def _switch_options(cfg, s) -> dict:
         opts["optim_wrapper.optimizer.capturable"] = True   # their step count on the GPU
     if "compile" in on and s.compile_scope == "train_step":
         # mmengine's Runner compiles train_step
-        opts["compile.mode"] = resolve_compile_mode(s.compile_mode, s.device)
+        opts["compile.mode"] = resolve_compile_mode(s.compile_mode, s.device, "graph" in on)
     # (scope "modules": a hook, segbench.tuned.hooks)
     return opts
 
@@ -291,8 +291,8 @@ def validate(s) -> None:
         compiled = "compile" in s.tuned
         why = ("graph with compile: compile scope modules only (mmengine's train_step compile "
                "would wrap the captured step)" if compiled and s.compile_scope != "modules" else
-               "graph with compile: not compile mode reduce-overhead (CUDA graphs inside the "
-               "captured step); auto or default" if compiled and s.compile_mode == "reduce-overhead"
+               f"graph with compile: compile mode auto or default, not {s.compile_mode} (its CUDA "
+               "graphs inside the captured step)" if compiled and s.compile_mode not in ("auto", "default")
                else "graph runs one process (sp) only" if s.distributed else
                f"graph runs fp32 only, not {s.precision}" if s.precision != "fp32" else
                "graph on a GPU needs the foreach switch (a fused optimizer)"
@@ -372,12 +372,12 @@ def register() -> None:
         """torch.compile of the model's network parts (:func:`compile_modules`) before training.
         Compilation itself happens in the first iterations, which the figures skip."""
 
-        def __init__(self, mode: str = "auto"):
-            self.mode = mode
+        def __init__(self, mode: str = "auto", graph: bool = False):
+            self.mode, self.graph = mode, graph
 
         def before_train(self, runner) -> None:
             model = bare_model(runner.model)
-            mode = resolve_compile_mode(self.mode, next(model.parameters()).device.type)
+            mode = resolve_compile_mode(self.mode, next(model.parameters()).device.type, self.graph)
             names = compile_modules(model, mode)
             runner.logger.info(f"[segbench] tuned: torch.compile (mode {mode}) of "
                                f"{', '.join(names)}")

@@ -17,7 +17,7 @@ SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels
                "optim_wrapper.optimizer.fused", "train_dataloader.pin_memory",
                "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers"}
 
-# every switch that can go together: graph replaces compile (tests/test_graphstep.py)
+# every switch but graph (graph with compile, and its rules: tests/test_graphstep.py)
 ALL_BUT_GRAPH = tuple(s for s in tuned.SWITCHES if s != "graph")
 
 
