@@ -71,6 +71,7 @@ SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf
 OPT_IN = ("train_once", "graph")
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
+GRAPH_COMPILE_MODES = ("auto", "default")   # with graph: no CUDA graphs of inductor's own
 EXACT_FP32_WITH_TF32 = ("--exact-fp32 turns TF32 off on every side; leave out the tf32 switch "
                         "(they cannot be combined)")
 COMPILE_SCOPES = ("modules", "train_step")
@@ -287,18 +288,22 @@ def validate(s) -> None:
     if s.compile_scope not in COMPILE_SCOPES:
         raise ValueError(f"compile scope must be one of {', '.join(COMPILE_SCOPES)}, "
                          f"not {s.compile_scope!r}")
-    if "graph" in s.tuned:
-        compiled = "compile" in s.tuned
-        why = ("graph with compile: compile scope modules only (mmengine's train_step compile "
-               "would wrap the captured step)" if compiled and s.compile_scope != "modules" else
-               f"graph with compile: compile mode auto or default, not {s.compile_mode} (its CUDA "
-               "graphs inside the captured step)" if compiled and s.compile_mode not in ("auto", "default")
-               else "graph runs one process (sp) only" if s.distributed else
-               f"graph runs fp32 only, not {s.precision}" if s.precision != "fp32" else
-               "graph on a GPU needs the foreach switch (a fused optimizer)"
-               if s.device == "cuda" and "foreach" not in s.tuned else None)
-        if why:
-            raise ValueError(why)
+    if "graph" not in s.tuned:
+        return
+    compiled = "compile" in s.tuned
+    rules = [   # (refused when, why): the first that holds is the error
+        (compiled and s.compile_scope != "modules", "graph with compile: compile scope modules only "
+         "(mmengine's train_step compile would wrap the captured step)"),
+        (compiled and s.compile_mode not in GRAPH_COMPILE_MODES,
+         f"graph with compile: compile mode {' or '.join(GRAPH_COMPILE_MODES)}, not {s.compile_mode} "
+         "(its CUDA graphs inside the captured step)"),
+        (s.distributed, "graph runs one process (sp) only"),
+        (s.precision != "fp32", f"graph runs fp32 only, not {s.precision}"),
+        (s.device == "cuda" and "foreach" not in s.tuned,
+         "graph on a GPU needs the foreach switch (a fused optimizer)")]
+    why = next((why for refused, why in rules if refused), None)
+    if why:
+        raise ValueError(why)
 
 
 def options(cfg, s) -> dict:
