@@ -301,8 +301,11 @@ def _earlier_launches(runs: list[Run], batch_size: int | None, gpu_num: int | No
 
 
 def _spread_warnings(window: Mapping[str, Any], per_iter: Mapping[str, Any] | None) -> list[str]:
-    """``not steady`` and ``noisy``: per-iteration checks where the files exist, else windows."""
-    source, limit = ("per-iteration", NOISY_CV) if per_iter else ("window", NOISY_WINDOW_CV)
+    """``not steady`` and ``noisy``: per-iteration checks where the files exist, else windows
+    (also for a file synchronised once per window: its ``per_iter`` counts windows)."""
+    per_window = bool(per_iter) and (per_iter.get("synced_every") or 1) > 1
+    source, limit = ("per-iteration", NOISY_CV) if per_iter and not per_window else \
+        ("window", NOISY_WINDOW_CV)
     block = per_iter or window
     steady, cv, out = block.get("steady"), block.get("cv"), []
     if steady and not steady["ok"]:

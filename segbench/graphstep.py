@@ -269,9 +269,15 @@ class GraphedTrainStep:
             dst.copy_(src, non_blocking=True)
 
     def _set_lrs(self, optim_wrapper) -> None:
+        """The schedulers' floats into the graph's learning-rate tensor. On a GPU from pinned
+        memory, queued: a copy from pageable memory would make the host wait for the GPU to
+        finish all its queued work every iteration (torch synchronises after such a copy)."""
         import torch
         floats = [float(g["lr"]) for g in optim_wrapper.optimizer.param_groups]
-        self.lr_all.copy_(torch.tensor(floats, dtype=self.lr_all.dtype))
+        src = torch.tensor(floats, dtype=self.lr_all.dtype)
+        if self.lr_all.is_cuda:
+            src = src.pin_memory()   # torch's pinned-memory cache reuses it only once copied
+        self.lr_all.copy_(src, non_blocking=True)
 
 
 def install(model, optim_wrapper, warmup: int = WARMUP) -> GraphedTrainStep:

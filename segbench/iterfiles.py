@@ -214,15 +214,50 @@ def _time_share(times: Sequence[float], parts: Sequence[float | None], warmup: i
     return iteration_stats(times, parts, warmup, 0, 0)["data_wait_share"]
 
 
+def sync_every(rank: RankFile) -> int:
+    """How many iterations lie between the device synchronisations of a file's timing hook: 1
+    (every iteration), or the log interval with the tuned ``window_sync`` switch."""
+    return pos_int(rank.meta.get("sync_every")) or 1
+
+
+def _mean_or_none(xs: Sequence[float | None]) -> float | None:
+    return None if not xs or any(x is None for x in xs) else mean_of(xs)
+
+
+def by_window(rank: RankFile, every: int) -> RankFile:
+    """A file whose device was synchronised once every ``every`` iterations, one entry per window
+    of ``every`` iterations (by iteration number; the last may be shorter): the mean time per
+    iteration over the window -- exact, as the window's total is -- and the mean of each part.
+    Inside a window an iteration's own time is only how long the host took to queue it."""
+    out = RankFile(rank=rank.rank, meta=rank.meta)
+    groups: dict[int, list[int]] = {}
+    for i, it in enumerate(rank.iters):
+        groups.setdefault((it - 1) // every, []).append(i)
+    for idx in groups.values():
+        out.iters.append(rank.iters[idx[-1]])
+        out.times.append(mean_of([rank.times[i] for i in idx]))
+        for name in ("data_times", "gap_times", "gc_times", "cpu_times"):
+            getattr(out, name).append(_mean_or_none([getattr(rank, name)[i] for i in idx]))
+        fulls = [rank.gc_fulls[i] for i in idx]
+        out.gc_fulls.append(None if any(f is None for f in fulls) else sum(fulls))
+        for name in ("losses", "mems", "stamps", "energies", "busy"):
+            getattr(out, name).append(getattr(rank, name)[idx[-1]])
+    return out
+
+
 def per_iter_block(ranks: list[RankFile], warmup: int, images: tuple[int, int] | None,
                    window_ips: float | None) -> dict[str, Any] | None:
     """The sidecar's ``per_iter`` block: :func:`iteration_stats` over the lowest rank's file,
     with the time shares of the gap between iterations, the garbage collector and the trainer
     thread's CPU, and the window figure over this one; None without a file or a measured iteration.
-    ``images`` is (batch size, GPU count), None when unknown (no images/s figures then)."""
+    ``images`` is (batch size, GPU count), None when unknown (no images/s figures then). A file
+    synchronised once per window (``synced_every`` > 1, the ``window_sync`` switch) counts whole
+    windows (:func:`by_window`): ``n`` and the spread are then over windows."""
     if not ranks:
         return None
-    first = ranks[0]
+    first, every = ranks[0], sync_every(ranks[0])
+    if every > 1:
+        first, warmup = by_window(first, every), -(-warmup // every)
     try:
         stats = iteration_stats(first.times, first.data_times, warmup, *(images or (0, 0)))
     except ValueError:
@@ -240,7 +275,7 @@ def per_iter_block(ranks: list[RankFile], warmup: int, images: tuple[int, int] |
     gc_full = (int(sum(f for f in first.gc_fulls[warmup:] if f is not None))
                if any(g is not None for g in first.gc_times) else None)
     return {"n": stats.pop("n"), "warmup": stats.pop("warmup"), "rank_files": len(ranks),
-            **stats, "between_share": between, "data_wait_source": source,
+            "synced_every": every, **stats, "between_share": between, "data_wait_source": source,
             "gc_share": gc_share, "gc_full_collections": gc_full,
             **_cpu_fields(first, warmup), "window_vs_per_iter": ratio}
 

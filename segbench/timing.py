@@ -7,6 +7,9 @@ the wait for the batch, the time Python's garbage collector ran (a ``gc.callback
 training runs), the CPU time of the trainer's own thread (``time.thread_time``: at batch size 2 the
 step is mostly the host launching kernels, so wall time well above it is time off the CPU -- waiting
 for the device or the batch, or a host that did not run the thread) and the device's peak memory.
+With the tuned ``window_sync`` switch it synchronises at each log window's end instead, and an
+iteration's ``time`` inside a window is the host's (segbench.windowsync; the meta line's
+``sync_every``).
 The peak is read by a second small hook, :class:`SegbenchPeakHook`, before mmengine's LoggerHook
 resets the device's peak counter on its logging iterations.
 Every ``energy_every`` iterations (the log interval) it also reads the GPU's energy counter
@@ -30,7 +33,7 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from segbench import energy, env, tuned
+from segbench import energy, env, tuned, windowsync
 
 FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records
 PEAK_INFO = "segbench/peak_mem_mb"   # message_hub runtime info: SegbenchPeakHook -> SegbenchTimerHook
@@ -120,9 +123,11 @@ class SegbenchTimerHook(Hook):
 
     def __init__(self, out_prefix: str, precision: str = "fp32", count_flops: bool = True,
                  profile_window: tuple[int, int] | None = None, profile_dir: str | None = None,
-                 energy_every: int = 10):
+                 energy_every: int = 10, sync_every: int = 1):
         self.out_prefix = out_prefix
         self.energy_every = energy_every   # read the GPU's energy counter every N iterations
+        self.sync_every = sync_every       # >1: the window_sync switch (segbench.windowsync)
+        self._held: list[tuple[dict, object]] = []   # rows waiting for the next sync, their loss
         self.precision = precision
         self.count_flops = count_flops
         self.profile_window = tuple(profile_window) if profile_window else None
@@ -202,14 +207,13 @@ class SegbenchTimerHook(Hook):
             self._start_profiler()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        _sync(self.device)
+        it = runner.iter + 1
+        sync = windowsync.synced(it, self.sync_every, runner.max_iters)
+        if sync:
+            _sync(self.device)
         now = time.perf_counter()
         cpu = time.thread_time()
-        it = runner.iter + 1
-        loss = None
-        if isinstance(outputs, dict) and "loss" in outputs:
-            v = outputs["loss"]
-            loss = float(v.item() if hasattr(v, "item") else v)
+        loss = outputs["loss"] if isinstance(outputs, dict) and "loss" in outputs else None
         mem = None
         if self.device == "cuda":
             # the peak SegbenchPeakHook read before mmengine's logger reset it (None without that
@@ -218,20 +222,30 @@ class SegbenchTimerHook(Hook):
             mem = max(_peak_mb(), early or 0.0)
             runner.message_hub.update_info(PEAK_INFO, None, resumed=False)
         row = {"kind": "iter", "iter": it, "rank": self.rank, "time": now - self._t_prev,
-               "data_time": self._data_time, "gap_time": self._gap_time, "loss": loss,
+               "data_time": self._data_time, "gap_time": self._gap_time, "loss": None,
                "mem_mb": mem, "t": time.time(), "gc_time": self._gc_s,
                "gc_full": self._gc_full, "cpu_time": cpu - self._cpu_prev}
         if it % self.energy_every == 0:   # at the log windows' ends (the device was synchronised)
             row["energy_mj"] = self._meter.read()
             row["gpu_busy_pct"] = self._meter.read_busy()
-        self._write(row)
+        self._held.append((row, loss))
+        if sync:
+            self._write_held()
         self._gc_s, self._gc_full = 0.0, 0
         self._cpu_prev = cpu
         if self._profiler is not None and it >= self.profile_window[1]:
             self._stop_profiler(runner)
         self._t_prev = now
 
+    def _write_held(self) -> None:
+        """The rows since the last sync, their losses read from the device in one go."""
+        held, self._held = self._held, []
+        for (row, _), loss in zip(held, windowsync.host_values([v for _, v in held])):
+            row["loss"] = None if loss is None else float(loss)
+            self._write(row)
+
     def after_train(self, runner) -> None:
+        self._write_held()
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
         if self._profiler is not None:
@@ -267,7 +281,8 @@ class SegbenchTimerHook(Hook):
                 "data_time_source": "iterator" if self._timed is not None else "gap",
                 "pre_train_peak_mb": probe_peak, "pre_train_reserved_mb": reserved,
                 "energy_source": self._meter.source, "energy_reason": self._meter.reason,
-                "energy_every": self.energy_every, "peak_from": PEAK_FROM}
+                "energy_every": self.energy_every, "sync_every": self.sync_every,
+                "peak_from": PEAK_FROM}
         self._write(meta)
         self._flush()
 

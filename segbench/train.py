@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> None:
         hooks.append(dict(type="SegbenchPeakHook"))   # reads the peak before the logger resets it
         hooks.append(dict(type="SegbenchTimerHook", out_prefix=args.iters_prefix,
                           precision=args.precision, count_flops=not args.no_flops,
-                          profile_window=args.profile_window, energy_every=args.log_interval))
+                          profile_window=args.profile_window, energy_every=args.log_interval,
+                          sync_every=args.log_interval if "window_sync" in s.tuned else 1))
     fault = os.environ.get("SEGBENCH_FAULT")  # fault injection for the harness's own tests
     if fault:
         hooks.append(dict(type="SegbenchFaultHook", spec=fault))

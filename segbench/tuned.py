@@ -49,6 +49,12 @@ these switches on (``TUNED=1``/``all`` = every one but the OPT_IN ones; ``TUNED=
                    ``modules``, mode ``auto`` = ``default``: inductor's kernels are captured in
                    the graph). sp, fp32 and, on CUDA, the ``foreach`` switch (a fused optimizer)
                    only.
+``window_sync``    opt-in: the host waits for the GPU once per log window instead of several
+                   times every iteration, so its work for the next iteration overlaps the GPU's
+                   work on this one (segbench.windowsync): mmengine's RuntimeInfoHook reads the
+                   logged values once per window, the data preprocessor swaps the colour channels
+                   on the device, the timing hook synchronises at the windows' ends. The same
+                   values reach the log; the per-iteration statistics are then over windows.
 
 Nothing else changes: the trainer is mmengine's Runner, unchanged. This module's top level needs no
 torch (segbench.launch parses ``TUNED`` before torch is imported); :func:`register` defines and
@@ -61,14 +67,15 @@ from __future__ import annotations
 import contextlib
 import os
 
-from segbench import configs
+from segbench import configs, windowsync
 
 SWITCHES = ("channels_last", "foreach", "loader", "workers", "non_blocking", "tf32", "train_once",
-            "compile", "graph")
+            "compile", "graph", "window_sync")
 # Switches that TUNED=all leaves out -- train_once: measured on the H200, no gain (name it to use
 # it, TUNED=all,train_once): the figures recorded for TUNED=all stay the figures of what it runs.
 # graph: sp fp32 and fixed shapes only; TUNED=all,graph = graph in place of compile, all,compile,graph both.
-OPT_IN = ("train_once", "graph")
+# window_sync: it changes what a per-iteration time is (host time inside a window; segbench.windowsync).
+OPT_IN = ("train_once", "graph", "window_sync")
 DEFAULT_SWITCHES = tuple(s for s in SWITCHES if s not in OPT_IN)
 COMPILE_MODES = ("auto", "default", "max-autotune", "reduce-overhead")
 GRAPH_COMPILE_MODES = ("auto", "default")   # with graph: no CUDA graphs of inductor's own
@@ -249,9 +256,12 @@ def _switch_options(cfg, s) -> dict:
     options."""
     on = set(s.tuned)
     opts: dict = {}
-    if on & {"channels_last", "non_blocking"}:
+    if on & {"channels_last", "non_blocking", "window_sync"}:
         # mmseg's SegDataPreProcessor takes none of these parameters: segbench's subclass does.
         opts["model.data_preprocessor.type"] = PREPROCESSOR
+    if "window_sync" in on:
+        opts["model.data_preprocessor.flip_channels"] = True
+        opts["default_hooks.runtime_info.type"] = windowsync.RUNTIME_INFO_HOOK
     if "channels_last" in on:
         opts["model.data_preprocessor.channels_last"] = True
     if "non_blocking" in on:
@@ -332,15 +342,26 @@ def register() -> None:
 
     @MODELS.register_module(name=PREPROCESSOR)
     class SegbenchDataPreProcessor(SegDataPreProcessor):
-        """mmseg's SegDataPreProcessor, plus: the batch in channels_last, and mmengine's
-        ``non_blocking`` host-to-device copy (which mmseg's ``__init__`` does not pass on)."""
+        """mmseg's SegDataPreProcessor, plus: the batch in channels_last, mmengine's
+        ``non_blocking`` host-to-device copy (which mmseg's ``__init__`` does not pass on), and
+        with ``flip_channels`` (the window_sync switch) BGR to RGB by ``flip(0)`` on the device:
+        mmseg's ``x[[2, 1, 0], ...]`` copies an index from host memory to the GPU every batch."""
 
-        def __init__(self, *args, channels_last: bool = False, non_blocking: bool = False, **kwargs):
+        def __init__(self, *args, channels_last: bool = False, non_blocking: bool = False,
+                     flip_channels: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self._non_blocking = bool(non_blocking)
             self.channels_last = bool(channels_last)
+            self.flip_channels = bool(flip_channels) and self.channel_conversion
+            if self.flip_channels:
+                self.channel_conversion = False   # done here instead, with the same condition
 
         def forward(self, data: dict, training: bool = False) -> dict:
+            if self.flip_channels:
+                data = self.cast_data(data)      # mmseg's forward casts again: a no-op then
+                inputs = data["inputs"]
+                if inputs[0].size(0) == 3:
+                    data = {**data, "inputs": [x.flip(0) for x in inputs]}
             out = super().forward(data, training)
             inputs = out["inputs"]
             if self.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
@@ -412,6 +433,7 @@ def register() -> None:
                 it._shutdown_workers()
                 runner.logger.info("[segbench] tuned: train loader workers shut down")
 
+    windowsync.register()
     _REGISTERED.update(preprocessor=SegbenchDataPreProcessor, hook=SegbenchChannelsLastHook,
                        tf32_hook=SegbenchTF32Hook, compile_hook=SegbenchCompileHook,
                        train_once_hook=SegbenchTrainOnceHook,

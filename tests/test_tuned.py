@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segbench import configs, equivalence, launch, tuned
+from segbench import configs, equivalence, launch, tuned, windowsync
 
 REPO = Path(__file__).resolve().parent.parent
 SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels_last",
@@ -153,6 +153,8 @@ def test_compile_mode_and_all_switches_reach_the_config():
     assert cfg.model.data_preprocessor.type == tuned.PREPROCESSOR
     assert cfg.optim_wrapper.optimizer.foreach is True and "fused" not in cfg.optim_wrapper.optimizer
     assert cfg.train_dataloader.pin_memory is True
+    assert cfg.default_hooks.runtime_info.type == windowsync.RUNTIME_INFO_HOOK   # window_sync
+    assert cfg.model.data_preprocessor.flip_channels is True
     # the cfg-options survive mmengine's --cfg-options parser (plain tools/train.py)
     import argparse
 
@@ -200,7 +202,8 @@ def test_every_tuned_hook_builds_and_the_tf32_hook_turns_tf32_on():
 
 @pytest.mark.parametrize("text, expected", [
     (None, ()), ("", ()), ("0", ()), ("1", tuned.DEFAULT_SWITCHES), ("all", tuned.DEFAULT_SWITCHES),
-    ("all,train_once", ALL_BUT_GRAPH), ("all,foreach", tuned.DEFAULT_SWITCHES),
+    ("all,train_once", tuple(s for s in ALL_BUT_GRAPH if s != "window_sync")),
+    ("all,train_once,window_sync", ALL_BUT_GRAPH), ("all,foreach", tuned.DEFAULT_SWITCHES),
     ("foreach,channels_last", ("channels_last", "foreach")), (" loader , compile ", ("loader", "compile")),
 ])
 def test_parse_switches(text, expected):
