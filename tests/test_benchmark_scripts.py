@@ -67,3 +67,41 @@ def test_host_cpu_align_lines_the_hosts_speed_up_with_the_windows(tmp_path):
     (tmp_path / "it.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     text = run("host_cpu.py", "--align", str(tmp_path / "host.json"), str(tmp_path / "it.jsonl"))
     assert json.loads(text.strip().splitlines()[-1])["windows"] == out["windows"]
+
+
+def test_pack_runs_keeps_summaries_and_lists_the_raw_files(tmp_path):
+    """A run set's archive: the figures' files, a console tail without Python's warnings, the
+    report's tables; the full log, the per-iteration file and the work dir only named, with sizes."""
+    import json
+    import tarfile
+    src, case = tmp_path / "src", "fastscnn_sp_bs2_fp32_1"
+    step = src / "fast_stock"
+    (step / f"{case}_work" / "vis").mkdir(parents=True)
+    speed = {"log_file": case, "model_name": "fastscnn", "mission_name": "图像分割", "direction_id": 0,
+             "run_mode": "sp", "index": 1, "gpu_num": 1, "FINAL_RESULT": 37.951, "JOB_FAIL_FLAG": 0,
+             "UNIT": "images/s"}
+    (step / f"{case}_speed").write_text(json.dumps(speed), encoding="utf-8")
+    (step / case).write_text("the full log\n" * 100)
+    (step / f"{case}_iters.rank0.jsonl").write_text("{}\n" * 50)
+    (step / f"{case}_work" / "vis" / "scalars.json").write_text("{}")
+    console = [f"line {i}" for i in range(60)]
+    console[55:55] = ["/x/y.py:3: UserWarning: a warning", "  warnings.warn(msg)"]
+    (step / "console.log").write_text("\n".join(console) + "\n")
+    (src / "session.json").write_text("{}")
+    (src / "results.tgz").write_bytes(b"not kept")
+    plan = tmp_path / "plan.txt"
+    plan.write_text("fast_stock | 90 | bash run_benchmark.sh fastscnn sp fp32 2 300 5\n")
+    run("pack_runs.py", str(src), "h200_test", "--plan", str(plan), "--out", str(tmp_path / "runs"))
+    with tarfile.open(tmp_path / "runs" / "h200_test.tar.gz") as tar:
+        names = set(tar.getnames())
+        read = {n: tar.extractfile(n).read().decode() for n in names if tar.getmember(n).isfile()}
+    base = "h200_test/"
+    assert {base + f"fast_stock/{case}_speed", base + "session.json", base + "plans/plan.txt",
+            base + "summary.md", base + "summary.csv", base + "LEFT_OUT.txt"} <= names
+    assert not [n for n in names if n.endswith((".png", ".jsonl", "results.tgz", case)) or "_work" in n]
+    tail = read[base + "fast_stock/console.log"].splitlines()
+    assert len(tail) == 40 and tail[-1] == "line 59" and not [t for t in tail if "arning" in t]
+    left = read[base + "LEFT_OUT.txt"]
+    assert f"fast_stock/{case} (1300 bytes)" in left and f"{case}_iters.rank0.jsonl (150 bytes)" in left
+    assert "vis/scalars.json (2 bytes)" in left
+    assert "| 37.95 |" in read[base + "summary.md"] and "from `h200_test`" in read[base + "summary.md"]
