@@ -69,7 +69,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from segbench import energy, failure, paddle
+from segbench import energy, failure, paddle, proof
 from segbench.iterfiles import (RankFile, flops_block, measured_host_use, peak_memory,
                                 per_iter_block, rank_files, warmup_block)
 from segbench.logparse import (Run, config_batch_size, launch_ends, log_gpu_num, measured_run,
@@ -420,7 +420,8 @@ def _sidecar(log_path: str, model_name: str, run: Run, s: _Settings, window: dic
     host = _host_block(case, run.result, log_path, ranks, warmup)
     env_info = case.get("env") if isinstance(case.get("env"), dict) else {}
     profile_window = _profile_window(case)
-    warnings = [*s.warnings, *_spread_warnings(window, per_iter),
+    proven, proof_warnings = proof.verdict(log_path)
+    warnings = [*s.warnings, *_spread_warnings(window, per_iter), *proof_warnings,
                 *_host_warnings(host, pos_int(env_info.get("host_cpus"))),
                 *_profiler_warning(profile_window, warmup, _last_iteration(ranks, run, case))]
     log_name = os.path.basename(log_path)
@@ -437,7 +438,8 @@ def _sidecar(log_path: str, model_name: str, run: Run, s: _Settings, window: dic
             "reason": reason, "failure_kind": failure.kind_of(run.result, reason),
             "partial_images_per_s": final if reason is not None else None,
             "flagged": bool(warnings), "warnings": warnings,
-            "tuned": _tuned_switches(case), "compile_mode": case.get("compile_mode"),
+            "tuned": _tuned_switches(case), "equivalence": proven,
+            "compile_mode": case.get("compile_mode"),
             "compile_scope": case.get("compile_scope"),
             "cudnn_benchmark": case.get("cudnn_benchmark"), "cpu_affinity": case.get("cpu_affinity"),
             "profile_window": profile_window, "window": window, "per_iter": per_iter,

@@ -29,7 +29,8 @@ SKIP_WINDOWS = 4
 KNOBS = ("TRAIN_LOG_DIR", "CUDA_VISIBLE_DEVICES", "DEVICE", "MP_PROCS", "NNODES", "NODE_RANK",
          "MASTER_ADDR", "MASTER_PORT", "BENCH_TIMEOUT", "LOG_INTERVAL", "CROP", "DATA_ROOT", "REPEAT",
          "PROFILING", "PROFILE_ITERS", "FLOPS", "CUDNN_BENCHMARK", "CPU_AFFINITY", "TUNED",
-         "TUNED_COMPILE_MODE", "TUNED_COMPILE_SCOPE", "STACK")   # the environment knobs (docstring)
+         "TUNED_COMPILE_MODE", "TUNED_COMPILE_SCOPE", "TUNED_PROOF",
+         "STACK")   # the environment knobs (docstring)
 
 
 class BadInput(ValueError):
@@ -63,6 +64,7 @@ class Case:
     tuned: tuple[str, ...] = ()
     compile_mode: str = "auto"           # as given (TUNED_COMPILE_MODE); compile_resolved: as run
     compile_scope: str = "modules"
+    tuned_proof: bool = False            # TUNED_PROOF: the equivalence check first (segbench.proof)
     command: str = ""
     env_info: dict = field(default_factory=dict)
     stack: str = "mmseg1"                # STACK: mmseg1 (default) or mmseg0 (segbench.legacy)
@@ -272,6 +274,9 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
     if compile_scope not in tuned.COMPILE_SCOPES:
         raise BadInput(f"TUNED_COMPILE_SCOPE must be one of {', '.join(tuned.COMPILE_SCOPES)}, "
                        f"not {compile_scope!r}")
+    tuned_proof = _env_bool(environ, "TUNED_PROOF", False)
+    if tuned_proof and not switches:
+        raise BadInput("TUNED_PROOF checks a tuned case's switches: set TUNED too")
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd()).resolve()
     try:
         stack = legacy.stack(environ)
@@ -287,7 +292,7 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         cudnn_benchmark=_env_bool(environ, "CUDNN_BENCHMARK", True),
         cpu_affinity=_cpu_list(environ, "CPU_AFFINITY"),
         tuned=switches, compile_mode=compile_mode,
-        compile_scope=compile_scope, stack=stack,
+        compile_scope=compile_scope, tuned_proof=tuned_proof, stack=stack,
         **_nodes(environ))
     if stack == legacy.LEGACY and (why := legacy.unsupported(case)):
         raise BadInput(why)

@@ -51,6 +51,8 @@ KNOBS: tuple[Knob, ...] = (
          "with the compile switch: auto, default, max-autotune or reduce-overhead", metavar="MODE"),
     Knob("TUNED_COMPILE_SCOPE", "--compile-scope", "with the compile switch: modules or train_step",
          metavar="SCOPE"),
+    Knob("TUNED_PROOF", "--tuned-proof", "with TUNED: check the tuned step's equivalence to stock "
+         "first; the sidecar carries the verdict", set_to="1"),
     Knob("STACK", "--stack", "mmseg1 (default) or mmseg0: mmseg 0.30 + mmcv 1.7.2 (docs/LEGACY.md)",
          metavar="mmseg1|mmseg0"),
 )

@@ -20,8 +20,8 @@ SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
 reduce-overhead on a GPU, default on the CPU and with the graph switch),
-TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch),
-STACK (mmseg1|mmseg0: mmseg 0.30 + mmcv 1.7.2, segbench.legacy; default mmseg1).
+TUNED_COMPILE_SCOPE (modules|train_step, with the compile switch), TUNED_PROOF (true: the tuned
+step's equivalence check first, segbench.proof), STACK (mmseg1|mmseg0: mmseg 0.30 + mmcv 1.7.2).
 
 The case's name (Case.name; its log, ``<name>_speed``, ``<name>_stats.json``) is the seed's
 ``MODEL_RUN_MODE_bsBS_FP_ITEM_NGPU`` for the seed's settings; each setting that changes the figure
@@ -31,7 +31,7 @@ modules), ``crop<H>x<W>`` (CROP other than the model's), ``li<N>`` (LOG_INTERVAL
 ``nobench`` (CUDNN_BENCHMARK=false), ``cpus<list>`` (CPU_AFFINITY, ``,`` written ``.``),
 ``prof<first>-<last>`` (PROFILING). Every run first removes the files an earlier run of the case
 left (own_files: log, ``.rep<i>`` logs, per-iteration files, traces, host samples, speed file,
-sidecar).
+sidecar, the equivalence check's files).
 
 Bad input still writes a log and a failing speed file, named ``bad_input_name``: the arguments as
 given (``NA`` for the missing and for NGPU), the variant tokens if the arguments parsed, then
@@ -60,7 +60,7 @@ import threading
 import time
 from pathlib import Path
 
-from segbench import configs, env, failure, legacy
+from segbench import configs, env, failure, legacy, proof
 from segbench.case import (KNOBS, RUN_MODES, SKIP_WINDOWS, USAGE, BadInput, Case,  # noqa: F401
                            _env_int, _given, _safe_name, _visible_requested, bad_input_name, first_host,
                            parse_case, raw_case_name)
@@ -120,8 +120,7 @@ def resolve_port(case: Case, environ=os.environ) -> None:
         case.master_port = s.getsockname()[1]
 
 
-# ---------------------------------------------------------------------------------------------
-# Running
+# ------------------------------------------------------------------------------------- Running
 
 def train_command(case: Case, log_stem: Path) -> list[str]:
     if case.stack == legacy.LEGACY:
@@ -468,12 +467,12 @@ def _check_data(case: Case) -> None:
 
 def own_files(case: Case) -> list[Path]:
     """The files an earlier run of this case left in its log dir: the log, REPEAT's ``.rep<i>``
-    logs, their per-iteration files, profiler traces and host samples, the speed file and the
-    sidecar. Never another case's file, the lock or a work dir; on a multi-node run's node R > 0
-    only its own ``<case>.node<R>`` files (nodes may share the log dir: node 0's are node 0's)."""
+    logs, their per-iteration files, profiler traces, host samples, speed file, sidecar and
+    TUNED_PROOF's files. Never another case's file, the lock or a work dir; on node R > 0 of a
+    multi-node run only its own ``<case>.node<R>`` files (node 0's are node 0's)."""
     stem = re.escape(case.path().name)
     own = re.compile(rf"{stem}(\.rep\d+)?(_iters\.rank\d+\.(jsonl|trace\.json)|_host\.jsonl)?"
-                     rf"|{stem}(_speed|_stats\.json)")
+                     rf"|{stem}(_speed|_stats\.json|_equivalence\.(json|log))")
     return sorted(p for p in case.log_dir.iterdir() if own.fullmatch(p.name) and p.is_file())
 
 
@@ -531,6 +530,8 @@ def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
             print(_banner(case), flush=True)
             for f in own_files(case):    # every run starts from a clean set of its own files
                 f.unlink(missing_ok=True)
+            if case.tuned_proof and case.node_rank == 0:
+                _prove(case, verbose, stop)
             res, run_reason = _runs(case, verbose, stop)
             if case.node_rank == 0:
                 analysis.write_outputs(res, case.path("_speed"))
@@ -551,6 +552,17 @@ def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
         return 1 if run_reason else 0
     print(final_line(case, res), flush=True)
     return 0 if res.ok else 1
+
+
+def _prove(case: Case, verbose: bool, stop: dict) -> None:
+    """TUNED_PROOF: segbench.equivalence on the case's switches, before it trains (segbench.proof)."""
+    print(f"[segbench] {case.name}: checking the tuned step -> {case.path('_equivalence.log')}", flush=True)
+    with open(case.path("_equivalence.log"), "w", encoding="utf-8") as fh:
+        run = stop["run"] = _Run(proof.command(case, case.path("_equivalence.json")), fh, verbose)
+        if stop["signal"] is None:
+            run.start(_child_env(case))
+        rc, stop["run"] = run.wait(case.timeout_s), None
+    proof.settle(case.path("_equivalence.json"), rc, run.tail)
 
 
 def _record_history(case: Case, res) -> None:
