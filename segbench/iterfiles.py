@@ -59,6 +59,7 @@ class RankFile:
     stamps: list[float | None] = field(default_factory=list)   # wall clock at each iteration's end
     energies: list[float | None] = field(default_factory=list)   # the GPU's counter, mJ (some rows)
     busy: list[float | None] = field(default_factory=list)       # the GPU's utilization, % (some rows)
+    synced: list[bool | None] = field(default_factory=list)     # window_sync: synchronised after it
 
 
 def _json_objects(path: str, constant: Any = None) -> list[dict] | None:
@@ -105,6 +106,7 @@ def _read_rank_file(path: str, rank: int) -> RankFile | None:
         data.stamps.append(finite(obj.get("t")))
         data.energies.append(finite(obj.get("energy_mj")))
         data.busy.append(finite(obj.get("gpu_busy_pct")))
+        data.synced.append(obj["synced"] if isinstance(obj.get("synced"), bool) else None)
     return data
 
 
@@ -228,10 +230,14 @@ def by_window(rank: RankFile, every: int) -> RankFile:
     """A file whose device was synchronised once every ``every`` iterations, one entry per window
     of ``every`` iterations (by iteration number; the last may be shorter): the mean time per
     iteration over the window -- exact, as the window's total is -- and the mean of each part.
-    Inside a window an iteration's own time is only how long the host took to queue it."""
+    Inside a window an iteration's own time is only how long the host took to queue it. Rows after
+    the last one the device was synchronised after (a run ended mid-window) are left out: their
+    times are the host's alone."""
     out = RankFile(rank=rank.rank, meta=rank.meta)
     groups: dict[int, list[int]] = {}
-    for i, it in enumerate(rank.iters):
+    marked = [i for i, s in enumerate(rank.synced) if s is not None]
+    end = (max((i for i in marked if rank.synced[i]), default=-1) + 1) if marked else len(rank.iters)
+    for i, it in enumerate(rank.iters[:end]):
         groups.setdefault((it - 1) // every, []).append(i)
     for idx in groups.values():
         out.iters.append(rank.iters[idx[-1]])

@@ -125,7 +125,8 @@ def summary_markdown(cases, source_dir=None, generated=None,
     lines.append(f"images/s = training images per second over all {every} (FINAL_RESULT); "
                  f"scaling eff. = mp images/s / ({every} x sp images/s), above "
                  f"{SCALING_CREDIBLE_MAX:g} not credible; "
-                 "CV % = per-iteration coefficient of variation; "
+                 "CV % = per-iteration coefficient of variation (- for window_sync runs, whose "
+                 "iterations inside a window are timed by the host); "
                  f"images/J = images per joule and W/{units(cases, plural=False)} = mean watts per "
                  f"{units(cases, plural=False)} over the measured iterations (the GPU's energy "
                  f"counter); flag = FLAGGED when {FLAG_TEXT}.")

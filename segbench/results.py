@@ -470,7 +470,10 @@ def _build_row(path, speed, stats):
         # the analysis's signs of a busy or noisy host (older sidecars: no ``flagged`` key)
         "flagged": flagged if isinstance(flagged, bool) else bool(warnings),
         "warnings": warnings,
-        "cv": _num(_get(stats, "per_iter.cv")),
+        # per-iteration only: a window_sync file's per_iter counts windows (its iterations' own
+        # times are the host's), so its spread is not this column's
+        "cv": None if (_num(_get(stats, "per_iter.synced_every")) or 1) > 1
+        else _num(_get(stats, "per_iter.cv")),
         "peak_mem_mb": peak_mb(stats),
         # where the peak counts from ("iteration 1"); None: a record that does not say
         "peak_from": _str_or_none(_get(stats, "memory.peak_from")),

@@ -35,7 +35,8 @@ from mmengine.registry import HOOKS
 
 from segbench import energy, env, tuned, windowsync
 
-FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records
+FLUSH_EVERY = 10  # lines; a crash loses at most this many iterations of records (window_sync:
+                  # plus the rows held since the last sync, under one log window)
 PEAK_INFO = "segbench/peak_mem_mb"   # message_hub runtime info: SegbenchPeakHook -> SegbenchTimerHook
 
 
@@ -208,7 +209,8 @@ class SegbenchTimerHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         it = runner.iter + 1
-        sync = windowsync.synced(it, self.sync_every, runner.max_iters)
+        edges = (self.profile_window[0] - 1, self.profile_window[1]) if self.profile_window else ()
+        sync = windowsync.synced(it, self.sync_every, runner.max_iters) or it in edges
         if sync:
             _sync(self.device)
         now = time.perf_counter()
@@ -225,6 +227,8 @@ class SegbenchTimerHook(Hook):
                "data_time": self._data_time, "gap_time": self._gap_time, "loss": None,
                "mem_mb": mem, "t": time.time(), "gc_time": self._gc_s,
                "gc_full": self._gc_full, "cpu_time": cpu - self._cpu_prev}
+        if self.sync_every > 1:
+            row["synced"] = sync   # whether the device was synchronised after this iteration
         if it % self.energy_every == 0:   # at the log windows' ends (the device was synchronised)
             row["energy_mj"] = self._meter.read()
             row["gpu_busy_pct"] = self._meter.read_busy()

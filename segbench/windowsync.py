@@ -13,22 +13,24 @@ small, and that serialisation is what is left of it
 With ``window_sync``:
 
 - :data:`RUNTIME_INFO_HOOK` replaces mmengine's RuntimeInfoHook (``default_hooks.runtime_info``):
-  it holds each iteration's logged tensors and puts them in the message hub at the log window's
-  last iteration (and the run's last), with one read for all of them (:func:`host_values`). The
-  message hub receives the same values in the same order before mmengine's LoggerHook (lower
-  priority) reads them, so the log is the stock run's.
+  it holds each iteration's logged tensors and, at the log window's last iteration (and the run's
+  last), waits for the GPU and puts them in the message hub with one read for all of them
+  (:func:`host_values`). The message hub receives the same values in the same order before
+  mmengine's LoggerHook (lower priority) reads them, so the log is the stock run's; and the wait
+  comes before mmengine's IterTimerHook (lower priority) reads the clock, so its window times --
+  FINAL_RESULT's -- count all of the window's work.
 - segbench's data preprocessor swaps the channels with ``flip(0)`` on the device (the same values
   as mmseg's index).
-- The timing hook synchronises at the log windows' ends (:func:`synced`) and at the first
-  iteration, and reads the per-iteration losses there; its meta line records ``sync_every``.
+- segbench's timing hook synchronises at the same windows' ends (:func:`synced`), at the first
+  iteration and at a profiled window's edges, and reads the per-iteration losses there; its meta
+  line records ``sync_every``, and each row whether the device was synchronised after it.
 
-What it changes in the measurement: each log window's total time is still exact (the host waits for
-the window's work before the window ends, and mmengine's and segbench's timers both count that
-wait), so FINAL_RESULT -- the mean of the window means -- is the seed's formula on true times. A
-single iteration's time inside a window is host time (how long the host took to queue it), so
-segbench.iterfiles computes the per-iteration statistics over whole windows for such a file
-(``per_iter.synced_every``). The training is the same: no value of the step changes, only when the
-host reads it.
+What it changes in the measurement: each log window's total time is still exact (the host waits
+for the window's work before either timer reads the clock at the window's end), so FINAL_RESULT --
+the mean of the window means -- is the seed's formula on true times. A single iteration's time
+inside a window is host time (how long the host took to queue it), so segbench.iterfiles computes
+the per-iteration statistics over whole windows for such a file (``per_iter.synced_every``). The
+training is the same: no value of the step changes, only when the host reads it.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def synced(it: int, every: int, max_iters: int | None = None) -> bool:
 
 def host_values(values: list) -> list:
     """``values`` with every one-element tensor replaced by the Python number ``.item()`` gives,
-    read from the device in one transfer per dtype (one wait for the device, not one per tensor);
+    read in one transfer per device and dtype (one wait for the device, not one per tensor);
     other values pass unchanged."""
     import torch
     out = list(values)
@@ -52,7 +54,7 @@ def host_values(values: list) -> list:
         if isinstance(v, torch.Tensor):
             if v.numel() != 1:
                 raise ValueError(f"a logged value must have one element, not shape {tuple(v.shape)}")
-            by_dtype.setdefault(v.dtype, []).append(i)
+            by_dtype.setdefault((v.device, v.dtype), []).append(i)
     for idx in by_dtype.values():
         read = torch.stack([values[i].detach().reshape(()) for i in idx]).tolist()
         for i, x in zip(idx, read):
@@ -94,6 +96,12 @@ def register() -> None:
             super().after_train(runner)
 
         def put(self, runner) -> None:
+            """The held values into the hub, after waiting for the GPU: this is the log window's
+            end for mmengine's IterTimerHook (NORMAL priority, after this hook), whose window
+            times FINAL_RESULT averages, so they count all of the window's work."""
+            import torch
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
             held, self._held = self._held, []
             read = iter(host_values([v for out in held for v in out.values()]))
             for out in held:

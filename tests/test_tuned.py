@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 SWITCH_KEYS = {"model.data_preprocessor.type", "model.data_preprocessor.channels_last",
                "model.data_preprocessor.non_blocking", "optim_wrapper.optimizer.foreach",
                "optim_wrapper.optimizer.fused", "train_dataloader.pin_memory",
-               "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers"}
+               "train_dataloader.prefetch_factor", "compile.mode", "train_dataloader.num_workers",
+               "model.data_preprocessor.flip_channels", "default_hooks.runtime_info.type"}
 
 # every switch but graph (graph with compile, and its rules: tests/test_graphstep.py)
 ALL_BUT_GRAPH = tuple(s for s in tuned.SWITCHES if s != "graph")

@@ -76,10 +76,31 @@ def test_the_runtime_info_hook_puts_the_stock_values_in_the_hub_at_each_window()
         assert a.data[0].tolist() == b.data[0].tolist() and a.data[1].tolist() == b.data[1].tolist()
 
 
-def _file(every, times):
+def test_the_hub_gets_the_values_after_the_gpu_finished_the_window(monkeypatch):
+    """The put is the window's end for mmengine's IterTimerHook (FINAL_RESULT's times): on a GPU it
+    waits for the device before the values reach the hub, whatever they are."""
+    windowsync.register()
+    events = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: events.append("sync"))
+    runner = _runner(2, max_iters=3)
+    hook = windowsync._REGISTERED["runtime_info_hook"]()
+    hook.before_train(runner)
+    real = runner.message_hub.update_scalar
+    monkeypatch.setattr(runner.message_hub, "update_scalar",
+                        lambda *a, **k: (events.append("put"), real(*a, **k)))
+    for i in range(3):
+        runner.iter = i
+        hook.after_train_iter(runner, i, None, {"loss": 0.5 + i})   # floats: nothing to read
+    assert events == ["sync", "put", "put", "sync", "put"]
+
+
+def _file(every, times, synced=None):
     rank = RankFile(rank=0, meta={"sync_every": every})
     for i, t in enumerate(times, 1):
         rank.iters.append(i)
+        rank.synced.append(None if synced is None else (i in synced))
         rank.times.append(t)
         for name in ("data_times", "gap_times", "gc_times", "cpu_times"):
             getattr(rank, name).append(t / 10)
@@ -101,6 +122,23 @@ def test_a_file_synced_once_per_window_has_window_statistics():
     assert block["between_share"] == pytest.approx(0.1)
     plain = iterfiles.per_iter_block([_file(1, window * 4)], 5, (2, 1), 20.0)
     assert plain["synced_every"] == 1 and plain["n"] == 15 and plain["median"] == pytest.approx(0.01)
+    # a run that ended mid-window: its last rows were never synchronised, their times the host's
+    cut = iterfiles.per_iter_block([_file(5, window * 4 + [0.01, 0.01], synced={1, 5, 10, 15, 20})],
+                                   5, (2, 1), 20.0)
+    assert cut["n"] == 3 and cut["median"] == pytest.approx(0.1)
+
+
+def test_a_window_sync_case_has_no_per_iteration_cv_in_the_report(tmp_path):
+    from segbench import results
+    speed = {"log_file": "x", "model_name": "fastscnn", "mission_name": "图像分割", "direction_id": 0,
+             "run_mode": "sp", "index": 1, "gpu_num": 1, "FINAL_RESULT": 50.0, "JOB_FAIL_FLAG": 0,
+             "UNIT": "images/s"}
+    for name, every in (("a", 1), ("b", 10)):
+        (tmp_path / f"{name}_speed").write_text(json.dumps({**speed, "log_file": name}))
+        (tmp_path / f"{name}_stats.json").write_text(json.dumps(
+            {"per_iter": {"cv": 0.02, "synced_every": every}, "warnings": [], "flagged": False}))
+    cvs = {Path(r["source"]).name.removesuffix("_speed"): r["cv"] for r in results.load_cases(tmp_path)}
+    assert cvs == {"a": 0.02, "b": None}
 
 
 def test_the_learning_rate_copy_does_not_make_the_host_wait(monkeypatch):
@@ -173,3 +211,6 @@ def test_window_sync_logs_and_trains_what_the_stock_case_does(cpu_env):
     assert stock["meta"]["sync_every"] == 1 and window["meta"]["sync_every"] == 2
     assert window["stats"]["tuned"] == ["window_sync"] and window["stats"]["per_iter"]["synced_every"] == 2
     assert window["stats"]["per_iter"]["n"] == 2 and stock["stats"]["per_iter"]["n"] == 4
+    rows = [json.loads(x) for x in (log_dir / "fastscnn_sp_bs2_fp32_1_tuned-window_sync_crop64x128_li2"
+                                    "_iters.rank0.jsonl").read_text().splitlines()[1:]]
+    assert [r["iter"] for r in rows if r["synced"]] == [1, 2, 4, 6, 8, 10, 12]
