@@ -3,7 +3,7 @@
     python benchmarks/pack_runs.py SRC NAME [--plan FILE ...] [--notes FILE] [--out benchmarks/runs]
 
 SRC is gpu_session.py's output, extracted (one folder per step). Kept, under NAME/: each step's
-speed files, stats sidecars, 14-key records, ``equivalence.json``, ``suite_*.json`` and notes
+speed files, stats sidecars, 14-key records, ``*equivalence.json``, ``suite_*.json`` and notes
 (``*.txt``), the sessions' ``session*.json``, the last :data:`TAIL_LINES` lines of each
 ``console.log`` (Python warnings left out), the plans given (``plans/``), the notes given
 (``call.txt``: which calls ran what, on which machine) and ``segbench report``'s summary.md and
@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TAIL_LINES = 40
-KEEP = re.compile(r"(_speed|\.txt|_stats\.json|_paddle\.json|^equivalence\.json|^suite_[^/]*\.json"
+KEEP = re.compile(r"(_speed|\.txt|_stats\.json|_paddle\.json|equivalence\.json|^suite_[^/]*\.json"
                   r"|^session[^/]*\.json)$")
 WARNING = re.compile(r"\b\w*Warning\b|warnings\.warn\(")
 

@@ -420,7 +420,7 @@ def _sidecar(log_path: str, model_name: str, run: Run, s: _Settings, window: dic
     host = _host_block(case, run.result, log_path, ranks, warmup)
     env_info = case.get("env") if isinstance(case.get("env"), dict) else {}
     profile_window = _profile_window(case)
-    proven, proof_warnings = proof.verdict(log_path)
+    proven, proof_warnings = proof.verdict(log_path, case)
     warnings = [*s.warnings, *_spread_warnings(window, per_iter), *proof_warnings,
                 *_host_warnings(host, pos_int(env_info.get("host_cpus"))),
                 *_profiler_warning(profile_window, warmup, _last_iteration(ranks, run, case))]

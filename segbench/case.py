@@ -296,6 +296,8 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
         **_nodes(environ))
     if stack == legacy.LEGACY and (why := legacy.unsupported(case)):
         raise BadInput(why)
+    if tuned_proof and case.nnodes > 1:
+        raise BadInput("TUNED_PROOF runs on one node: the other nodes would wait in the rendezvous")
     return case
 
 

@@ -9,14 +9,13 @@ speed file and stats sidecar through segbench.analysis (the code behind analysis
 
 Knobs (environment): TRAIN_LOG_DIR, CUDA_VISIBLE_DEVICES, DEVICE (auto|cuda|cpu), MP_PROCS (CPU mp,
 default 2), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (under Slurm: from SLURM_NNODES, SLURM_NODEID,
-SLURM_JOB_NODELIST, SLURM_JOB_ID), BENCH_TIMEOUT (seconds, default 900),
-LOG_INTERVAL (default 10), CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false),
-PROFILE_ITERS (FIRST-LAST, default 50-60), FLOPS (true|false: the one-off FLOP count before
-iteration 1, default true), CUDNN_BENCHMARK (true|false, default true as in the seed's configs;
-false only to diagnose run-to-run spread: the case record and sidecar say so),
-CPU_AFFINITY (a CPU list such as 0-7 or 0,2,4: the case's processes -- trainer, ranks, loader
-workers -- run on those CPUs only; unset: wherever the host schedules them),
-SEGBENCH_VERBOSE (1: echo all training output),
+SLURM_JOB_NODELIST, SLURM_JOB_ID), BENCH_TIMEOUT (seconds, default 900), LOG_INTERVAL (default 10),
+CROP (HxW), DATA_ROOT, REPEAT (default 1), PROFILING (true|false), PROFILE_ITERS (FIRST-LAST,
+default 50-60), FLOPS (true|false: the one-off FLOP count before iteration 1, default true),
+CUDNN_BENCHMARK (true|false, default true as in the seed's configs; false only to diagnose
+run-to-run spread: the case record and sidecar say so), CPU_AFFINITY (a CPU list such as 0-7 or
+0,2,4: the case's processes -- trainer, ranks, loader workers -- run on those CPUs only; unset:
+wherever the host schedules them), SEGBENCH_VERBOSE (1: echo all training output),
 TUNED (1|all|0 or a comma list of segbench.tuned.SWITCHES),
 TUNED_COMPILE_MODE (auto|default|max-autotune|reduce-overhead, with the compile switch; auto:
 reduce-overhead on a GPU, default on the CPU and with the graph switch),
@@ -307,10 +306,9 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
         "tuned": list(case.tuned),
         "compile_mode": case.compile_resolved if "compile" in case.tuned else None,
         "compile_scope": case.compile_scope if "compile" in case.tuned else None,
-        "command": case.command, "train_command": shlex.join(cmd), "stack": case.stack,
-        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "env": case.env_info,
-        "host": env.host_probe(gpu=case.profile == "gpu"),
+        "tuned_proof": case.tuned_proof, "command": case.command, "train_command": shlex.join(cmd),
+        "stack": case.stack, "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "env": case.env_info, "host": env.host_probe(gpu=case.profile == "gpu"),
     }
     t0 = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as fh:
@@ -561,8 +559,10 @@ def _prove(case: Case, verbose: bool, stop: dict) -> None:
         run = stop["run"] = _Run(proof.command(case, case.path("_equivalence.json")), fh, verbose)
         if stop["signal"] is None:
             run.start(_child_env(case))
+        if stop["signal"] is not None:   # arrived before the group started, or while it did
+            run.end_group(interrupted(stop["signal"]), stop["signal"])
         rc, stop["run"] = run.wait(case.timeout_s), None
-    proof.settle(case.path("_equivalence.json"), rc, run.tail)
+    proof.settle(case.path("_equivalence.json"), rc, run.tail, run.stop_reason)
 
 
 def _record_history(case: Case, res) -> None:

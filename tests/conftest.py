@@ -24,7 +24,7 @@ def cpu_env(small_data, tmp_path) -> dict:
     """Environment for a CPU run of run_benchmark.sh: tiny crops, log window of 2 iterations."""
     env = dict(os.environ)
     for k in ("CUDA_VISIBLE_DEVICES", "REPEAT", "PROFILING", "CROP", "MASTER_PORT", "NNODES",
-              "SEGBENCH_FAULT", "BENCH_TIMEOUT"):
+              "SEGBENCH_FAULT", "BENCH_TIMEOUT", "TUNED", "TUNED_PROOF", "STACK"):
         env.pop(k, None)
     env.update(DEVICE="cpu", DATA_ROOT=str(small_data), TRAIN_LOG_DIR=str(tmp_path / "logs"),
                LOG_INTERVAL="2", MP_PROCS="2", SEGBENCH_PYTHON=sys.executable)
