@@ -210,7 +210,7 @@ class SegbenchTimerHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         it = runner.iter + 1
         edges = (self.profile_window[0] - 1, self.profile_window[1]) if self.profile_window else ()
-        sync = windowsync.synced(it, self.sync_every, runner.max_iters) or it in edges
+        sync = windowsync.synced(it, self.sync_every, getattr(runner, "max_iters", None)) or it in edges
         if sync:
             _sync(self.device)
         now = time.perf_counter()
