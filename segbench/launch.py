@@ -290,6 +290,17 @@ def _child_env(case: Case) -> dict:
     return e
 
 
+def _run_group(run: _Run, case: Case, stop: dict) -> int | None:
+    """Start ``run`` registered in ``stop`` and wait; a signal before or while it starts ends it."""
+    stop["run"] = run
+    if stop["signal"] is None:
+        run.start(_child_env(case))
+    if stop["signal"] is not None:
+        run.end_group(interrupted(stop["signal"]), stop["signal"])
+    rc, stop["run"] = run.wait(case.timeout_s), None
+    return rc
+
+
 def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
     """Run training once into log_path (a fresh file); returns the result record."""
     cmd = train_command(case, log_path)
@@ -318,13 +329,7 @@ def run_once(case: Case, log_path: Path, verbose: bool, stop: dict) -> dict:
                      "not a GPU\n")
         run = _Run(cmd, fh, verbose)
         with _HostSampler(log_path.with_name(log_path.name + "_host.jsonl")):
-            stop["run"] = run     # registered before it starts: from now on a signal ends it
-            if stop["signal"] is None:
-                run.start(_child_env(case))
-            if stop["signal"] is not None:   # arrived before the group started, or while it did
-                run.end_group(interrupted(stop["signal"]), stop["signal"])
-            rc = run.wait(case.timeout_s)
-            stop["run"] = None
+            rc = _run_group(run, case, stop)
         reason, kind = _reason(run, rc, case)
         result = {"exit_code": rc, "reason": reason, "failure_kind": kind,
                   "elapsed_s": round(time.monotonic() - t0, 2),
@@ -410,8 +415,7 @@ def _install_handlers(stop: dict) -> dict:
             stop["signal"] = signum
         run = stop["run"]
         if run is not None and run.proc is not None:
-            threading.Thread(target=run.end_group, args=(interrupted(signum), signum),
-                             daemon=True).start()
+            threading.Thread(target=run.end_group, args=(interrupted(signum), signum), daemon=True).start()
 
     return {s: signal.signal(s, on_signal) for s in INTERRUPTS
             if signal.getsignal(s) is not signal.SIG_IGN}
@@ -556,12 +560,8 @@ def _prove(case: Case, verbose: bool, stop: dict) -> None:
     """TUNED_PROOF: segbench.equivalence on the case's switches, before it trains (segbench.proof)."""
     print(f"[segbench] {case.name}: checking the tuned step -> {case.path('_equivalence.log')}", flush=True)
     with open(case.path("_equivalence.log"), "w", encoding="utf-8") as fh:
-        run = stop["run"] = _Run(proof.command(case, case.path("_equivalence.json")), fh, verbose)
-        if stop["signal"] is None:
-            run.start(_child_env(case))
-        if stop["signal"] is not None:   # arrived before the group started, or while it did
-            run.end_group(interrupted(stop["signal"]), stop["signal"])
-        rc, stop["run"] = run.wait(case.timeout_s), None
+        run = _Run(proof.command(case, case.path("_equivalence.json")), fh, verbose)
+        rc = _run_group(run, case, stop)
     proof.settle(case.path("_equivalence.json"), rc, run.tail, run.stop_reason)
 
 
