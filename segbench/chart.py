@@ -1,5 +1,6 @@
-"""summary.png: a horizontal bar per case, coloured by model; saturation.png: a panel per batch
-sweep (segbench.report writes both).
+"""summary.png: a horizontal bar per case, coloured by model; saturation.png: a panel per model
+(mode, precision, GPUs, device) with a line per batch sweep, stock and tuned (segbench.report writes
+both).
 
 build_chart(cases, note)        -> the summary.png matplotlib Figure (for inspection)
 write_chart(path, cases, note)  -> path
@@ -9,7 +10,7 @@ build_saturation_chart(sweeps, threshold, note) -> the saturation.png Figure
 from __future__ import annotations
 
 from segbench.results import case_label, is_cpu_profile
-from segbench.saturation import OOM_TEXT
+from segbench.saturation import OOM_TEXT, title
 from segbench.tables import (failed_text, fmt_rate, model_key, scaling, scaling_note, sort_key, unit,
                              units)
 
@@ -191,82 +192,121 @@ SAT_COLOUR, OOM_COLOUR, MEM_COLOUR = "#27ae60", "#c0392b", "#7f8c8d"
 _LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5}
 
 
-def _sat_lines(ax, sw):
-    """images/s (and per GPU with several) against batch per GPU; flagged sizes ringed orange."""
+SWEEP_COLOURS = ("#1f77b4", "#e377c2", "#17becf", "#8c564b", "#bcbd22", "#9467bd")
+
+
+def _panels(sweeps):
+    """The sweeps by panel, in order: one panel per model, mode, precision, GPUs, device and side of
+    the CPU profile, a line per variant (untuned first)."""
+    panels = {}
+    for sw in sweeps:
+        r = sw["row"]
+        key = ((r.get("model") or "").lower(), r.get("run_mode"), r.get("fp"), r.get("gpu_num"),
+               r.get("device_name"), is_cpu_profile(r))
+        panels.setdefault(key, []).append(sw)
+    def order(sw):
+        variant = sw["row"].get("variant") or ""
+        return "tuned" in variant.split("_"), variant
+    return [sorted(sws, key=order) for sws in panels.values()]
+
+
+def _sat_lines(ax, sw, colour, name, mem_ax):
+    """images/s (and per GPU with several) against batch per GPU; flagged sizes ringed orange;
+    peak memory dashed on mem_ax. name ("" alone in its panel) prefixes each label."""
     ok = [p for p in sw["points"] if p["row"].get("ok")]
     xs = [p["bs"] for p in ok]
     one = unit(sw["row"])
-    ax.plot(xs, [p["row"]["images_per_s"] for p in ok], "o-", color="#1f77b4",
-            label=f"images/s (all {unit(sw['row'], True)})" if sw["multi"] else "images/s")
+    ax.plot(xs, [p["row"]["images_per_s"] for p in ok], "o-", color=colour,
+            label=name + (f"images/s (all {unit(sw['row'], True)})" if sw["multi"] else "images/s"))
     if sw["multi"]:
-        ax.plot(xs, [p["row"]["images_per_s_per_gpu"] for p in ok], "s-", color="#9467bd",
-                label=f"images/s per {one}")
+        ax.plot(xs, [p["row"]["images_per_s_per_gpu"] for p in ok], "s-", color=colour, alpha=0.6,
+                label=f"{name}images/s per {one}")
     flagged = [p for p in ok if p["row"].get("flagged")]
     if flagged:
         ax.plot([p["bs"] for p in flagged], [p["row"]["images_per_s"] for p in flagged], "o",
                 markersize=12, markerfacecolor="none", markeredgecolor=FLAG_COLOUR,
-                markeredgewidth=2, linestyle="none", label="FLAGGED (busy or noisy host)")
+                markeredgewidth=2, linestyle="none", label=f"{name}FLAGGED (busy or noisy host)")
     failed = [p["bs"] for p in sw["points"] if not p["row"].get("ok") and p["status"] != OOM_TEXT]
     if failed:
         ax.plot(failed, [0] * len(failed), "X", color=OOM_COLOUR, markersize=9, linestyle="none",
-                clip_on=False, label="failed (not out of memory)")
+                clip_on=False, label=f"{name}failed (not out of memory)")
     mem = [p for p in ok if p["row"].get("peak_mem_mb") is not None]
-    if not mem:
-        return []
-    ax2 = ax.twinx()
-    ax2.plot([p["bs"] for p in mem], [p["row"]["peak_mem_mb"] for p in mem], "^--", color=MEM_COLOUR,
-             label=f"peak MB per {one}")
-    ax2.set_ylabel(f"peak memory per {one} (MB)", fontsize=9, color=MEM_COLOUR)
-    ax2.set_ylim(bottom=0)
-    ax.set_zorder(ax2.get_zorder() + 1)   # the marks' labels and the legend over the memory line
-    ax.patch.set_visible(False)
-    return ax2.get_lines()
+    if mem:
+        mem_ax.plot([p["bs"] for p in mem], [p["row"]["peak_mem_mb"] for p in mem], "^--",
+                    color=colour if name else MEM_COLOUR, alpha=0.7 if name else 1.0,
+                    label=f"{name}peak MB per {one}")
 
 
-def _sat_marks(ax, sw, threshold):
-    """The saturation batch and the out-of-memory size: a vertical line each, labelled along it."""
+def _sat_marks(ax, sws, names, threshold):
+    """The saturation batches and out-of-memory sizes: a vertical line each (per sweep, for the
+    legend), one label along it naming the sweeps that share it."""
     foot = ax.get_xaxis_transform()
-    if sw["saturation"] is not None:
-        ax.axvline(sw["saturation"], color=SAT_COLOUR, linestyle=":", linewidth=1.6,
-                   label=f"saturation: batch {sw['saturation']}")
-        ax.text(sw["saturation"], 0.03, f" doubling adds <{100 * threshold:g}%", transform=foot,
-                color=SAT_COLOUR, fontsize=9, rotation=90, ha="left", va="bottom", fontweight="bold",
-                bbox=_LABEL_BOX)
-    if sw["oom"] is not None:
-        ax.axvline(sw["oom"], color=OOM_COLOUR, linewidth=1.6, label=f"{OOM_TEXT}: batch {sw['oom']}")
-        ax.text(sw["oom"], 0.03, f" {OOM_TEXT}", transform=foot, color=OOM_COLOUR, fontsize=9,
-                rotation=90, ha="right", va="bottom", fontweight="bold", bbox=_LABEL_BOX)
+    styles = ((":", "-"), ("--", "--"), ("-.", "-."), ((0, (1, 1)), (0, (1, 1))))
+    marks = {}
+    for i, (sw, name) in enumerate(zip(sws, names)):
+        sat_style, oom_style = styles[i % len(styles)]
+        if sw["saturation"] is not None:
+            ax.axvline(sw["saturation"], color=SAT_COLOUR, linestyle=sat_style, linewidth=1.6,
+                       label=f"{name}saturation: batch {sw['saturation']}")
+            marks.setdefault(("sat", sw["saturation"]), []).append(name)
+        if sw["oom"] is not None:
+            ax.axvline(sw["oom"], color=OOM_COLOUR, linewidth=1.6, linestyle=oom_style,
+                       label=f"{name}{OOM_TEXT}: batch {sw['oom']}")
+            marks.setdefault(("oom", sw["oom"]), []).append(name)
+    for (kind, x), who in marks.items():
+        prefix = ", ".join(n.rstrip(": ") for n in who if n)
+        prefix = f"{prefix}: " if prefix else ""
+        text, colour, ha = ((f"doubling adds <{100 * threshold:g}%", SAT_COLOUR, "left") if kind == "sat"
+                            else (OOM_TEXT, OOM_COLOUR, "right"))
+        ax.text(x, 0.03, f" {prefix}{text}", transform=foot, color=colour, fontsize=9, rotation=90,
+                ha=ha, va="bottom", fontweight="bold", bbox=_LABEL_BOX)
 
 
-def _sat_panel(ax, sw, threshold):
-    sizes = [p["bs"] for p in sw["points"]]
-    extra = _sat_lines(ax, sw)
+def _sat_panel(ax, sws, threshold):
+    """One panel: a line per sweep (variant), each in its colour, memory on a twin axis."""
+    sizes = sorted({p["bs"] for sw in sws for p in sw["points"]})
+    mem_ax = ax.twinx()
+    names = [f"{sw['row'].get('variant') or 'stock'}: " if len(sws) > 1 else "" for sw in sws]
+    for i, (sw, name) in enumerate(zip(sws, names)):
+        _sat_lines(ax, sw, SWEEP_COLOURS[i % len(SWEEP_COLOURS)], name, mem_ax)
+    _sat_marks(ax, sws, names, threshold)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes], fontsize=9)
     ax.minorticks_off()
     ax.set_xlim(min(sizes) / 1.25, max(sizes) * 1.25)
     ax.set_ylim(bottom=0)
-    _sat_marks(ax, sw, threshold)
-    ax.set_xlabel(f"batch per {unit(sw['row'])} (log2 scale)", fontsize=9)
+    one = unit(sws[0]["row"])
+    if mem_ax.get_lines():
+        mem_ax.set_ylabel(f"peak memory per {one} (MB)", fontsize=9, color=MEM_COLOUR)
+        mem_ax.set_ylim(bottom=0)
+        ax.set_zorder(mem_ax.get_zorder() + 1)   # the marks' labels and the legend over the memory lines
+        ax.patch.set_visible(False)
+    else:
+        mem_ax.set_axis_off()
+    ax.set_xlabel(f"batch per {one} (log2 scale)", fontsize=9)
     ax.set_ylabel("training images/s", fontsize=9)
-    ax.set_title(sw["title"], fontsize=10, fontweight="bold", loc="left")
+    row = sws[0]["row"]
+    ax.set_title(title({**row, "variant": None}) if len(sws) > 1 else sws[0]["title"], fontsize=10,
+                 fontweight="bold", loc="left")
     ax.grid(color="#dddddd", linewidth=0.8)
-    ax.legend(handles=ax.get_lines() + extra, loc="upper left", fontsize=8, frameon=False)
+    ax.legend(handles=ax.get_lines() + mem_ax.get_lines(), loc="upper left", fontsize=8, frameon=False)
 
 
 def build_saturation_chart(sweeps, threshold, title_note=None):
-    """The saturation.png Figure (Agg): a panel per batch sweep (segbench.saturation.sweeps):
-    images/s against batch per GPU on a log2 axis, per GPU too with several GPUs, peak memory on a
-    twin axis (dashed), the saturation batch and the out-of-memory size marked. Caller closes it."""
+    """The saturation.png Figure (Agg): a panel per model, mode, precision, GPUs and device, with a
+    line per batch sweep (segbench.saturation.sweeps; stock and each tuned variant): images/s
+    against batch per GPU on a log2 axis, per GPU too with several GPUs, peak memory on a twin axis
+    (dashed), the saturation batch and the out-of-memory size marked. Caller closes it."""
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    n = max(len(sweeps), 1)
+    panels = _panels(sweeps)
+    n = max(len(panels), 1)
     fig, axes = plt.subplots(n, 1, figsize=(10, min(3.8 * n + 0.8, 300.0)), dpi=CHART_DPI,
                              layout="constrained", squeeze=False)
-    for ax, sw in zip(axes[:, 0], sweeps):
-        _sat_panel(ax, sw, threshold)
+    for ax, sws in zip(axes[:, 0], panels):
+        _sat_panel(ax, sws, threshold)
     rule = (f"saturation: the first batch from which the doubling to the next measured size adds "
             f"<{100 * threshold:g}%; out of memory ends the curve")
     fig.suptitle("segbench: training throughput against batch size\n" + "\n".join(

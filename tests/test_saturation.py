@@ -298,3 +298,30 @@ def test_title_names_the_device(tmp_path):
     titles = [sw["title"] for sw in saturation.sweeps(results.load_cases(d))]
     assert titles == ["fastscnn · sp · fp32 · 1 GPU · GPU (name not recorded)",
                       "fastscnn [crop64x128_li2] (CPU profile) · sp · fp32 · 1 process · CPU"]
+
+
+def test_stock_and_tuned_sweeps_of_a_model_share_one_panel(tmp_path):
+    import matplotlib.pyplot as plt
+
+    d = tmp_path / "res"
+    for bs, images, mem in SWEEP[:4]:
+        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1_tuned_li2", 2 * images,
+                   **case_stats(bs, mem, 2 * images))
+        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1_li2", images, **case_stats(bs, mem, images))
+    for bs in (2, 8):
+        write_case(d, f"ocrnet_hrnetw48_sp_bs{bs}_fp32_1", 5.0 * bs, **case_stats(bs, 9000.0, 5.0 * bs))
+    sws = saturation.sweeps(results.load_cases(d))
+    assert len(sws) == 3   # the tables keep a sweep per variant
+    fig = chart.build_saturation_chart(sws, 0.05)
+    try:
+        fast, ocr = [ax for ax in fig.axes if ax.get_title(loc="left")]
+        assert fast.get_title(loc="left") == "fastscnn · sp · fp32 · 1 GPU · NVIDIA H200"
+        rates = {ln.get_label(): ln for ln in fast.get_lines() if ln.get_label().endswith("images/s")}
+        assert sorted(rates) == ["li2: images/s", "tuned_li2: images/s"]
+        assert list(rates["tuned_li2: images/s"].get_ydata()) == [2 * i for _, i, _ in SWEEP[:4]]
+        assert rates["li2: images/s"].get_color() != rates["tuned_li2: images/s"].get_color()
+        # both saturate at 64: a line each, one label naming both
+        assert [t.get_text().strip() for t in fast.texts] == ["li2, tuned_li2: doubling adds <5%"]
+        assert [ln.get_label() for ln in ocr.get_lines()] == ["images/s"]   # alone: labels as before
+    finally:
+        plt.close(fig)
