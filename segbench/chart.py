@@ -9,7 +9,7 @@ build_saturation_chart(sweeps, threshold, note) -> the saturation.png Figure
 
 from __future__ import annotations
 
-from segbench.results import case_label, is_cpu_profile
+from segbench.results import case_label, is_cpu_profile, join_variant, variant_tokens
 from segbench.saturation import OOM_TEXT, title
 from segbench.tables import (failed_text, fmt_rate, model_key, scaling, scaling_note, sort_key, unit,
                              units)
@@ -210,6 +210,20 @@ def _panels(sweeps):
     return [sorted(sws, key=order) for sws in panels.values()]
 
 
+def _names(sws):
+    """Short names of a panel's sweeps, for the legend: their variants less the tokens they all
+    share, a tuned token as ``tuned`` (``stock`` for none); the full variants go under the title.
+    Two sweeps that would share a short name keep their tuned tokens whole."""
+    toks = [variant_tokens(sw["row"].get("variant") or "") for sw in sws]
+    shared = {k for k in toks[0] if all(t.get(k) == toks[0][k] for t in toks)} if len(sws) > 1 else set()
+
+    def name(t, whole):
+        return join_variant({k: v if whole or k != "tuned" else "tuned"
+                             for k, v in t.items() if k not in shared}) or "stock"
+    short = [name(t, False) for t in toks]
+    return short if len(set(short)) == len(short) else [name(t, True) for t in toks]
+
+
 def _sat_lines(ax, sw, colour, name, mem_ax):
     """images/s (and per GPU with several) against batch per GPU; flagged sizes ringed orange;
     peak memory dashed on mem_ax. name ("" alone in its panel) prefixes each label."""
@@ -238,8 +252,8 @@ def _sat_lines(ax, sw, colour, name, mem_ax):
 
 
 def _sat_marks(ax, sws, names, threshold):
-    """The saturation batches and out-of-memory sizes: a vertical line each (per sweep, for the
-    legend), one label along it naming the sweeps that share it."""
+    """The saturation batches and out-of-memory sizes: a vertical line each (per sweep, its style,
+    named in the legend) and one label along each batch that has one."""
     foot = ax.get_xaxis_transform()
     styles = ((":", "-"), ("--", "--"), ("-.", "-."), ((0, (1, 1)), (0, (1, 1))))
     marks = {}
@@ -248,25 +262,23 @@ def _sat_marks(ax, sws, names, threshold):
         if sw["saturation"] is not None:
             ax.axvline(sw["saturation"], color=SAT_COLOUR, linestyle=sat_style, linewidth=1.6,
                        label=f"{name}saturation: batch {sw['saturation']}")
-            marks.setdefault(("sat", sw["saturation"]), []).append(name)
+            marks[sw["saturation"], "sat"] = (f"doubling adds <{100 * threshold:g}%", SAT_COLOUR, "left")
         if sw["oom"] is not None:
             ax.axvline(sw["oom"], color=OOM_COLOUR, linewidth=1.6, linestyle=oom_style,
                        label=f"{name}{OOM_TEXT}: batch {sw['oom']}")
-            marks.setdefault(("oom", sw["oom"]), []).append(name)
-    for (kind, x), who in marks.items():
-        prefix = ", ".join(n.rstrip(": ") for n in who if n)
-        prefix = f"{prefix}: " if prefix else ""
-        text, colour, ha = ((f"doubling adds <{100 * threshold:g}%", SAT_COLOUR, "left") if kind == "sat"
-                            else (OOM_TEXT, OOM_COLOUR, "right"))
-        ax.text(x, 0.03, f" {prefix}{text}", transform=foot, color=colour, fontsize=9, rotation=90,
+            marks[sw["oom"], "oom"] = (OOM_TEXT, OOM_COLOUR, "right")
+    for (x, _kind), (text, colour, ha) in marks.items():
+        ax.text(x, 0.03, f" {text}", transform=foot, color=colour, fontsize=9, rotation=90,
                 ha=ha, va="bottom", fontweight="bold", bbox=_LABEL_BOX)
 
 
 def _sat_panel(ax, sws, threshold):
-    """One panel: a line per sweep (variant), each in its colour, memory on a twin axis."""
+    """One panel: a line per sweep (variant), each in its colour, memory on a twin axis; the
+    variants under the title, the legend to the right."""
     sizes = sorted({p["bs"] for sw in sws for p in sw["points"]})
     mem_ax = ax.twinx()
-    names = [f"{sw['row'].get('variant') or 'stock'}: " if len(sws) > 1 else "" for sw in sws]
+    short = _names(sws)
+    names = [f"{n}: " if len(sws) > 1 else "" for n in short]
     for i, (sw, name) in enumerate(zip(sws, names)):
         _sat_lines(ax, sw, SWEEP_COLOURS[i % len(SWEEP_COLOURS)], name, mem_ax)
     _sat_marks(ax, sws, names, threshold)
@@ -279,17 +291,22 @@ def _sat_panel(ax, sws, threshold):
     if mem_ax.get_lines():
         mem_ax.set_ylabel(f"peak memory per {one} (MB)", fontsize=9, color=MEM_COLOUR)
         mem_ax.set_ylim(bottom=0)
-        ax.set_zorder(mem_ax.get_zorder() + 1)   # the marks' labels and the legend over the memory lines
+        ax.set_zorder(mem_ax.get_zorder() + 1)   # the marks' labels over the memory lines
         ax.patch.set_visible(False)
     else:
         mem_ax.set_axis_off()
     ax.set_xlabel(f"batch per {one} (log2 scale)", fontsize=9)
     ax.set_ylabel("training images/s", fontsize=9)
-    row = sws[0]["row"]
-    ax.set_title(title({**row, "variant": None}) if len(sws) > 1 else sws[0]["title"], fontsize=10,
-                 fontweight="bold", loc="left")
+    variants = [f"{s} = {sw['row']['variant']}" if len(sws) > 1 else f"variant {sw['row']['variant']}"
+                for s, sw in zip(short, sws) if sw["row"].get("variant")]
+    ax.set_title(title({**sws[0]["row"], "variant": None}), fontsize=10, fontweight="bold", loc="left",
+                 pad=4 + 11 * len(variants))
+    if variants:
+        ax.text(0.0, 1.01, "\n".join(variants), transform=ax.transAxes, fontsize=7.5, color="#555555",
+                va="bottom", ha="left", linespacing=1.3)
     ax.grid(color="#dddddd", linewidth=0.8)
-    ax.legend(handles=ax.get_lines() + mem_ax.get_lines(), loc="upper left", fontsize=8, frameon=False)
+    ax.legend(handles=ax.get_lines() + mem_ax.get_lines(), loc="upper left", bbox_to_anchor=(1.1, 1.0),
+              fontsize=8, frameon=False)
 
 
 def build_saturation_chart(sweeps, threshold, title_note=None):
@@ -303,7 +320,7 @@ def build_saturation_chart(sweeps, threshold, title_note=None):
 
     panels = _panels(sweeps)
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(n, 1, figsize=(10, min(3.8 * n + 0.8, 300.0)), dpi=CHART_DPI,
+    fig, axes = plt.subplots(n, 1, figsize=(13, min(3.8 * n + 0.8, 300.0)), dpi=CHART_DPI,
                              layout="constrained", squeeze=False)
     for ax, sws in zip(axes[:, 0], panels):
         _sat_panel(ax, sws, threshold)

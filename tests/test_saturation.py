@@ -317,11 +317,23 @@ def test_stock_and_tuned_sweeps_of_a_model_share_one_panel(tmp_path):
         fast, ocr = [ax for ax in fig.axes if ax.get_title(loc="left")]
         assert fast.get_title(loc="left") == "fastscnn · sp · fp32 · 1 GPU · NVIDIA H200"
         rates = {ln.get_label(): ln for ln in fast.get_lines() if ln.get_label().endswith("images/s")}
-        assert sorted(rates) == ["li2: images/s", "tuned_li2: images/s"]
-        assert list(rates["tuned_li2: images/s"].get_ydata()) == [2 * i for _, i, _ in SWEEP[:4]]
-        assert rates["li2: images/s"].get_color() != rates["tuned_li2: images/s"].get_color()
-        # both saturate at 64: a line each, one label naming both
-        assert [t.get_text().strip() for t in fast.texts] == ["li2, tuned_li2: doubling adds <5%"]
+        assert sorted(rates) == ["stock: images/s", "tuned: images/s"]   # short: li2 is shared
+        assert list(rates["tuned: images/s"].get_ydata()) == [2 * i for _, i, _ in SWEEP[:4]]
+        assert rates["stock: images/s"].get_color() != rates["tuned: images/s"].get_color()
+        # both saturate at 64: a line each in the legend, one label along it; the variants in full
+        assert sorted(t.get_text().strip() for t in fast.texts) == ["doubling adds <5%",
+                                                                    "stock = li2\ntuned = tuned_li2"]
+        assert [ln.get_label() for ln in fast.get_lines() if "saturation" in ln.get_label()] == [
+            "stock: saturation: batch 64", "tuned: saturation: batch 64"]
         assert [ln.get_label() for ln in ocr.get_lines()] == ["images/s"]   # alone: labels as before
     finally:
         plt.close(fig)
+
+
+def test_short_names_keep_tuned_sets_apart():
+    def sw(variant):
+        return {"row": {"variant": variant}}
+    assert chart._names([sw("li2"), sw("tuned-foreach+graph_li2")]) == ["stock", "tuned"]
+    assert chart._names([sw(""), sw("tuned-foreach_li2"), sw("tuned-graph_li2")]) == [
+        "stock", "tuned-foreach_li2", "tuned-graph_li2"]   # "tuned" twice: the switches say which
+    assert chart._names([sw("tuned_li2")]) == ["tuned_li2"]   # alone: nothing is shared
