@@ -9,6 +9,9 @@ build_saturation_chart(sweeps, threshold, note) -> the saturation.png Figure
 
 from __future__ import annotations
 
+import re
+
+from segbench import tuned
 from segbench.results import case_label, is_cpu_profile, join_variant, variant_tokens
 from segbench.saturation import OOM_TEXT, title
 from segbench.tables import (failed_text, fmt_rate, model_key, scaling, scaling_note, sort_key, unit,
@@ -16,10 +19,25 @@ from segbench.tables import (failed_text, fmt_rate, model_key, scaling, scaling_
 
 CHART_DPI = 110
 FLAG_COLOUR = "#d35400"
+_SWITCH = "|".join(sorted(tuned.SWITCHES, key=len, reverse=True))
+_SWITCH_LIST = re.compile(rf"\btuned-((?:{_SWITCH})(?:\+(?:{_SWITCH}))*)")
+FAILED_CHARS = 64
+
+
+def short(label):
+    """A label with a tuned token's switch list counted (``tuned (7 switches)``): summary.png's
+    labels stay narrow enough for the bars; the tables and the panel notes name them in full."""
+    return _SWITCH_LIST.sub(lambda m: f"tuned ({m.group(1).count('+') + 1} switches)", label)
+
+
+def _failed_label(row):
+    """FAILED and its reason up to the first parenthesis (torch's OOM text is long), cut short."""
+    text = failed_text(row).split(" (", 1)[0]
+    return text if len(text) <= FAILED_CHARS else text[:FAILED_CHARS - 1] + "…"
 
 
 def _bar_label(row):
-    parts = [case_label(row), row.get("run_mode") or "?",
+    parts = [short(case_label(row)), row.get("run_mode") or "?",
              f"bs{row['batch_size']}" if row.get("batch_size") is not None else "bs?",
              row.get("fp") or "?"]
     g = row.get("gpu_num")
@@ -50,7 +68,7 @@ def _draw_failed(ax, c, y, width):
     from matplotlib.patches import Rectangle
     ax.add_patch(Rectangle((0, y - 0.35), width, 0.7, facecolor="white",
                            edgecolor="#c0392b", hatch="xxx", linewidth=1.0))
-    return ax.annotate(failed_text(c), (width, y), xytext=(5, 0), textcoords="offset points",
+    return ax.annotate(_failed_label(c), (width, y), xytext=(5, 0), textcoords="offset points",
                        va="center", ha="left", fontsize=9, color="#c0392b", fontweight="bold")
 
 
@@ -110,7 +128,7 @@ def _decorate(ax, cases, order, ys, labels, vmax, title_note):
 def _legend(ax, colour, has_cpu, has_err, has_fail):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    handles = [Patch(facecolor=c, label=m) for m, c in colour.items()]
+    handles = [Patch(facecolor=c, label=short(m)) for m, c in colour.items()]
     if has_cpu:
         handles.append(Patch(facecolor="#bbbbbb", hatch="...", edgecolor="#777777",
                              label="CPU profile (not GPU)"))

@@ -71,3 +71,31 @@ def test_demo_chart_layout(tmp_path, n_extra):
         assert_chart_layout(fig)
     finally:
         plt.close(fig)
+
+
+def test_long_tuned_names_and_failure_reasons_keep_the_chart_readable(tmp_path):
+    """A tuned case's switch list and torch's OOM text in full made the tick and value labels so
+    wide that the bars' axes collapsed (summary.png of a tuned batch sweep on an H200)."""
+    import matplotlib.pyplot as plt
+
+    from resultfiles import write_stats
+
+    d = tmp_path / "res"
+    tuned = "tuned-foreach+loader+workers+non_blocking+tf32+graph+window_sync_li2"
+    for bs, v in ((2, 64.5), (16, 85.5), (128, 78.9)):
+        write_speed(d, f"fastscnn_sp_bs{bs}_fp32_1_{tuned}", v)
+    write_speed(d, f"fastscnn_sp_bs256_fp32_1_{tuned}", 0, fail=True)
+    write_stats(d, f"fastscnn_sp_bs256_fp32_1_{tuned}", reason=(
+        "out of GPU memory at batch 256 per GPU (torch.OutOfMemoryError: CUDA out of memory. Tried "
+        "to allocate 9.50 GiB. GPU 0 has a total capacity of 139.80 GiB of which 4.69 GiB is free)"))
+    fig = chart.build_chart(results.load_cases(d))
+    try:
+        fig.canvas.draw()
+        ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert "fastscnn [tuned (7 switches)_li2] · sp · bs2 · fp32 · 1 GPU" in ticks
+        texts = [t.get_text() for t in fig.axes[0].texts if t.get_text()]
+        assert "FAILED: out of GPU memory at batch 256 per GPU" in texts
+        assert fig.axes[0].get_window_extent().width > 0.3 * fig.bbox.width   # the bars have room
+        assert_chart_layout(fig)
+    finally:
+        plt.close(fig)
