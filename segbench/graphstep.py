@@ -63,10 +63,6 @@ class CudaGraphs:
     strict = staticmethod(contextlib.nullcontext)   # a host read fails the capture itself
 
     def capture(self, fn) -> Captured:
-        # the warm-up's cached blocks (its side stream's, the eager pool's) back to the device: the
-        # graph's private pool cannot use them, and at a large batch they are what it runs out of
-        self.torch.cuda.synchronize()
-        self.torch.cuda.empty_cache()
         graph = self.torch.cuda.CUDAGraph()
         # records the kernels, runs none; thread_local: the loader's pin-memory thread may use CUDA
         with self.torch.cuda.graph(graph, capture_error_mode="thread_local"):
