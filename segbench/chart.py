@@ -10,6 +10,7 @@ build_saturation_chart(sweeps, threshold, note) -> the saturation.png Figure
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from segbench import tuned
 from segbench.results import case_label, is_cpu_profile, join_variant, variant_tokens
@@ -27,7 +28,18 @@ FAILED_CHARS = 64
 def short(label):
     """A label with a tuned token's switch list counted (``tuned (7 switches)``): summary.png's
     labels stay narrow enough for the bars; the tables and the panel notes name them in full."""
-    return _SWITCH_LIST.sub(lambda m: f"tuned ({m.group(1).count('+') + 1} switches)", label)
+    def counted(m):
+        n = m.group(1).count("+") + 1
+        return f"tuned ({n} switch{'es' if n > 1 else ''})"
+    return _SWITCH_LIST.sub(counted, label)
+
+
+def _short_map(labels):
+    """{label: short(label)}, but a label whose short form another label shares stays whole (two
+    switch sets of one size)."""
+    out = {label: short(label) for label in labels}
+    shared = Counter(out.values())
+    return {label: s if shared[s] == 1 else label for label, s in out.items()}
 
 
 def _failed_label(row):
@@ -36,8 +48,8 @@ def _failed_label(row):
     return text if len(text) <= FAILED_CHARS else text[:FAILED_CHARS - 1] + "…"
 
 
-def _bar_label(row):
-    parts = [short(case_label(row)), row.get("run_mode") or "?",
+def _bar_label(row, names):
+    parts = [names[case_label(row)], row.get("run_mode") or "?",
              f"bs{row['batch_size']}" if row.get("batch_size") is not None else "bs?",
              row.get("fp") or "?"]
     g = row.get("gpu_num")
@@ -128,7 +140,8 @@ def _decorate(ax, cases, order, ys, labels, vmax, title_note):
 def _legend(ax, colour, has_cpu, has_err, has_fail):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    handles = [Patch(facecolor=c, label=short(m)) for m, c in colour.items()]
+    names = _short_map(colour)
+    handles = [Patch(facecolor=c, label=names[m]) for m, c in colour.items()]
     if has_cpu:
         handles.append(Patch(facecolor="#bbbbbb", hatch="...", edgecolor="#777777",
                              label="CPU profile (not GPU)"))
@@ -168,7 +181,8 @@ def build_chart(cases, title_note=None):
     colour = {m: palette[k % len(palette)]
               for k, m in enumerate(dict.fromkeys(model_key(cases[i]) for i in order))}
     ys, y_end = _y_positions(cases, order)
-    labels = [_bar_label(cases[i]) for i in order]
+    names = _short_map({case_label(c) for c in cases})
+    labels = [_bar_label(cases[i], names) for i in order]
     vmax = max((max(c["images_per_s"], *(c.get("repeats") or [0])) for c in cases if c.get("ok")),
                default=0.0) or 1.0
     longest = max((len(s) for s in labels), default=10)
@@ -210,7 +224,24 @@ SAT_COLOUR, OOM_COLOUR, MEM_COLOUR = "#27ae60", "#c0392b", "#7f8c8d"
 _LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5}
 
 
-SWEEP_COLOURS = ("#1f77b4", "#e377c2", "#17becf", "#8c564b", "#bcbd22", "#9467bd")
+# a sweep's colour says which side it is: blues and browns untuned, pinks and cyans tuned
+STOCK_COLOURS, TUNED_COLOURS = ("#1f77b4", "#8c564b", "#7f7f7f"), ("#e377c2", "#17becf", "#9467bd")
+
+
+def _tuned(sw):
+    return bool(variant_tokens(sw["row"].get("variant") or "").get("tuned"))
+
+
+def _colours(sws):
+    """A colour per sweep of a panel, from its side's palette."""
+    seen = {False: 0, True: 0}
+    out = []
+    for sw in sws:
+        side = _tuned(sw)
+        palette = TUNED_COLOURS if side else STOCK_COLOURS
+        out.append(palette[seen[side] % len(palette)])
+        seen[side] += 1
+    return out
 
 
 def _panels(sweeps):
@@ -222,18 +253,18 @@ def _panels(sweeps):
         key = ((r.get("model") or "").lower(), r.get("run_mode"), r.get("fp"), r.get("gpu_num"),
                r.get("device_name"), is_cpu_profile(r))
         panels.setdefault(key, []).append(sw)
-    def order(sw):
-        variant = sw["row"].get("variant") or ""
-        return "tuned" in variant.split("_"), variant
-    return [sorted(sws, key=order) for sws in panels.values()]
+    return [sorted(sws, key=lambda sw: (_tuned(sw), sw["row"].get("variant") or ""))
+            for sws in panels.values()]
 
 
 def _names(sws):
     """Short names of a panel's sweeps, for the legend: their variants less the tokens they all
-    share, a tuned token as ``tuned`` (``stock`` for none); the full variants go under the title.
-    Two sweeps that would share a short name keep their tuned tokens whole."""
+    share (but a tuned token, always named), a tuned token as ``tuned`` (``stock`` for none); the
+    full variants go under the title. Two sweeps that would share a short name keep their tuned
+    tokens whole."""
     toks = [variant_tokens(sw["row"].get("variant") or "") for sw in sws]
-    shared = {k for k in toks[0] if all(t.get(k) == toks[0][k] for t in toks)} if len(sws) > 1 else set()
+    shared = {k for k in toks[0] if k != "tuned" and all(t.get(k) == toks[0][k] for t in toks)} \
+        if len(sws) > 1 else set()
 
     def name(t, whole):
         return join_variant({k: v if whole or k != "tuned" else "tuned"
@@ -260,13 +291,13 @@ def _sat_lines(ax, sw, colour, name, mem_ax):
                 markeredgewidth=2, linestyle="none", label=f"{name}FLAGGED (busy or noisy host)")
     failed = [p["bs"] for p in sw["points"] if not p["row"].get("ok") and p["status"] != OOM_TEXT]
     if failed:
-        ax.plot(failed, [0] * len(failed), "X", color=OOM_COLOUR, markersize=9, linestyle="none",
-                clip_on=False, label=f"{name}failed (not out of memory)")
+        ax.plot(failed, [0] * len(failed), "X", color=colour, markeredgecolor=OOM_COLOUR, markersize=9,
+                linestyle="none", clip_on=False, label=f"{name}failed (not out of memory)")
     mem = [p for p in ok if p["row"].get("peak_mem_mb") is not None]
     if mem:
         mem_ax.plot([p["bs"] for p in mem], [p["row"]["peak_mem_mb"] for p in mem], "^--",
-                    color=colour if name else MEM_COLOUR, alpha=0.7 if name else 1.0,
-                    label=f"{name}peak MB per {one}")
+                    color=colour if name else MEM_COLOUR, alpha=0.7 if name else 1.0, linewidth=1.0,
+                    markerfacecolor="white", label=f"{name}peak MB per {one}")
 
 
 def _sat_marks(ax, sws, names, threshold):
@@ -297,8 +328,8 @@ def _sat_panel(ax, sws, threshold):
     mem_ax = ax.twinx()
     short = _names(sws)
     names = [f"{n}: " if len(sws) > 1 else "" for n in short]
-    for i, (sw, name) in enumerate(zip(sws, names)):
-        _sat_lines(ax, sw, SWEEP_COLOURS[i % len(SWEEP_COLOURS)], name, mem_ax)
+    for sw, name, colour in zip(sws, names, _colours(sws)):
+        _sat_lines(ax, sw, colour, name, mem_ax)
     _sat_marks(ax, sws, names, threshold)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes], fontsize=9)

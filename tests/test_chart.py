@@ -99,3 +99,10 @@ def test_long_tuned_names_and_failure_reasons_keep_the_chart_readable(tmp_path):
         assert_chart_layout(fig)
     finally:
         plt.close(fig)
+
+
+def test_short_labels_count_switches_and_stay_apart():
+    assert chart.short("fastscnn [tuned-graph_li2]") == "fastscnn [tuned (1 switch)_li2]"
+    assert chart.short("fastscnn [li2]") == "fastscnn [li2]"
+    a, b, c = "m [tuned-foreach+graph]", "m [tuned-loader+graph]", "m [tuned-foreach+loader+graph]"
+    assert chart._short_map([a, b, c]) == {a: a, b: b, c: "m [tuned (3 switches)]"}   # 2 and 2: whole

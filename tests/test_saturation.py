@@ -337,3 +337,15 @@ def test_short_names_keep_tuned_sets_apart():
     assert chart._names([sw(""), sw("tuned-foreach_li2"), sw("tuned-graph_li2")]) == [
         "stock", "tuned-foreach_li2", "tuned-graph_li2"]   # "tuned" twice: the switches say which
     assert chart._names([sw("tuned_li2")]) == ["tuned_li2"]   # alone: nothing is shared
+    # a tuned token both share is still named: neither is "stock"
+    assert chart._names([sw("tuned-foreach_li2"), sw("tuned-foreach_crop64x128_li2")]) == [
+        "tuned", "tuned_crop64x128"]
+
+
+def test_a_sweeps_colour_and_place_say_stock_or_tuned():
+    def sw(variant):
+        return {"row": {"variant": variant, "model": "fastscnn"}, "points": []}
+    [panel] = chart._panels([sw("tuned-foreach+non_blocking_li2"), sw("crop64x128_li2"), sw("li2")])
+    assert [s["row"]["variant"] for s in panel] == ["crop64x128_li2", "li2", "tuned-foreach+non_blocking_li2"]
+    assert chart._colours(panel) == [*chart.STOCK_COLOURS[:2], chart.TUNED_COLOURS[0]]
+    assert chart._colours([sw("tuned-graph_li2")]) == [chart.TUNED_COLOURS[0]]   # alone: still tuned's
