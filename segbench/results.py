@@ -50,9 +50,10 @@ _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skippe
 _STATS_SUFFIX = "_stats.json"
 
 # ${MODEL}_${RUN_MODE}_bs${BS}_${FP}_${NGPU}[_${TOKEN}]...; greedy model => parsed from the right
+# a bad input's name (segbench.case.bad_input_name) has NA for its GPUs and ends in bad<hash>
 _SEGBENCH_NAME = re.compile(
-    r"^(?P<model>.+)_(?P<mode>[A-Za-z0-9]+)_bs(?P<bs>\d+)_(?P<fp>[A-Za-z0-9]+)_(?P<ngpu>\d+)"
-    r"(?:_(?P<tail>.+))?$")
+    r"^(?P<model>.+)_(?P<mode>[A-Za-z0-9]+)_bs(?P<bs>\d+)_(?P<fp>[A-Za-z0-9]+)_(?P<ngpu>\d+|NA)"
+    r"(?:_(?P<tail>.+?))??(?:_bad[0-9a-f]{8})?$")
 # The variant tokens of docs/names.md, in the order a name carries them: a setting that changes
 # the figure and is not the default. A case's variant is the "_"-joined tokens ("" for the seed's
 # settings); a variant is never matched, compared or scaled against another.
@@ -171,7 +172,8 @@ def parse_case_name(name):
     tokens = variant_tokens(m and m["tail"])
     if m and ("other" not in tokens or m["mode"] in ("sp", "mp")):
         out.update(model=m["model"], run_mode=m["mode"], batch_size=int(m["bs"]),
-                   fp=m["fp"], gpu_num=int(m["ngpu"]), tuned=True if "tuned" in tokens else None,
+                   fp=m["fp"], gpu_num=None if m["ngpu"] == "NA" else int(m["ngpu"]),
+                   tuned=True if "tuned" in tokens else None,
                    variant=join_variant(tokens))
         return out
     parts = base.split("_")

@@ -87,6 +87,11 @@ def test_sidecar_overrides_name_and_subdirs_one_level(tmp_path):
      "tuned_nobench"),
     # a token this version does not know: still its own variant, the head still parsed
     ("fastscnn_sp_bs2_fp32_1_zz9_li2", ("fastscnn", "sp", 2, "fp32", 1), "zz9_li2"),
+    # bad input's names (launch's bad_input_name): NA GPUs, its variant tokens, then bad<hash>
+    ("segformer_b0_sp_bs2_fp32_NA_mmseg0_bad00c553a8", ("segformer_b0", "sp", 2, "fp32", None), "mmseg0"),
+    ("fastscnn_sp_bs2_fp32_NA_tuned_li2_bad0123abcd_speed", ("fastscnn", "sp", 2, "fp32", None),
+     "tuned_li2"),
+    ("fastscnn_xp_bs2_fp32_NA_bada765317c", ("fastscnn", "xp", 2, "fp32", None), ""),
 ])
 def test_parse_case_name(name, expected, variant):
     p = results.parse_case_name(name)
