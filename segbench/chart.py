@@ -289,6 +289,11 @@ def _sat_lines(ax, sw, colour, name, mem_ax):
         ax.plot([p["bs"] for p in flagged], [p["row"]["images_per_s"] for p in flagged], "o",
                 markersize=12, markerfacecolor="none", markeredgecolor=FLAG_COLOUR,
                 markeredgewidth=2, linestyle="none", label=f"{name}FLAGGED (busy or noisy host)")
+    top = next((p for p in ok if p["max"]), None)   # the largest fit below an out-of-memory size
+    if top is not None:
+        ax.plot([top["bs"]], [top["row"]["images_per_s"]], "*", markersize=16, color=colour,
+                markeredgecolor="black", linestyle="none",
+                label=f"{name}largest fit: batch {top['bs']} (the max is {top['bs']}–{sw['oom'] - 1})")
     failed = [p["bs"] for p in sw["points"] if not p["row"].get("ok") and p["status"] != OOM_TEXT]
     if failed:
         ax.plot(failed, [0] * len(failed), "X", color=colour, markeredgecolor=OOM_COLOUR, markersize=9,
@@ -335,7 +340,7 @@ def _sat_panel(ax, sws, threshold):
     ax.set_xticks(sizes, [str(s) for s in sizes], fontsize=9)
     ax.minorticks_off()
     ax.set_xlim(min(sizes) / 1.25, max(sizes) * 1.25)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.08)   # headroom: a star at the top stays whole
     one = unit(sws[0]["row"])
     if mem_ax.get_lines():
         mem_ax.set_ylabel(f"peak memory per {one} (MB)", fontsize=9, color=MEM_COLOUR)

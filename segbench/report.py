@@ -115,10 +115,12 @@ def summary_markdown(cases, source_dir=None, generated=None,
     eff = scaling(cases)
     order = sorted(range(len(cases)), key=lambda i: sort_key(cases[i]))
     n_fail = sum(1 for c in cases if not c.get("ok"))
+    n_oom = sum(1 for c in cases if saturation.is_oom(c))
     n_flag = sum(1 for c in cases if c.get("flagged"))
     lines = ["# segbench training throughput", ""]
     src = f" from `{source_dir}`" if source_dir else ""
-    lines.append(f"Generated {generated}{src}: {len(cases)} case(s), {n_fail} failed, "
+    oom = f" ({n_oom} of them out of memory, as a batch sweep's search expects)" if n_oom else ""
+    lines.append(f"Generated {generated}{src}: {len(cases)} case(s), {n_fail} failed{oom}, "
                  f"{n_flag} flagged.")
     lines.append("")
     every = units(cases)
@@ -130,6 +132,12 @@ def summary_markdown(cases, source_dir=None, generated=None,
                  f"images/J = images per joule and W/{units(cases, plural=False)} = mean watts per "
                  f"{units(cases, plural=False)} over the measured iterations (the GPU's energy "
                  f"counter); flag = FLAGGED when {FLAG_TEXT}.")
+    if any(c.get("variant") for c in cases):
+        lines.append("")
+        lines.append("A section's `[variant]` holds the settings that set its cases apart from the "
+                     "seed's (docs/FORMATS.md): `tuned...` the tuned mode and its switches (a case "
+                     "without it is stock), `li<N>` a log interval of N, `crop<H>x<W>` a crop, "
+                     "`mmseg0` the 0.x stack; a variant is only compared with itself.")
     lines += _energy_note(cases)
     models = list(dict.fromkeys(model_key(cases[i]) for i in order))
     align = "lrlrrrrrrrrrll"

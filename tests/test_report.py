@@ -30,6 +30,9 @@ def test_tables_and_chart_tell_variants_apart(tmp_path):
     rows = results.load_cases(d)
     md = report.summary_markdown(rows)
     assert "## fastscnn\n" in md and "## fastscnn [crop128x256_li2]\n" in md
+    assert "a case without it is stock" in md and "`li<N>` a log interval of N" in md
+    assert "a case without it is stock" not in report.summary_markdown(rows[:1] if not rows[0]["variant"]
+                                                                       else rows[1:])
     fig = chart.build_chart(rows)
     try:
         ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]

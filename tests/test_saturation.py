@@ -229,8 +229,8 @@ def test_saturation_chart_marks_saturation_and_out_of_memory(tmp_path):
                         and len(ln.get_xdata()) == 2)
         assert vlines == [64, 256]
         assert [ln.get_label() for ln in sp.get_lines()] == [
-            "images/s", "FLAGGED (busy or noisy host)", "saturation: batch 64",
-            "out of memory: batch 256"]
+            "images/s", "FLAGGED (busy or noisy host)", "largest fit: batch 200 (the max is 200–255)",
+            "saturation: batch 64", "out of memory: batch 256"]
         assert [ln.get_label() for ln in mp.get_lines()] == ["images/s (all GPUs)", "images/s per GPU"]
         peak = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() == "peak MB per GPU"]
         assert len(peak) == 2 and peak[0].get_linestyle() == "--"
@@ -349,3 +349,8 @@ def test_a_sweeps_colour_and_place_say_stock_or_tuned():
     assert [s["row"]["variant"] for s in panel] == ["crop64x128_li2", "li2", "tuned-foreach+non_blocking_li2"]
     assert chart._colours(panel) == [*chart.STOCK_COLOURS[:2], chart.TUNED_COLOURS[0]]
     assert chart._colours([sw("tuned-graph_li2")]) == [chart.TUNED_COLOURS[0]]   # alone: still tuned's
+
+
+def test_the_summary_counts_a_sweeps_out_of_memory_sizes_among_the_failed(tmp_path):
+    md = report.summary_markdown(results.load_cases(make_sweep(tmp_path / "res")))
+    assert "7 case(s), 1 failed (1 of them out of memory, as a batch sweep's search expects)" in md
