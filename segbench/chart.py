@@ -12,16 +12,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from segbench import tuned
-from segbench.results import case_label, is_cpu_profile, join_variant, variant_tokens
+from segbench.results import SWITCH_LIST, case_label, is_cpu_profile, join_variant, variant_tokens
 from segbench.saturation import OOM_TEXT, title
 from segbench.tables import (failed_text, fmt_rate, model_key, scaling, scaling_note, sort_key, unit,
                              units)
 
 CHART_DPI = 110
 FLAG_COLOUR = "#d35400"
-_SWITCH = "|".join(sorted(tuned.SWITCHES, key=len, reverse=True))
-_SWITCH_LIST = re.compile(rf"\btuned-((?:{_SWITCH})(?:\+(?:{_SWITCH}))*)")
+_SWITCH_LIST = re.compile(rf"\btuned-({SWITCH_LIST})")
 FAILED_CHARS = 64
 
 

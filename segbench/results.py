@@ -66,8 +66,9 @@ def _alternatives(words):
 
 
 _SWITCH = f"(?:{_alternatives(tuned.SWITCHES)})"
+SWITCH_LIST = rf"{_SWITCH}(?:\+{_SWITCH})*"   # a tuned token's switches: foreach+graph+...
 _TOKEN_PATTERNS = {
-    "tuned": (rf"tuned(?:-{_SWITCH}(?:\+{_SWITCH})*)?(?:-cm(?:{_alternatives(tuned.COMPILE_MODES)}))?"
+    "tuned": (rf"tuned(?:-{SWITCH_LIST})?(?:-cm(?:{_alternatives(tuned.COMPILE_MODES)}))?"
               rf"(?:-cs(?:{_alternatives(tuned.COMPILE_SCOPES)}))?"),
     "crop": r"crop\d+x\d+",
     "li": r"li\d+",
