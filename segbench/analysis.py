@@ -446,6 +446,7 @@ def _sidecar(log_path: str, model_name: str, run: Run, s: _Settings, window: dic
             "warmup": warmup_block(ranks, warmup),
             "memory": {"peak_mb_per_rank": peak_memory(ranks), "peak_from": meta.get("peak_from"),
                        "device_index_per_rank": [r.meta.get("device_index") for r in ranks] or None},
+            "torch_threads_per_rank": [r.meta.get("torch_threads") for r in ranks] or None,
             "flops": flops_block(meta, s.gpus, mean_time, device, precision),
             "energy": energy.summarize([(r.stamps, r.energies) for r in ranks], warmup, s.images,
                                        meta.get("energy_reason") or (None if ranks else

@@ -52,7 +52,7 @@ from segbench.compare import (compare, compare_across_stacks, compare_history, c
                               compare_stacks, split_filters, stacks_markdown)
 from segbench.results import CASE_KEYS, ReportError, is_cpu_profile, load_nonempty
 from segbench.tables import (SCALING_CREDIBLE_MAX, fmt, fmt_rate, md_cell, md_table, model_key, scaling,
-                             scaling_note, sort_key, status_text, units)
+                             scaling_bases, scaling_note, sort_key, status_text, units)
 
 CSV_COLUMNS = CASE_KEYS[:9] + ("scaling_efficiency", "scaling_note") + CASE_KEYS[9:]
 FLAG_TEXT = ("the analysis saw signs that the figure describes a busy or noisy host rather than "
@@ -84,17 +84,17 @@ def _md_model_table(cases, idx, eff):
     return table
 
 
-def _md_notes(rows, effs):
+def _md_notes(rows, effs, bases):
     """Under a table: each flagged row's warnings and each not-credible scaling figure."""
     flagged = [c for c in rows if c.get("flagged")]
     out = ["", f"> **FLAGGED:** {FLAG_TEXT}:"] if flagged else []
     for c in flagged:
         for w in c.get("warnings") or ["flagged (the sidecar lists no warning)"]:
             out.append(f"> - `{c['case']}`: {md_cell(w)}")
-    odd = [(c, e) for c, e in zip(rows, effs) if scaling_note(c, e)]
+    odd = [(c, e, scaling_note(c, e, b)) for c, e, b in zip(rows, effs, bases) if scaling_note(c, e)]
     if odd:
         out += ["", "> **Scaling efficiency above 1:**"]
-        out += [f"> - `{c['case']}`: {e:.2f} is {scaling_note(c, e)}." for c, e in odd]
+        out += [f"> - `{c['case']}`: {e:.2f} is {note}." for c, e, note in odd]
     return out
 
 
@@ -112,7 +112,7 @@ def summary_markdown(cases, source_dir=None, generated=None,
                      saturation_threshold=saturation.DEFAULT_THRESHOLD):
     """The summary.md text for cases (a list from load_cases)."""
     generated = generated or _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    eff = scaling(cases)
+    eff, bases = scaling(cases), scaling_bases(cases)
     order = sorted(range(len(cases)), key=lambda i: sort_key(cases[i]))
     n_fail = sum(1 for c in cases if not c.get("ok"))
     n_oom = sum(1 for c in cases if saturation.is_oom(c))
@@ -149,7 +149,7 @@ def summary_markdown(cases, source_dir=None, generated=None,
                    "peak mem MB", "TFLOP/s", "images/J", f"W/{units(rows, plural=False)}", "status",
                    "flag"]
         lines += ["", f"## {model}", "", md_table(headers, _md_model_table(cases, idx, eff), align)]
-        lines += _md_notes(rows, [eff[i] for i in idx])
+        lines += _md_notes(rows, [eff[i] for i in idx], [bases[i] for i in idx])
         if any(is_cpu_profile(c) for c in rows):
             lines += ["", "> **CPU profile:** rows marked *(CPU profile)* ran with "
                           "`profile = cpu` on the CPU, one CPU process where a GPU would be. "
@@ -162,8 +162,8 @@ def _write_csv(path, cases, eff):
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
-        for c, e in zip(cases, eff):
-            rec = dict(c, scaling_efficiency=e, scaling_note=scaling_note(c, e))
+        for c, e, b in zip(cases, eff, scaling_bases(cases)):
+            rec = dict(c, scaling_efficiency=e, scaling_note=scaling_note(c, e, b))
             out = []
             for k in CSV_COLUMNS:
                 v = rec.get(k)

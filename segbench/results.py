@@ -43,7 +43,7 @@ CASE_KEYS = (
     "images_per_s_per_gpu", "ok", "reason", "failure_kind", "flagged", "warnings", "cv", "peak_mem_mb",
     "peak_from", "tflops", "gpu_busy", "gpu_bound", "images_per_j", "mean_w_per_gpu", "j_per_iter",
     "energy_reason", "repeats",
-    "device", "device_name", "profile", "source",
+    "device", "device_name", "profile", "torch_threads", "source",
 )
 
 _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skipped unread
@@ -422,6 +422,13 @@ def peak_mb(stats):
     return _num(mem)
 
 
+def torch_threads(stats):
+    """The most intra-op threads torch ran in any rank (its meta line), or None."""
+    per_rank = stats.get("torch_threads_per_rank")
+    threads = [n for n in (_int(x) for x in per_rank) if n] if isinstance(per_rank, list) else []
+    return max(threads) if threads else None
+
+
 def _repeat_runs(stats):
     """The figures of a repeated case's runs (a ``repeats`` block or a plain list), or None."""
     reps = stats.get("repeats")
@@ -489,6 +496,7 @@ def _build_row(path, speed, stats):
         "device": _str_or_none(first(stats.get("device"), _get(stats, "case.device"))),
         "device_name": _device_name(stats),
         "profile": _str_or_none(first(stats.get("profile"), _get(stats, "case.profile"))),
+        "torch_threads": torch_threads(stats),
         "source": path,
     }
 

@@ -3,6 +3,7 @@ row, what its processes are (GPUs or CPU processes), the order and grouping of r
 formats and the Markdown table.
 
 scaling(cases)                  -> list (same order) of mp scaling efficiency or None
+scaling_bases(cases)            -> list (same order) of the sp row each efficiency divides by
 """
 
 from __future__ import annotations
@@ -17,28 +18,32 @@ SCALING_CREDIBLE_MAX = 1.05
 
 # --------------------------------------------------------------------------- scaling
 
-def scaling(cases):
-    """Scaling efficiency per case, same order as cases.
-
-    For an mp row: mp images/s / (gpu_num x images/s of the ok sp row with the
-    same model, variant, batch size and precision, and on the same side of the CPU
-    profile).  None for sp rows, failed rows, and mp rows without such an sp row.
-    """
+def scaling_bases(cases):
+    """Per case, the sp row its scaling efficiency divides by (same order as cases): the first ok
+    sp row with the same model, variant, batch size and precision, on the same side of the CPU
+    profile; None for sp rows, failed rows, and mp rows without such an sp row."""
     sp = {}
     for row in cases:
         model, mode, bs, fp, gpus, variant = identity(row)
         if (mode == "sp" and row.get("ok") and (row.get("images_per_s") or 0) > 0
                 and None not in (model, bs, fp)):
-            sp.setdefault((model, variant, bs, fp, is_cpu_profile(row)),
-                          row["images_per_s"] / (gpus or 1))
+            sp.setdefault((model, variant, bs, fp, is_cpu_profile(row)), row)
     out = []
     for row in cases:
         model, mode, bs, fp, gpus, variant = identity(row)
         base = sp.get((model, variant, bs, fp, is_cpu_profile(row)))
-        if mode != "mp" or not row.get("ok") or base is None or not gpus:
-            out.append(None)
-        else:
-            out.append(row["images_per_s"] / (gpus * base))
+        out.append(base if mode == "mp" and row.get("ok") and gpus else None)
+    return out
+
+
+def scaling(cases):
+    """Scaling efficiency per case, same order as cases: mp images/s / (gpu_num x images/s per
+    process of its scaling_bases row); None where there is no such row."""
+    out = []
+    for row, base in zip(cases, scaling_bases(cases)):
+        gpus, base_gpus = identity(row)[4], identity(base)[4] if base else None
+        out.append(None if base is None else
+                   row["images_per_s"] / (gpus * base["images_per_s"] / (base_gpus or 1)))
     return out
 
 
@@ -55,14 +60,21 @@ def units(rows, plural=True):
     return "/".join(words)
 
 
-def scaling_note(row, eff):
-    """Why a scaling efficiency above SCALING_CREDIBLE_MAX is not credible; None when it is."""
+def scaling_note(row, eff, base=None):
+    """Why a scaling efficiency above SCALING_CREDIBLE_MAX is not credible; None when it is. With
+    base (the sp row, scaling_bases), a difference in torch's intra-op threads is named: torchrun
+    gives each mp process OMP_NUM_THREADS=1, an sp process keeps torch's default."""
     if eff is None or eff <= SCALING_CREDIBLE_MAX:
         return None
     one = unit(row)
-    return (f"not credible (above {SCALING_CREDIBLE_MAX:g}): the 1-{one} run was slower than each "
+    note = (f"not credible (above {SCALING_CREDIBLE_MAX:g}): the 1-{one} run was slower than each "
             f"{one} of the {row.get('gpu_num')}-{one} run: a busy host or a different setting "
             f"during the sp run")
+    sp_threads, mp_threads = (base or {}).get("torch_threads"), row.get("torch_threads")
+    if sp_threads and mp_threads and sp_threads != mp_threads:
+        note += (f"; the sp process ran {sp_threads} torch threads, each mp process {mp_threads} "
+                 f"(more threads than free CPUs slow a CPU-bound step)")
+    return note
 
 
 # --------------------------------------------------------------------------- formatting

@@ -94,10 +94,16 @@ def test_mp_case_with_two_cpu_processes(cpu_env):
     assert speed["FINAL_RESULT"] == round(2 * 2 / statistics.mean(times[4:]), 3)
     text = (log_dir / case).read_text(encoding="utf-8")
     assert "Distributed launcher: pytorch" in text and "GPU number: 2" in text
+    metas = []
     for rank in (0, 1):
         lines = (log_dir / f"{case}_iters.rank{rank}.jsonl").read_text().splitlines()
-        assert json.loads(lines[0])["world_size"] == 2
+        metas.append(json.loads(lines[0]))
+        assert metas[-1]["world_size"] == 2
         assert len(lines) == 13
+    # torch's intra-op threads per process, as the trainer saw them: torchrun's OMP_NUM_THREADS=1
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["torch_threads_per_rank"] == [m["torch_threads"] for m in metas]
+    assert stats["torch_threads_per_rank"] == [int(env.get("OMP_NUM_THREADS", 1))] * 2
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -388,6 +388,8 @@ def _check_case(env, case, gpus):
         assert (meta["kind"], meta["stack"]) == ("meta", "mmseg0")
         assert (meta["world_size"], meta["rank"]) == (gpus, rank)
         assert meta["input_shape"] == [2, 3, 64, 128] and meta["flops_per_iter"] > 0
+        assert stats["torch_threads_per_rank"][rank] == meta["torch_threads"] >= 1
+        assert gpus == 1 or meta["torch_threads"] == int(env.get("OMP_NUM_THREADS", 1))  # torchrun's
         assert [x["iter"] for x in iters] == list(range(1, 13))
         assert all(x["time"] > 0 and x["loss"] > 0 for x in iters)
         # mmcv's IterLoader sleeps 2 s at a pass's end, in the gap before an iteration (its

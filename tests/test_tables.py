@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from resultfiles import by_case, make_busy_cpu_suite, make_results, md_row, write_case
+from resultfiles import by_case, make_busy_cpu_suite, make_results, md_row, sidecar, write_case
 from segbench import chart, compare, report, results, tables
 
 
@@ -72,3 +72,31 @@ def test_scaling_within_the_tolerance_stays_plain(tmp_path):
     assert md_row(md, ["mp", "2", "fp32", "2", "21.20", "10.60", "1.06 (not credible)"])
     assert "the 1-GPU run was slower than each GPU of the 2-GPU run" in md
     assert "| GPUs | images/s | images/s/GPU |" in md
+
+
+def test_a_thread_difference_between_sp_and_mp_is_named_in_the_scaling_note(tmp_path):
+    """torchrun gives each mp process OMP_NUM_THREADS=1 and sp keeps torch's default: on a busy
+    CPU host that, not the host alone, can make the sp run slow. The note says so, from the
+    sidecars' per-rank thread counts (the meta lines' torch_threads)."""
+    d = tmp_path / "res"
+    cpu = {"device": "cpu", "profile": "cpu"}
+    write_case(d, "fastscnn_sp_bs2_fp32_1", 0.24, **sidecar(**cpu), torch_threads_per_rank=[2])
+    write_case(d, "fastscnn_mp_bs2_fp32_2", 7.7, **sidecar(gpus=2, **cpu),
+               torch_threads_per_rank=[1, 1])
+    write_case(d, "segformer_b0_sp_bs2_fp32_1", 1.0, **sidecar(**cpu), torch_threads_per_rank=[1])
+    write_case(d, "segformer_b0_mp_bs2_fp32_2", 6.0, **sidecar(gpus=2, **cpu),
+               torch_threads_per_rank=[1, 1])
+    rows = by_case(results.load_cases(d))
+    assert rows["fastscnn_sp_bs2_fp32_1"]["torch_threads"] == 2
+    assert rows["fastscnn_mp_bs2_fp32_2"]["torch_threads"] == 1
+    paths = report.write_report(d, tmp_path / "out")
+    md = Path(paths["md"]).read_text()
+    threads = "the sp process ran 2 torch threads, each mp process 1"
+    fast = [line for line in md.splitlines() if line.startswith("> - `fastscnn_mp")]
+    seg = [line for line in md.splitlines() if line.startswith("> - `segformer_b0_mp")]
+    assert len(fast) == 1 and threads in fast[0]
+    assert len(seg) == 1 and "torch threads" not in seg[0]   # the same threads: nothing to name
+    with open(paths["csv"], newline="") as fh:
+        c = by_case(csv.DictReader(fh))
+    assert threads in c["fastscnn_mp_bs2_fp32_2"]["scaling_note"]
+    assert c["fastscnn_sp_bs2_fp32_1"]["torch_threads"] == "2"

@@ -172,6 +172,7 @@ class SegbenchIterHook0(Hook):
                      "device_name": torch.cuda.get_device_name() if cuda else "cpu",
                      "device_index": torch.cuda.current_device() if cuda else None,
                      "cpus": env.cpu_ranges(os.sched_getaffinity(0)),
+                     "torch_threads": torch.get_num_threads(),
                      "batch_size": shape[0] if shape else None, "input_shape": shape,
                      "precision": self.precision, "flops_per_iter": flops, "flops_error": err,
                      "data_time_source": "gap", **train_set(runner),
