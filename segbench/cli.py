@@ -36,7 +36,7 @@ def _run(argv: list[str]) -> int:
     p.add_argument("case", nargs="*", metavar=" ".join(RUN_ARGS))
     knobs.add_flags(p)
     a = p.parse_args(argv)
-    return launch.main(a.case, knobs.environ_from(a, os.environ))
+    return launch.main(a.case, knobs.environ_from(a, os.environ), prog="segbench run")
 
 
 def _suite(argv: list[str]) -> int:

@@ -374,12 +374,12 @@ class CaseLock:
         self.fh.close()
 
 
-def _write_bad_input(argv: list[str], message: str, environ) -> int:
+def _write_bad_input(argv: list[str], message: str, environ, prog: str = "run_benchmark.sh") -> int:
     """Bad input still leaves a log and a failing speed file (when a log dir is usable). The case
     record states only what was given: ``run_mode`` as given, ``gpu_num`` the count of
     CUDA_VISIBLE_DEVICES (null when unset or empty), the knobs given."""
     from segbench import analysis
-    print(f"run_benchmark.sh: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {message}", file=sys.stderr)
     log_dir = Path(environ.get("TRAIN_LOG_DIR") or os.getcwd())
     name = bad_input_name(argv, environ)
     model = _safe_name(argv[0]) if argv else "NA"
@@ -397,7 +397,7 @@ def _write_bad_input(argv: list[str], message: str, environ) -> int:
         res = analysis.analyze(log, model)
         analysis.write_outputs(res, log_dir / f"{name}_speed")
     except OSError as exc:
-        print(f"run_benchmark.sh: error: could not write the failure record in {log_dir}: "
+        print(f"{prog}: error: could not write the failure record in {log_dir}: "
               f"{exc.strerror or exc}", file=sys.stderr)
     return 2
 
@@ -491,7 +491,8 @@ def final_line(case: Case, res) -> str:
     return "\n".join([line, *("    " + w for w in warnings)])
 
 
-def main(argv: list[str], environ=os.environ) -> int:
+def main(argv: list[str], environ=os.environ, prog: str = "run_benchmark.sh") -> int:
+    """Run one case; ``prog`` names the command in its one-line errors."""
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
@@ -502,8 +503,8 @@ def main(argv: list[str], environ=os.environ) -> int:
             case = parse_case(argv, environ)
             _check_ready(case, environ)
         except BadInput as exc:
-            return _write_bad_input(argv, str(exc), environ)
-        return _run_case(case, argv, environ, stop)
+            return _write_bad_input(argv, str(exc), environ, prog)
+        return _run_case(case, argv, environ, stop, prog)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -518,7 +519,7 @@ def _banner(case: Case) -> str:
             + (pinned or "") + f"log {case.path()}")
 
 
-def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
+def _run_case(case: Case, argv: list[str], environ, stop: dict, prog: str) -> int:
     from segbench import analysis
     case.command = shlex.join(["bash", "run_benchmark.sh", *argv])
     if case.cpu_affinity:
@@ -539,10 +540,10 @@ def _run_case(case: Case, argv: list[str], environ, stop: dict) -> int:
                 analysis.write_outputs(res, case.path("_speed"))
                 _record_history(case, res)
     except BadInput as exc:
-        print(f"run_benchmark.sh: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"run_benchmark.sh: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        print(f"{prog}: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
         return 1
     if stop["signal"] is not None:
         print(final_line(case, res), flush=True)

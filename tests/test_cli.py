@@ -95,7 +95,8 @@ def test_segbench_run_is_a_case(cpu_env, tmp_path):
 def test_segbench_run_bad_input_still_writes_a_failing_speed_file(cpu_env, tmp_path):
     out = _cli("run", "fastscnn", "sp", "fp32", "2", "--log-dir", str(tmp_path), env=cpu_env)
     assert out.returncode == 2
-    assert "missing MAX_ITER NUM_WORKERS" in out.stderr
+    (line,) = [x for x in out.stderr.splitlines() if x.strip()]   # one line, naming this command
+    assert line.startswith("segbench run: error: ") and "missing MAX_ITER NUM_WORKERS" in line
     (speed,) = tmp_path.glob("*_speed")
     assert json.loads(speed.read_text())["JOB_FAIL_FLAG"] == 1
 
