@@ -114,6 +114,18 @@ class Case:
         mmseg0 = [legacy.NAME_TOKEN.lstrip("_")] if self.stack == legacy.LEGACY else []   # last
         return "_".join([stock, *self.tokens, *mmseg0])
 
+    def settings(self) -> dict:
+        """Every setting that makes the case's identity, and the runtime variables it ran with
+        (the history row's ``settings``)."""
+        return {"crop": list(self.crop or self.default_crop or []) or None,
+                "log_interval": self.log_interval, "cudnn_benchmark": self.cudnn_benchmark,
+                "cpu_affinity": self.cpu_affinity, "tuned": list(self.tuned),
+                "compile_mode": self.compile_mode, "compile_scope": self.compile_scope,
+                "profile_window": self.profile_window, "max_iter": self.max_iter,
+                "num_workers": self.num_workers, "repeat": self.repeat,
+                "data_root": str(self.data_root), "nnodes": self.nnodes, "config": self.model,
+                "runtime_env": self.env_info.get("runtime_env") or {}}
+
     @property
     def compile_resolved(self) -> str:
         """torch.compile's mode as run (TUNED_COMPILE_MODE=auto depends on the device and graph)."""

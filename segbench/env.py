@@ -22,6 +22,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from segbench import knobs
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".venv"
 DEFAULT_DATA = REPO / "data" / "cityscapes"
@@ -128,6 +130,7 @@ def collect() -> dict:
         "host_cpus": os.cpu_count(),
         "segbench_commit": _git_commit(),
         "mmcv_flavour": mmcv_flavour(),
+        "runtime_env": knobs.runtime_env(),
     }
     for dist in ("torch", "mmengine", "mmcv", "mmcv-lite", "mmsegmentation", "numpy", "opencv-python",
                  "opencv-python-headless"):

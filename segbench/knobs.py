@@ -4,6 +4,7 @@ variables; the command turns its flags into them, so the two can never mean diff
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -77,3 +78,20 @@ def environ_from(args, base) -> dict:
         if value is not None:
             out[k.env] = value
     return out
+
+
+# Not knobs: environment variables that change how torch, CUDA or NCCL run a step -- its speed,
+# what fits in memory, its numerics -- and stay out of the case's name (the seed's platform parses
+# it): recorded with every figure (segbench.env.collect's runtime_env). A named list, not
+# prefixes: images set PYTORCH_VERSION, NCCL_VERSION and the like, which say nothing about the run.
+RUNTIME_VARS = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF", "PYTORCH_NO_CUDA_MEMORY_CACHING",
+                "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_MAX_CONNECTIONS",
+                "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+                "TORCH_CUDNN_V8_API_DISABLED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "NCCL_ALGO", "NCCL_PROTO", "NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_SHM_DISABLE",
+                "NCCL_NVLS_ENABLE")
+
+
+def runtime_env(environ=os.environ) -> dict:
+    """The RUNTIME_VARS that are set, as set: the part of the environment a figure depends on."""
+    return {k: environ[k] for k in RUNTIME_VARS if k in environ}

@@ -492,7 +492,6 @@ def final_line(case: Case, res) -> str:
 
 
 def main(argv: list[str], environ=os.environ, prog: str = "run_benchmark.sh") -> int:
-    """Run one case; ``prog`` names the command in its one-line errors."""
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
@@ -513,10 +512,12 @@ def main(argv: list[str], environ=os.environ, prog: str = "run_benchmark.sh") ->
 def _banner(case: Case) -> str:
     label = "GPU" if case.profile == "gpu" else "CPU PROFILE (no GPU)"
     pinned = case.cpu_affinity and f"CPUs {env.cpu_ranges(case.cpu_affinity)} (CPU_AFFINITY), "
+    runtime = case.env_info.get("runtime_env") or {}   # knobs.RUNTIME_VARS, set as the case runs
     return (f"[segbench] {case.name}: {label}, {case.gpu_num} process(es), "
             f"crop {'x'.join(map(str, case.crop or case.default_crop or ('?',)))}, "
             + ("" if case.cudnn_benchmark else "cuDNN benchmark OFF (CUDNN_BENCHMARK), ")
-            + (pinned or "") + f"log {case.path()}")
+            + (pinned or "") + "".join(f"{k}={v}, " for k, v in runtime.items())
+            + f"log {case.path()}")
 
 
 def _run_case(case: Case, argv: list[str], environ, stop: dict, prog: str) -> int:
@@ -570,14 +571,8 @@ def _record_history(case: Case, res) -> None:
     """One row in the log dir's results database (segbench.history); a database that cannot be
     written is said, never a reason to fail the case."""
     from segbench import history
-    settings = {"crop": list(case.crop or case.default_crop or []) or None, "log_interval": case.log_interval,
-                "cudnn_benchmark": case.cudnn_benchmark, "cpu_affinity": case.cpu_affinity,
-                "tuned": list(case.tuned), "compile_mode": case.compile_mode,
-                "compile_scope": case.compile_scope, "profile_window": case.profile_window,
-                "max_iter": case.max_iter, "num_workers": case.num_workers, "repeat": case.repeat,
-                "data_root": str(case.data_root), "nnodes": case.nnodes, "config": case.model}
     try:
-        history.append(case.log_dir, res.stats, settings,
+        history.append(case.log_dir, res.stats, case.settings(),
                        _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     except Exception as exc:   # sqlite3.Error, OSError: the JSON files are the record
         print(f"[segbench] {case.name}: results database not written: {exc}", file=sys.stderr)

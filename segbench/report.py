@@ -98,6 +98,17 @@ def _md_notes(rows, effs, bases):
     return out
 
 
+def _runtime_note(rows):
+    """Under a table: the cases that ran with a runtime variable set (knobs.RUNTIME_VARS): it is not
+    in the case's name, and it can change speed or what fits."""
+    odd = [c for c in rows if c.get("runtime_env")]
+    if not odd:
+        return []
+    return ["", "> **Runtime environment:** these cases ran with variables set that change how "
+                "torch, CUDA or NCCL run (not in the name; the sidecar's `env.runtime_env`):"] + [
+        f"> - `{c['case']}`: `{md_cell(c['runtime_env'])}`" for c in odd]
+
+
 def _energy_note(cases):
     """Once per summary: why images/J and W are missing for passed cases, each reason once."""
     reasons = Counter(c.get("energy_reason") or "no reason given" for c in cases
@@ -150,6 +161,7 @@ def summary_markdown(cases, source_dir=None, generated=None,
                    "flag"]
         lines += ["", f"## {model}", "", md_table(headers, _md_model_table(cases, idx, eff), align)]
         lines += _md_notes(rows, [eff[i] for i in idx], [bases[i] for i in idx])
+        lines += _runtime_note(rows)
         if any(is_cpu_profile(c) for c in rows):
             lines += ["", "> **CPU profile:** rows marked *(CPU profile)* ran with "
                           "`profile = cpu` on the CPU, one CPU process where a GPU would be. "

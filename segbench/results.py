@@ -43,7 +43,7 @@ CASE_KEYS = (
     "images_per_s_per_gpu", "ok", "reason", "failure_kind", "flagged", "warnings", "cv", "peak_mem_mb",
     "peak_from", "tflops", "gpu_busy", "gpu_bound", "images_per_j", "mean_w_per_gpu", "j_per_iter",
     "energy_reason", "repeats",
-    "device", "device_name", "profile", "torch_threads", "source",
+    "device", "device_name", "profile", "torch_threads", "runtime_env", "source",
 )
 
 _MAX_SPEED_FILE_BYTES = 64 * 1024  # a speed file is ~250 bytes; logs are skipped unread
@@ -429,6 +429,14 @@ def torch_threads(stats):
     return max(threads) if threads else None
 
 
+def runtime_env(stats):
+    """The sidecar's ``env.runtime_env`` (segbench.knobs.RUNTIME_VARS set as the case ran) as
+    ``K=V`` pairs joined by spaces; None when none was set or the sidecar does not say."""
+    got = _get(stats, "env.runtime_env")
+    pairs = [f"{k}={v}" for k, v in sorted(got.items())] if isinstance(got, dict) else []
+    return " ".join(pairs) or None
+
+
 def _repeat_runs(stats):
     """The figures of a repeated case's runs (a ``repeats`` block or a plain list), or None."""
     reps = stats.get("repeats")
@@ -497,6 +505,7 @@ def _build_row(path, speed, stats):
         "device_name": _device_name(stats),
         "profile": _str_or_none(first(stats.get("profile"), _get(stats, "case.profile"))),
         "torch_threads": torch_threads(stats),
+        "runtime_env": runtime_env(stats),
         "source": path,
     }
 

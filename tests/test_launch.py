@@ -661,3 +661,23 @@ def test_final_line_marks_a_flagged_case(tmp_path):
     assert "passed (FLAGGED: 1 warning): " in launch.final_line(case, one)
     clean = Result(speed=speed, stats={"flagged": False, "warnings": []}, reason=None, exit_code=0)
     assert launch.final_line(case, clean).splitlines() == [lines[0].replace(" (FLAGGED: 2 warnings)", "")]
+
+
+def test_runtime_variables_are_recorded_with_the_figure(cpu_env):
+    """A variable that changes how torch runs (knobs.RUNTIME_VARS) but is no case setting is in the
+    banner, the sidecar's env, the history row's settings and the report; an image's version
+    variables are not."""
+    from segbench import history, report
+    env_ = dict(cpu_env, CROP="64x128", OMP_NUM_THREADS="1", NCCL_VERSION="2.21.5")
+    r = bench(env_, "fastscnn", "sp", "fp32", "2", "12", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "OMP_NUM_THREADS=1, log " in r.stdout and "NCCL_VERSION" not in r.stdout
+    log_dir = Path(env_["TRAIN_LOG_DIR"])
+    case = "fastscnn_sp_bs2_fp32_1" + TINY   # not in the name: the seed's platform parses it
+    stats = json.loads((log_dir / f"{case}_stats.json").read_text())
+    assert stats["env"]["runtime_env"] == {"OMP_NUM_THREADS": "1"}
+    assert stats["torch_threads_per_rank"] == [1]   # what the variable did, from the trainer
+    (row,) = [x for x in history.select(log_dir) if x["case_name"] == case]
+    assert json.loads(row["settings"])["runtime_env"] == {"OMP_NUM_THREADS": "1"}
+    md = Path(report.write_report(log_dir, log_dir / "report")["md"]).read_text()
+    assert f"> - `{case}`: `OMP_NUM_THREADS=1`" in md
