@@ -267,8 +267,9 @@ def _names(sws):
     def name(t, whole):
         return join_variant({k: v if whole or k != "tuned" else "tuned"
                              for k, v in t.items() if k not in shared}) or "stock"
-    short = [name(t, False) for t in toks]
-    return short if len(set(short)) == len(short) else [name(t, True) for t in toks]
+    runtime = [f" {sw['row']['runtime_env']}" if sw["row"].get("runtime_env") else "" for sw in sws]
+    short = [name(t, False) + r for t, r in zip(toks, runtime)]
+    return short if len(set(short)) == len(short) else [name(t, True) + r for t, r in zip(toks, runtime)]
 
 
 def _sat_lines(ax, sw, colour, name, mem_ax):
@@ -351,8 +352,8 @@ def _sat_panel(ax, sws, threshold):
     ax.set_ylabel("training images/s", fontsize=9)
     variants = [f"{s} = {sw['row']['variant']}" if len(sws) > 1 else f"variant {sw['row']['variant']}"
                 for s, sw in zip(short, sws) if sw["row"].get("variant")]
-    ax.set_title(title({**sws[0]["row"], "variant": None}), fontsize=10, fontweight="bold", loc="left",
-                 pad=4 + 11 * len(variants))
+    ax.set_title(title({**sws[0]["row"], "variant": None, "runtime_env": None}), fontsize=10,
+                 fontweight="bold", loc="left", pad=4 + 11 * len(variants))
     if variants:
         ax.text(0.0, 1.01, "\n".join(variants), transform=ax.transAxes, fontsize=7.5, color="#555555",
                 va="bottom", ha="left", linespacing=1.3)

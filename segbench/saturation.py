@@ -54,20 +54,23 @@ def _groups(cases):
         model, mode, bs, fp, gpus, variant = identity(row)
         if model is None or not bs:
             continue
-        by_bs = groups.setdefault((model, mode, fp, gpus, variant, is_cpu_profile(row)), {})
+        # runtime variables (knobs.RUNTIME_VARS) are not in the name but can change what fits
+        key = (model, mode, fp, gpus, variant, is_cpu_profile(row), row.get("runtime_env"))
+        by_bs = groups.setdefault(key, {})
         if bs not in by_bs or (row.get("ok") and not by_bs[bs].get("ok")):
             by_bs[bs] = row
     return [[g[b] for b in sorted(g)] for g in groups.values() if len(g) > 1]
 
 
 def title(row):
-    """model [variant] · mode · precision · N GPUs · device (GPU name or CPU)."""
+    """model [variant] · mode · precision · N GPUs · device (GPU name or CPU) [· runtime variables]."""
     g = row.get("gpu_num")
     gpus = f"{g} {unit(row, g != 1)}" if g is not None else f"? {unit(row, True)}"
     cpu = " (CPU profile)" if is_cpu_profile(row) else ""
     return " · ".join([case_label(row) + cpu, row.get("run_mode") or "?", row.get("fp") or "?", gpus,
                        row.get("device_name") or ("GPU (name not recorded)" if row.get("device") == "cuda"
-                                                  else "device not recorded")])
+                                                  else "device not recorded"),
+                       *filter(None, [row.get("runtime_env")])])
 
 
 def _status(row, oom_at):

@@ -354,3 +354,35 @@ def test_a_sweeps_colour_and_place_say_stock_or_tuned():
 def test_the_summary_counts_a_sweeps_out_of_memory_sizes_among_the_failed(tmp_path):
     md = report.summary_markdown(results.load_cases(make_sweep(tmp_path / "res")))
     assert "7 case(s), 1 failed (1 of them out of memory, as a batch sweep's search expects)" in md
+
+
+def test_a_runtime_variable_makes_its_own_sweep(tmp_path):
+    """PYTORCH_CUDA_ALLOC_CONF is not in the name but changes what fits: a size run with it is no
+    point of the sweep without it (which ran out of memory at that size), and says so."""
+    import matplotlib.pyplot as plt
+
+    d = tmp_path / "res"
+    alloc = {"runtime_env": {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}}
+    for bs, images, mem in SWEEP[:3]:
+        write_case(d, f"fastscnn_sp_bs{bs}_fp32_1", images, **case_stats(bs, mem, images))
+    write_speed(d, "fastscnn_sp_bs128_fp32_1", 0, fail=True)
+    write_stats(d, "fastscnn_sp_bs128_fp32_1", **case_stats(128, 80000.0, reason=OOM_REASON,
+                                                            failure_kind="gpu_oom"))
+    for bs in (64, 128):
+        d2 = d / f"alloc{bs}"   # the same names, another folder: runs with the variable set
+        write_case(d2, f"fastscnn_sp_bs{bs}_fp32_1", 250.0, **case_stats(bs, 7600.0, 250.0,
+                                                                         env={**H200, **alloc}))
+    sws = saturation.sweeps(results.load_cases(d))
+    by_title = {sw["title"]: sw for sw in sws}
+    plain = "fastscnn · sp · fp32 · 1 GPU · NVIDIA H200"
+    assert sorted(by_title) == [plain, plain + " · PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"]
+    assert [p["bs"] for p in by_title[plain]["points"]] == [16, 32, 64, 128]
+    assert by_title[plain]["points"][-1]["status"] == saturation.OOM_TEXT   # not the other's fit
+    fig = chart.build_saturation_chart(sws, 0.05)
+    try:
+        (ax,) = [a for a in fig.axes if a.get_title(loc="left")]
+        assert ax.get_title(loc="left") == plain
+        assert sorted(ln.get_label() for ln in ax.get_lines() if ln.get_label().endswith("images/s")) \
+            == ["stock PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: images/s", "stock: images/s"]
+    finally:
+        plt.close(fig)
