@@ -184,6 +184,9 @@ def _compare_row(b, c, threshold):
     else:
         row["status"] = "ok"
     notes = ["CPU profile on one side only"] if is_cpu_profile(b) != is_cpu_profile(c) else []
+    if b.get("runtime_env") != c.get("runtime_env"):   # not in the name: matched all the same
+        notes.append(f"runtime variables differ: baseline {b.get('runtime_env') or 'none'}, "
+                     f"current {c.get('runtime_env') or 'none'}")
     # a figure the analysis flagged (a busy or noisy host) keeps its flag here too
     notes += [f"FLAGGED {side}" for side, r in (("baseline", b), ("current", c)) if r.get("flagged")]
     row["note"] = "; ".join(notes) or None

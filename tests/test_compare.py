@@ -57,6 +57,19 @@ def test_a_flagged_figure_keeps_its_flag_and_a_reason_its_case(tmp_path):
     assert "FLAGGED current" in compare.compare_markdown(rows, False)
 
 
+def test_a_runtime_variable_on_one_side_is_said(tmp_path):
+    """PYTORCH_CUDA_ALLOC_CONF is not in the name, so the cases still match; the note says it."""
+    base, cur = pair_dirs(tmp_path, 9.9)
+    write_stats(cur, "fastscnn_sp_bs2_fp32_1",
+                env={"runtime_env": {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}})
+    rows, _ = compare.compare(base, cur)
+    r = by_case(rows)["fastscnn_sp_bs2_fp32_1"]
+    assert r["note"] == ("runtime variables differ: baseline none, "
+                         "current PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True")
+    same, _ = compare.compare(cur, cur)
+    assert by_case(same)["fastscnn_sp_bs2_fp32_1"]["note"] is None
+
+
 def test_compare_matches_by_identity_not_name(tmp_path):
     base, cur = tmp_path / "base", tmp_path / "cur"
     write_speed(base, "fastscnn_sp_bs2_fp32_1", 10.0, file_name="a_speed")
