@@ -85,13 +85,19 @@ def environ_from(args, base) -> dict:
 # it): recorded with every figure (segbench.env.collect's runtime_env). A named list, not
 # prefixes: images set PYTORCH_VERSION, NCCL_VERSION and the like, which say nothing about the run.
 RUNTIME_VARS = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF", "PYTORCH_NO_CUDA_MEMORY_CACHING",
-                "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_MAX_CONNECTIONS",
+                "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_MAX_CONNECTIONS", "CUDA_MODULE_LOADING",
                 "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
                 "TORCH_CUDNN_V8_API_DISABLED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                 "NCCL_ALGO", "NCCL_PROTO", "NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_SHM_DISABLE",
-                "NCCL_NVLS_ENABLE")
+                "NCCL_NVLS_ENABLE", "NCCL_P2P_LEVEL", "NCCL_BUFFSIZE")
+
+
+RUNTIME_PREFIXES = ("TORCHINDUCTOR_",)   # torch.compile's settings (the tuned compile switch)
 
 
 def runtime_env(environ=os.environ) -> dict:
-    """The RUNTIME_VARS that are set, as set: the part of the environment a figure depends on."""
-    return {k: environ[k] for k in RUNTIME_VARS if k in environ}
+    """The RUNTIME_VARS (and RUNTIME_PREFIXES) that are set, as set: the part of the environment
+    a figure depends on."""
+    return {k: environ[k] for k in (*RUNTIME_VARS, *sorted(k for k in environ
+                                                           if k.startswith(RUNTIME_PREFIXES)))
+            if k in environ}

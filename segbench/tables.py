@@ -20,18 +20,18 @@ SCALING_CREDIBLE_MAX = 1.05
 
 def scaling_bases(cases):
     """Per case, the sp row its scaling efficiency divides by (same order as cases): the first ok
-    sp row with the same model, variant, batch size and precision, on the same side of the CPU
-    profile; None for sp rows, failed rows, and mp rows without such an sp row."""
+    sp row with the same model, variant, batch size, precision and runtime variables, on the same
+    side of the CPU profile; None for sp rows, failed rows, and mp rows without such an sp row."""
     sp = {}
     for row in cases:
         model, mode, bs, fp, gpus, variant = identity(row)
         if (mode == "sp" and row.get("ok") and (row.get("images_per_s") or 0) > 0
                 and None not in (model, bs, fp)):
-            sp.setdefault((model, variant, bs, fp, is_cpu_profile(row)), row)
+            sp.setdefault((model, variant, bs, fp, is_cpu_profile(row), row.get("runtime_env")), row)
     out = []
     for row in cases:
         model, mode, bs, fp, gpus, variant = identity(row)
-        base = sp.get((model, variant, bs, fp, is_cpu_profile(row)))
+        base = sp.get((model, variant, bs, fp, is_cpu_profile(row), row.get("runtime_env")))
         out.append(base if mode == "mp" and row.get("ok") and gpus else None)
     return out
 
@@ -43,7 +43,7 @@ def scaling(cases):
     for row, base in zip(cases, scaling_bases(cases)):
         gpus, base_gpus = identity(row)[4], identity(base)[4] if base else None
         out.append(None if base is None else
-                   row["images_per_s"] / (gpus * base["images_per_s"] / (base_gpus or 1)))
+                   row["images_per_s"] / (gpus * (base["images_per_s"] / (base_gpus or 1))))
     return out
 
 

@@ -22,7 +22,8 @@ def small_data(tmp_path_factory) -> Path:
 @pytest.fixture
 def cpu_env(small_data, tmp_path) -> dict:
     """Environment for a CPU run of run_benchmark.sh: tiny crops, log window of 2 iterations."""
-    env = dict(os.environ)
+    from segbench import knobs
+    env = {k: v for k, v in os.environ.items() if k not in knobs.runtime_env()}   # a host's own
     for k in ("CUDA_VISIBLE_DEVICES", "REPEAT", "PROFILING", "CROP", "MASTER_PORT", "NNODES",
               "SEGBENCH_FAULT", "BENCH_TIMEOUT", "TUNED", "TUNED_PROOF", "STACK"):
         env.pop(k, None)

@@ -219,3 +219,18 @@ def test_main_in_process_returns_codes(tmp_path, capsys):
     assert report.main(["compare", str(base), str(cur), "--threshold", "15%"]) == 0
     assert report.main(["compare", str(base), str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_runtime_variables_are_noted_under_their_model(tmp_path):
+    """A case that ran with a runtime variable set (not in its name) is listed under its table,
+    with the variables; a model whose cases ran without any gets no note."""
+    d = tmp_path / "res"
+    write_case(d, "fastscnn_sp_bs2_fp32_1", 40.0,
+               env={"runtime_env": {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+                                    "CUDA_LAUNCH_BLOCKING": "1"}})
+    write_case(d, "segformer_b0_sp_bs2_fp32_1", 20.0, env={"runtime_env": {}})
+    md = report.summary_markdown(results.load_cases(d))
+    fast, seg = md.split("## segformer_b0")
+    assert ("> - `fastscnn_sp_bs2_fp32_1`: "
+            "`CUDA_LAUNCH_BLOCKING=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`") in fast
+    assert "Runtime environment" not in seg

@@ -378,11 +378,12 @@ def test_a_runtime_variable_makes_its_own_sweep(tmp_path):
     assert sorted(by_title) == [plain, plain + " · PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"]
     assert [p["bs"] for p in by_title[plain]["points"]] == [16, 32, 64, 128]
     assert by_title[plain]["points"][-1]["status"] == saturation.OOM_TEXT   # not the other's fit
-    fig = chart.build_saturation_chart(sws, 0.05)
-    try:
-        (ax,) = [a for a in fig.axes if a.get_title(loc="left")]
-        assert ax.get_title(loc="left") == plain
-        assert sorted(ln.get_label() for ln in ax.get_lines() if ln.get_label().endswith("images/s")) \
-            == ["stock PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: images/s", "stock: images/s"]
-    finally:
-        plt.close(fig)
+    for order in (sws, sws[::-1]):   # the panel's title names no sweep's variables, whichever is first
+        fig = chart.build_saturation_chart(order, 0.05)
+        try:
+            (ax,) = [a for a in fig.axes if a.get_title(loc="left")]
+            assert ax.get_title(loc="left") == plain
+            assert sorted(ln.get_label() for ln in ax.get_lines() if ln.get_label().endswith("images/s")) \
+                == ["stock PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: images/s", "stock: images/s"]
+        finally:
+            plt.close(fig)

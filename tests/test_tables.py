@@ -83,12 +83,13 @@ def test_a_thread_difference_between_sp_and_mp_is_named_in_the_scaling_note(tmp_
     write_case(d, "fastscnn_sp_bs2_fp32_1", 0.24, **sidecar(**cpu), torch_threads_per_rank=[2])
     write_case(d, "fastscnn_mp_bs2_fp32_2", 7.7, **sidecar(gpus=2, **cpu),
                torch_threads_per_rank=[1, 1])
-    write_case(d, "segformer_b0_sp_bs2_fp32_1", 1.0, **sidecar(**cpu), torch_threads_per_rank=[1])
+    write_case(d, "segformer_b0_sp_bs2_fp32_1", 1.0, **sidecar(**cpu), torch_threads_per_rank=[2])
     write_case(d, "segformer_b0_mp_bs2_fp32_2", 6.0, **sidecar(gpus=2, **cpu),
-               torch_threads_per_rank=[1, 1])
+               torch_threads_per_rank=[1, 2])   # a row's count: the most of any rank
     rows = by_case(results.load_cases(d))
     assert rows["fastscnn_sp_bs2_fp32_1"]["torch_threads"] == 2
     assert rows["fastscnn_mp_bs2_fp32_2"]["torch_threads"] == 1
+    assert rows["segformer_b0_mp_bs2_fp32_2"]["torch_threads"] == 2
     paths = report.write_report(d, tmp_path / "out")
     md = Path(paths["md"]).read_text()
     threads = "the sp process ran 2 torch threads, each mp process 1"
@@ -100,3 +101,16 @@ def test_a_thread_difference_between_sp_and_mp_is_named_in_the_scaling_note(tmp_
         c = by_case(csv.DictReader(fh))
     assert threads in c["fastscnn_mp_bs2_fp32_2"]["scaling_note"]
     assert c["fastscnn_sp_bs2_fp32_1"]["torch_threads"] == "2"
+
+
+def test_an_sp_run_with_other_runtime_variables_is_no_scaling_base(tmp_path):
+    d = tmp_path / "res"
+    alloc = {"env": {"runtime_env": {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}}}
+    write_case(d, "fastscnn_sp_bs2_fp32_1", 10.0, **sidecar(), **alloc)
+    write_case(d, "fastscnn_mp_bs2_fp32_2", 18.0, **sidecar(gpus=2))
+    write_case(d, "segformer_b0_sp_bs2_fp32_1", 10.0, **sidecar(), **alloc)
+    write_case(d, "segformer_b0_mp_bs2_fp32_2", 18.0, **sidecar(gpus=2), **alloc)
+    rows = results.load_cases(d)
+    eff = dict(zip((r["case"] for r in rows), tables.scaling(rows)))
+    assert eff["fastscnn_mp_bs2_fp32_2"] is None
+    assert eff["segformer_b0_mp_bs2_fp32_2"] == pytest.approx(0.9)
