@@ -23,6 +23,13 @@ from segbench import configs, env, legacy, tuned
 
 USAGE = ("usage: CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh MODEL RUN_MODE FP_ITEM BS MAX_ITER "
          "NUM_WORKERS   (e.g. fastscnn sp fp32 2 500 5)")
+
+
+def usage(prog: str = "run_benchmark.sh") -> str:
+    """The usage line of the command that was run: run_benchmark.sh's, or ``segbench run``'s."""
+    return USAGE if prog == "run_benchmark.sh" else USAGE.replace(
+        "CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh", prog).replace(
+        "NUM_WORKERS ", "NUM_WORKERS [knob flags] ")
 RUN_MODES = ("sp", "mp")
 SKIP_WINDOWS = 4
 
@@ -34,7 +41,12 @@ KNOBS = ("TRAIN_LOG_DIR", "CUDA_VISIBLE_DEVICES", "DEVICE", "MP_PROCS", "NNODES"
 
 
 class BadInput(ValueError):
-    """The case cannot run as asked; the message is the one line the user sees."""
+    """The case cannot run as asked; the message is the one line the user sees. ``usage``: the
+    arguments themselves are wrong, so the command's usage line follows the message."""
+
+    def __init__(self, message: str, usage: bool = False):
+        super().__init__(message)
+        self.usage = usage
 
 
 @dataclass
@@ -241,10 +253,10 @@ def parse_case(argv: list[str], environ=os.environ) -> Case:
     """The six positional arguments + environment knobs -> a validated Case (no torch needed)."""
     if len(argv) < 6:
         names = ["MODEL", "RUN_MODE", "FP_ITEM", "BS", "MAX_ITER", "NUM_WORKERS"]
-        raise BadInput(f"missing {' '.join(names[len(argv):])}; {USAGE}")
+        raise BadInput(f"missing {' '.join(names[len(argv):])}", usage=True)
     if len(argv) > 6:
         raise BadInput(f"too many arguments ({len(argv)}, expected 6): "
-                       f"unexpected {' '.join(argv[6:])!r}; {USAGE}")
+                       f"unexpected {' '.join(argv[6:])!r}", usage=True)
     model, run_mode, fp_item = argv[0], argv[1], argv[2]
     try:
         configs.config_path(model)

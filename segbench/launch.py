@@ -62,7 +62,7 @@ from pathlib import Path
 from segbench import configs, env, failure, legacy, proof
 from segbench.case import (KNOBS, RUN_MODES, SKIP_WINDOWS, USAGE, BadInput, Case,  # noqa: F401
                            _env_int, _given, _safe_name, _visible_requested, bad_input_name, first_host,
-                           parse_case, raw_case_name)
+                           parse_case, raw_case_name, usage)
 from segbench.train import ERROR_TAG
 
 RECORD = "[segbench] "
@@ -502,7 +502,8 @@ def main(argv: list[str], environ=os.environ, prog: str = "run_benchmark.sh") ->
             case = parse_case(argv, environ)
             _check_ready(case, environ)
         except BadInput as exc:
-            return _write_bad_input(argv, str(exc), environ, prog)
+            message = f"{exc}; {usage(prog)}" if exc.usage else str(exc)
+            return _write_bad_input(argv, message, environ, prog)
         return _run_case(case, argv, environ, stop, prog)
     finally:
         for s, h in old.items():

@@ -97,6 +97,9 @@ def test_segbench_run_bad_input_still_writes_a_failing_speed_file(cpu_env, tmp_p
     assert out.returncode == 2
     (line,) = [x for x in out.stderr.splitlines() if x.strip()]   # one line, naming this command
     assert line.startswith("segbench run: error: ") and "missing MAX_ITER NUM_WORKERS" in line
+    # the usage line is this command's: its arguments and flags, not run_benchmark.sh's
+    assert "usage: segbench run MODEL RUN_MODE FP_ITEM BS MAX_ITER NUM_WORKERS [knob flags]" in line
+    assert "run_benchmark.sh" not in line
     (speed,) = tmp_path.glob("*_speed")
     assert json.loads(speed.read_text())["JOB_FAIL_FLAG"] == 1
 

@@ -124,6 +124,8 @@ def test_bad_input_one_line_error_and_failing_speed_file(cpu_env, args, needle):
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(err) == 1, r.stderr
     assert needle in err[0] and err[0].startswith("run_benchmark.sh: error: ")
+    # wrong arguments: run_benchmark.sh's usage line follows; any other bad input: the message alone
+    assert ("usage: CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh MODEL" in err[0]) == (len(args) != 6)
     name = launch.bad_input_name(args, cpu_env)
     log_dir = Path(cpu_env["TRAIN_LOG_DIR"])
     speed = json.loads((log_dir / f"{name}_speed").read_text(encoding="utf-8"))
