@@ -21,15 +21,18 @@ from pathlib import Path
 
 from segbench import configs, env, legacy, tuned
 
-USAGE = ("usage: CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh MODEL RUN_MODE FP_ITEM BS MAX_ITER "
-         "NUM_WORKERS   (e.g. fastscnn sp fp32 2 500 5)")
+RUN_ARGS = ("MODEL", "RUN_MODE", "FP_ITEM", "BS", "MAX_ITER", "NUM_WORKERS")   # the six positionals
 
 
 def usage(prog: str = "run_benchmark.sh") -> str:
-    """The usage line of the command that was run: run_benchmark.sh's, or ``segbench run``'s."""
-    return USAGE if prog == "run_benchmark.sh" else USAGE.replace(
-        "CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh", prog).replace(
-        "NUM_WORKERS ", "NUM_WORKERS [knob flags] ")
+    """The usage line of the command that was run: run_benchmark.sh's (knobs as environment
+    variables), or another's such as ``segbench run`` (knobs as flags)."""
+    head, tail = (("CUDA_VISIBLE_DEVICES=0 bash run_benchmark.sh", "") if prog == "run_benchmark.sh"
+                  else (prog, " [knob flags]"))
+    return f"usage: {head} {' '.join(RUN_ARGS)}{tail}   (e.g. fastscnn sp fp32 2 500 5)"
+
+
+USAGE = usage()
 RUN_MODES = ("sp", "mp")
 SKIP_WINDOWS = 4
 
@@ -252,8 +255,7 @@ def _duration(environ, name: str, default: float) -> float:
 def parse_case(argv: list[str], environ=os.environ) -> Case:
     """The six positional arguments + environment knobs -> a validated Case (no torch needed)."""
     if len(argv) < 6:
-        names = ["MODEL", "RUN_MODE", "FP_ITEM", "BS", "MAX_ITER", "NUM_WORKERS"]
-        raise BadInput(f"missing {' '.join(names[len(argv):])}", usage=True)
+        raise BadInput(f"missing {' '.join(RUN_ARGS[len(argv):])}", usage=True)
     if len(argv) > 6:
         raise BadInput(f"too many arguments ({len(argv)}, expected 6): "
                        f"unexpected {' '.join(argv[6:])!r}", usage=True)

@@ -22,11 +22,9 @@ import sys
 
 from segbench import knobs
 
-RUN_ARGS = ("MODEL", "RUN_MODE", "FP_ITEM", "BS", "MAX_ITER", "NUM_WORKERS")
-
-
 def _run(argv: list[str]) -> int:
     from segbench import launch
+    from segbench.case import RUN_ARGS
     p = argparse.ArgumentParser(prog="segbench run", description="Run one benchmark case (what "
                                 "run_benchmark.sh runs); writes the log, <log>_speed and "
                                 "<log>_stats.json. Exit 0 passed, 1 failed, 2 bad input, "
