@@ -91,7 +91,7 @@ def _md_notes(rows, effs, bases):
     for c in flagged:
         for w in c.get("warnings") or ["flagged (the sidecar lists no warning)"]:
             out.append(f"> - `{c['case']}`: {md_cell(w)}")
-    odd = [(c, e, scaling_note(c, e, b)) for c, e, b in zip(rows, effs, bases) if scaling_note(c, e)]
+    odd = [(c, e, note) for c, e, b in zip(rows, effs, bases) if (note := scaling_note(c, e, b))]
     if odd:
         out += ["", "> **Scaling efficiency above 1:**"]
         out += [f"> - `{c['case']}`: {e:.2f} is {note}." for c, e, note in odd]
@@ -123,7 +123,8 @@ def summary_markdown(cases, source_dir=None, generated=None,
                      saturation_threshold=saturation.DEFAULT_THRESHOLD):
     """The summary.md text for cases (a list from load_cases)."""
     generated = generated or _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    eff, bases = scaling(cases), scaling_bases(cases)
+    bases = scaling_bases(cases)
+    eff = scaling(cases, bases)
     order = sorted(range(len(cases)), key=lambda i: sort_key(cases[i]))
     n_fail = sum(1 for c in cases if not c.get("ok"))
     n_oom = sum(1 for c in cases if saturation.is_oom(c))
@@ -170,11 +171,12 @@ def summary_markdown(cases, source_dir=None, generated=None,
     return "\n".join(lines) + "\n"
 
 
-def _write_csv(path, cases, eff):
+def _write_csv(path, cases):
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
-        for c, e, b in zip(cases, eff, scaling_bases(cases)):
+        bases = scaling_bases(cases)
+        for c, e, b in zip(cases, scaling(cases, bases), bases):
             rec = dict(c, scaling_efficiency=e, scaling_note=scaling_note(c, e, b))
             out = []
             for k in CSV_COLUMNS:
@@ -214,7 +216,7 @@ def write_report(dir_in, dir_out=None, saturation_threshold=saturation.DEFAULT_T
     with open(paths["md"], "w", encoding="utf-8") as fh:
         fh.write(summary_markdown(cases, source_dir=dir_in, generated=generated,
                                   saturation_threshold=saturation_threshold))
-    _write_csv(paths["csv"], cases, scaling(cases))
+    _write_csv(paths["csv"], cases)
     shown = dir_in if len(dir_in) <= 60 else "..." + dir_in[-57:]
     note = f"generated {generated} from {shown}; {len(cases)} case(s)"
     write_chart(paths["png"], cases, title_note=note)

@@ -36,11 +36,12 @@ def scaling_bases(cases):
     return out
 
 
-def scaling(cases):
+def scaling(cases, bases=None):
     """Scaling efficiency per case, same order as cases: mp images/s / (gpu_num x images/s per
-    process of its scaling_bases row); None where there is no such row."""
+    process of its scaling_bases row); None where there is no such row. bases: scaling_bases(cases),
+    where the caller has it already."""
     out = []
-    for row, base in zip(cases, scaling_bases(cases)):
+    for row, base in zip(cases, scaling_bases(cases) if bases is None else bases):
         gpus, base_gpus = identity(row)[4], identity(base)[4] if base else None
         out.append(None if base is None else
                    row["images_per_s"] / (gpus * (base["images_per_s"] / (base_gpus or 1))))
